@@ -1,0 +1,96 @@
+//! The command line: one small file per subcommand, each a thin layer over the library.
+//!
+//! Errors from every subcommand come back here and are printed once, on one line, with the
+//! file and the problem, and the process exits with status 2.
+
+pub mod convert_field;
+pub mod demo;
+pub mod stats;
+pub mod synth;
+
+use std::ffi::OsString;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::cache::{default_cache_bytes, parse_bytes, ChunkCache};
+
+#[derive(Parser, Debug)]
+#[command(name = "dvc-stream", version, about = "Digital volume correlation on CT volumes larger than RAM (spam-compatible files)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Make a synthetic pair, run the pipeline on it and report the error against the truth.
+    Demo(demo::DemoArgs),
+    /// Write an exact synthetic pair (speckle texture, known deformation) and its true Φ field.
+    Synth(synth::SynthArgs),
+    /// Shape, type, chunks, pyramid levels and grey-level statistics of a volume, read box by box.
+    Stats(stats::StatsArgs),
+    /// Convert a Φ field between spam TSV, Parquet and VTK.
+    ConvertField(convert_field::ConvertFieldArgs),
+}
+
+/// Options shared by commands that read volumes.
+#[derive(Args, Debug, Clone)]
+pub struct ReadOpts {
+    /// Budget of the decoded-chunk cache (e.g. 256M, 2G). Default: a quarter of RAM, at most 4 GiB.
+    #[arg(long = "cache-bytes", value_name = "SIZE")]
+    pub cache_bytes: Option<String>,
+    /// Print chunk-cache hits, misses and bytes read at the end.
+    #[arg(long)]
+    pub stats: bool,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl ReadOpts {
+    pub fn cache(&self) -> anyhow::Result<Arc<ChunkCache>> {
+        let bytes = match &self.cache_bytes {
+            Some(s) => parse_bytes(s).map_err(|e| anyhow::anyhow!("--cache-bytes: {e}"))?,
+            None => default_cache_bytes(),
+        };
+        Ok(ChunkCache::new(bytes))
+    }
+    pub fn report(&self, cache: &ChunkCache) {
+        if self.stats {
+            eprintln!("{}", cache.stats());
+        }
+    }
+    pub fn progress(&self) -> bool {
+        !self.quiet
+    }
+}
+
+/// Runs the command line and returns the exit status.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Stats(a) => stats::run(a),
+        Command::ConvertField(a) => convert_field::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dvc-stream: error: {}", one_line(&e));
+            2
+        }
+    }
+}
+
+/// An error chain on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}

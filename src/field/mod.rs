@@ -1,0 +1,239 @@
+//! Φ fields: one row per grid node, label or registration, and the files they live in.
+//!
+//! A [`PhiField`] is the in-memory form (positions, Φ, and the status columns every spam
+//! layout carries). [`Layout`] names spam's TSV column layouts (spam-compat.md §2.2);
+//! [`tsv`] reads and writes them byte-compatibly, [`parquet`] holds the typed Arrow table
+//! (written in row groups as results arrive), [`vtk`] the legacy VTK files spam writes.
+
+pub mod format;
+pub mod parquet;
+pub mod tsv;
+pub mod vtk;
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use nalgebra::Vector3;
+
+use crate::phi::{self, Phi};
+
+/// spam's TSV column layouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// (A) spam-reg: one row, NodeNumber = 1.
+    Registration,
+    /// (B) spam-ldic grid.
+    Ldic,
+    /// (C) pixel-search-style grid (pixelSearch, propagate, passPhiField, filterPhiField).
+    PixelSearch,
+    /// (D) as (C) with a `Label` first column.
+    PixelSearchLabels,
+    /// (E) spam-ddic.
+    Ddic,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Registration => "registration",
+            Layout::Ldic => "ldic",
+            Layout::PixelSearch => "pixel-search",
+            Layout::PixelSearchLabels => "pixel-search-labels",
+            Layout::Ddic => "ddic",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Layout> {
+        Some(match s {
+            "registration" => Layout::Registration,
+            "ldic" => Layout::Ldic,
+            "pixel-search" => Layout::PixelSearch,
+            "pixel-search-labels" => Layout::PixelSearchLabels,
+            "ddic" => Layout::Ddic,
+            _ => return None,
+        })
+    }
+    /// Whether rows are labels (first column `Label`).
+    pub fn is_labels(self) -> bool {
+        matches!(self, Layout::PixelSearchLabels | Layout::Ddic)
+    }
+}
+
+/// How the rows of a field are arranged.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FieldKind {
+    /// A single registration.
+    Registration,
+    /// A regular grid, Z-major: nodes per axis and spacing.
+    Grid { dims: [usize; 3], spacing: [f64; 3] },
+    /// One row per label, row k = label k (row 0 = background).
+    Labels,
+}
+
+/// A Φ field with spam's per-row status columns.
+#[derive(Clone, Debug)]
+pub struct PhiField {
+    pub kind: FieldKind,
+    pub layout: Layout,
+    /// NodeNumber or Label of each row.
+    pub ids: Vec<i64>,
+    pub positions: Vec<Vector3<f64>>,
+    pub phis: Vec<Phi>,
+    pub cc: Vec<f64>,
+    pub error: Vec<f64>,
+    pub iterations: Vec<f64>,
+    pub return_status: Vec<f64>,
+    pub delta_phi_norm: Vec<f64>,
+    pub label_dilate: Vec<f64>,
+}
+
+/// One row of a field, for streaming writers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldRow {
+    pub id: i64,
+    pub position: Vector3<f64>,
+    pub phi: Phi,
+    pub cc: f64,
+    pub error: f64,
+    pub iterations: f64,
+    pub return_status: f64,
+    pub delta_phi_norm: f64,
+    pub label_dilate: f64,
+}
+
+impl PhiField {
+    pub fn new(kind: FieldKind, layout: Layout) -> PhiField {
+        PhiField {
+            kind,
+            layout,
+            ids: vec![],
+            positions: vec![],
+            phis: vec![],
+            cc: vec![],
+            error: vec![],
+            iterations: vec![],
+            return_status: vec![],
+            delta_phi_norm: vec![],
+            label_dilate: vec![],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    pub fn push(&mut self, r: FieldRow) {
+        self.ids.push(r.id);
+        self.positions.push(r.position);
+        self.phis.push(r.phi);
+        self.cc.push(r.cc);
+        self.error.push(r.error);
+        self.iterations.push(r.iterations);
+        self.return_status.push(r.return_status);
+        self.delta_phi_norm.push(r.delta_phi_norm);
+        self.label_dilate.push(r.label_dilate);
+    }
+
+    pub fn row(&self, i: usize) -> FieldRow {
+        FieldRow {
+            id: self.ids[i],
+            position: self.positions[i],
+            phi: self.phis[i],
+            cc: self.cc[i],
+            error: self.error[i],
+            iterations: self.iterations[i],
+            return_status: self.return_status[i],
+            delta_phi_norm: self.delta_phi_norm[i],
+            label_dilate: self.label_dilate[i],
+        }
+    }
+
+    /// Multiplies positions and translations by a bin ratio (spam's `-pfb`).
+    pub fn rescale(&mut self, ratio: f64) {
+        if ratio == 1.0 {
+            return;
+        }
+        for i in 0..self.len() {
+            self.positions[i] *= ratio;
+            self.phis[i] = phi::rescale(&self.phis[i], ratio);
+        }
+        if let FieldKind::Grid { spacing, .. } = &mut self.kind {
+            for s in spacing.iter_mut() {
+                *s *= ratio;
+            }
+        }
+    }
+
+    /// Reads a `.tsv` or `.parquet` field, deciding by extension (then by content).
+    pub fn read(path: &Path) -> Result<PhiField> {
+        if !path.exists() {
+            bail!("{}: no such file", path.display());
+        }
+        if format::is_parquet(path) {
+            parquet::read_field(path)
+        } else {
+            tsv::read_field(path)
+        }
+    }
+
+    /// Rebuilds grid metadata (dims, spacing) from positions, as spam does when reading.
+    pub fn grid_from_positions(positions: &[Vector3<f64>]) -> FieldKind {
+        let mut dims = [0usize; 3];
+        let mut spacing = [0f64; 3];
+        for a in 0..3 {
+            let mut v: Vec<f64> = positions.iter().map(|p| p[a]).collect();
+            v.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
+            v.dedup();
+            dims[a] = v.len();
+            // spam: difference of the two smallest distinct values; a single layer's spacing
+            // is its coordinate itself (a quirk kept for compatibility of derived outputs).
+            spacing[a] = if v.len() >= 2 { v[1] - v[0] } else { v.first().copied().unwrap_or(0.0) };
+        }
+        FieldKind::Grid { dims, spacing }
+    }
+}
+
+/// spam's `makeGrid`: node coordinates ns, 2·ns, … strictly below N on each axis (z = 0
+/// only for a 2D image), Z-major.
+pub fn make_grid(shape: [usize; 3], ns: [usize; 3]) -> (Vec<Vector3<f64>>, [usize; 3]) {
+    let axis = |a: usize| -> Vec<f64> {
+        if a == 0 && shape[0] == 1 {
+            return vec![0.0];
+        }
+        let mut v = Vec::new();
+        let mut c = ns[a];
+        while ns[a] > 0 && c < shape[a] {
+            v.push(c as f64);
+            c += ns[a];
+        }
+        v
+    };
+    let (zs, ys, xs) = (axis(0), axis(1), axis(2));
+    let mut pts = Vec::with_capacity(zs.len() * ys.len() * xs.len());
+    for &z in &zs {
+        for &y in &ys {
+            for &x in &xs {
+                pts.push(Vector3::new(z, y, x));
+            }
+        }
+    }
+    (pts, [zs.len(), ys.len(), xs.len()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn make_grid_as_spam() {
+        let (p, d) = make_grid([60, 60, 60], [15, 15, 15]);
+        assert_eq!(d, [3, 3, 3]);
+        assert_eq!(p[0], Vector3::new(15.0, 15.0, 15.0));
+        assert_eq!(p[1], Vector3::new(15.0, 15.0, 30.0));
+        assert_eq!(p[26], Vector3::new(45.0, 45.0, 45.0));
+        let (_, d) = make_grid([1, 50, 40], [10, 10, 10]);
+        assert_eq!(d, [1, 4, 3]);
+    }
+}

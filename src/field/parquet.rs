@@ -1,0 +1,266 @@
+//! Φ fields as typed Arrow tables in Parquet files, for pandas, DuckDB and polars.
+//!
+//! One schema for every field: the id column (`NodeNumber`, or `Label` for label fields),
+//! positions, the 12 Φ entries under spam's names, and the status columns with real types
+//! (`returnStatus` and `iterations` are integers). Key-value metadata records the tool, its
+//! version, the full command line, the parameters as JSON, the image shapes, the bin level
+//! and the layout, so a table says how it was made. Rows are written in row groups as they
+//! arrive: a field is never held whole in memory.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use arrow::array::{Array, ArrayRef, Float64Array, Float64Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use nalgebra::Vector3;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use super::{FieldKind, FieldRow, Layout, PhiField};
+use crate::phi;
+use crate::store::output::PendingOutput;
+
+/// Rows per row group (and per buffered batch).
+pub const ROW_GROUP: usize = 65536;
+
+const FLOAT_COLS: [&str; 15] = [
+    "Zpos", "Ypos", "Xpos", "Fzz", "Fzy", "Fzx", "Zdisp", "Fyz", "Fyy", "Fyx", "Ydisp", "Fxz", "Fxy", "Fxx", "Xdisp",
+];
+
+/// The Arrow schema of a field with the given layout.
+pub fn schema(layout: Layout) -> SchemaRef {
+    let mut fields = vec![Field::new(if layout.is_labels() { "Label" } else { "NodeNumber" }, DataType::Int64, false)];
+    for c in FLOAT_COLS {
+        fields.push(Field::new(c, DataType::Float64, false));
+    }
+    fields.push(Field::new("pixelSearchCC", DataType::Float64, false));
+    fields.push(Field::new("error", DataType::Float64, false));
+    fields.push(Field::new("iterations", DataType::Int32, false));
+    fields.push(Field::new("returnStatus", DataType::Int32, false));
+    fields.push(Field::new("deltaPhiNorm", DataType::Float64, false));
+    fields.push(Field::new("LabelDilate", DataType::Int32, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Provenance stored in the file's key-value metadata.
+#[derive(Clone, Debug, Default)]
+pub struct FieldMeta {
+    pub tool: String,
+    pub command_line: String,
+    pub parameters: serde_json::Value,
+    pub image_shapes: Vec<[usize; 3]>,
+    pub bin: usize,
+}
+
+impl FieldMeta {
+    /// Metadata for the running command.
+    pub fn for_command(tool: &str, parameters: serde_json::Value) -> FieldMeta {
+        FieldMeta {
+            tool: tool.to_string(),
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            parameters,
+            image_shapes: vec![],
+            bin: 1,
+        }
+    }
+}
+
+fn kv(k: &str, v: String) -> KeyValue {
+    KeyValue::new(format!("dvc_stream.{k}"), v)
+}
+
+/// A Parquet field being written row group by row group.
+pub struct ParquetWriter {
+    pending: PendingOutput,
+    writer: ArrowWriter<File>,
+    layout: Layout,
+    schema: SchemaRef,
+    rows: Vec<FieldRow>,
+}
+
+impl ParquetWriter {
+    pub fn create(path: &Path, layout: Layout, kind: &FieldKind, meta: &FieldMeta) -> Result<ParquetWriter> {
+        let pending = PendingOutput::new(path, true)?;
+        let file = File::create(pending.path()).with_context(|| format!("{}: cannot create", path.display()))?;
+        let (kind_s, dims, spacing) = match kind {
+            FieldKind::Registration => ("registration", [1, 1, 1], [0.0; 3]),
+            FieldKind::Grid { dims, spacing } => ("grid", *dims, *spacing),
+            FieldKind::Labels => ("labels", [0, 0, 0], [0.0; 3]),
+        };
+        let meta_kv = vec![
+            kv("tool", meta.tool.clone()),
+            kv("version", env!("CARGO_PKG_VERSION").to_string()),
+            kv("command_line", meta.command_line.clone()),
+            kv("parameters", meta.parameters.to_string()),
+            kv("image_shapes", serde_json::to_string(&meta.image_shapes).unwrap()),
+            kv("bin", meta.bin.to_string()),
+            kv("layout", layout.name().to_string()),
+            kv("kind", kind_s.to_string()),
+            kv("grid_dims", serde_json::to_string(&dims).unwrap()),
+            kv("grid_spacing", serde_json::to_string(&spacing).unwrap()),
+        ];
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+            .set_max_row_group_row_count(Some(ROW_GROUP))
+            .set_key_value_metadata(Some(meta_kv))
+            .build();
+        let schema = schema(layout);
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .map_err(|e| anyhow!("{}: cannot start Parquet file ({e})", path.display()))?;
+        Ok(ParquetWriter { pending, writer, layout, schema, rows: Vec::with_capacity(ROW_GROUP) })
+    }
+
+    /// Buffers a row; a full row group is written out at once.
+    pub fn write_row(&mut self, r: FieldRow) -> Result<()> {
+        self.rows.push(r);
+        if self.rows.len() >= ROW_GROUP {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let batch = rows_to_batch(&self.schema, &self.rows, self.layout)?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| anyhow!("{}: {e}", self.pending.final_path().display()))?;
+        self.writer.flush().map_err(|e| anyhow!("{}: {e}", self.pending.final_path().display()))?;
+        self.rows.clear();
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        let path = self.pending.final_path().to_path_buf();
+        self.writer.close().map_err(|e| anyhow!("{}: cannot finish Parquet file ({e})", path.display()))?;
+        self.pending.commit()?;
+        Ok(())
+    }
+}
+
+fn rows_to_batch(schema: &SchemaRef, rows: &[FieldRow], _layout: Layout) -> Result<RecordBatch> {
+    let mut id = Int64Builder::with_capacity(rows.len());
+    let mut floats: Vec<Float64Builder> = (0..FLOAT_COLS.len()).map(|_| Float64Builder::with_capacity(rows.len())).collect();
+    let (mut cc, mut err, mut dpn) = (Float64Builder::new(), Float64Builder::new(), Float64Builder::new());
+    let (mut its, mut rs, mut ld) = (Int32Builder::new(), Int32Builder::new(), Int32Builder::new());
+    for r in rows {
+        id.append_value(r.id);
+        for (k, c) in FLOAT_COLS.iter().enumerate() {
+            floats[k].append_value(super::tsv::value(r, c));
+        }
+        cc.append_value(r.cc);
+        err.append_value(r.error);
+        its.append_value(r.iterations as i32);
+        rs.append_value(r.return_status as i32);
+        dpn.append_value(r.delta_phi_norm);
+        ld.append_value(r.label_dilate as i32);
+    }
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(id.finish())];
+    for mut f in floats {
+        cols.push(Arc::new(f.finish()));
+    }
+    cols.push(Arc::new(cc.finish()));
+    cols.push(Arc::new(err.finish()));
+    cols.push(Arc::new(its.finish()));
+    cols.push(Arc::new(rs.finish()));
+    cols.push(Arc::new(dpn.finish()));
+    cols.push(Arc::new(ld.finish()));
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// Writes a whole field.
+pub fn write_field(path: &Path, field: &PhiField, meta: &FieldMeta) -> Result<()> {
+    let mut w = ParquetWriter::create(path, field.layout, &field.kind, meta)?;
+    for i in 0..field.len() {
+        w.write_row(field.row(i))?;
+    }
+    w.finish()
+}
+
+/// The key-value metadata of a Parquet file written by dvc-stream.
+pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
+    let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| anyhow!("{}: not a Parquet file ({e})", path.display()))?;
+    Ok(b.metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|v| v.iter().map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default())).collect())
+        .unwrap_or_default())
+}
+
+fn f64_col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a Float64Array> {
+    b.column_by_name(name)
+        .ok_or_else(|| anyhow!("{}: missing column '{name}'", path.display()))?
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| anyhow!("{}: column '{name}' is not float64", path.display()))
+}
+
+fn i32_col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a Int32Array> {
+    b.column_by_name(name)
+        .ok_or_else(|| anyhow!("{}: missing column '{name}'", path.display()))?
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .ok_or_else(|| anyhow!("{}: column '{name}' is not int32", path.display()))
+}
+
+/// Reads a field written by [`ParquetWriter`].
+pub fn read_field(path: &Path) -> Result<PhiField> {
+    let meta = read_metadata(path)?;
+    let get = |k: &str| meta.iter().find(|(a, _)| a == &format!("dvc_stream.{k}")).map(|(_, v)| v.clone());
+    let layout = get("layout")
+        .and_then(|l| Layout::parse(&l))
+        .ok_or_else(|| anyhow!("{}: not a dvc-stream field (no layout metadata)", path.display()))?;
+    let kind = match get("kind").as_deref() {
+        Some("registration") => FieldKind::Registration,
+        Some("labels") => FieldKind::Labels,
+        Some("grid") => FieldKind::Grid { dims: [0; 3], spacing: [0.0; 3] },
+        other => bail!("{}: unknown field kind {:?}", path.display(), other),
+    };
+    let f = File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
+    let mut field = PhiField::new(kind, layout);
+    let idname = if layout.is_labels() { "Label" } else { "NodeNumber" };
+    for batch in reader {
+        let b = batch.map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let ids = b
+            .column_by_name(idname)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+            .ok_or_else(|| anyhow!("{}: missing column '{idname}'", path.display()))?;
+        let fl: Vec<&Float64Array> = FLOAT_COLS.iter().map(|c| f64_col(&b, c, path)).collect::<Result<_>>()?;
+        let cc = f64_col(&b, "pixelSearchCC", path)?;
+        let err = f64_col(&b, "error", path)?;
+        let dpn = f64_col(&b, "deltaPhiNorm", path)?;
+        let its = i32_col(&b, "iterations", path)?;
+        let rs = i32_col(&b, "returnStatus", path)?;
+        let ld = i32_col(&b, "LabelDilate", path)?;
+        for i in 0..b.num_rows() {
+            let v = |k: usize| fl[k].value(i);
+            let f = nalgebra::Matrix3::new(v(3), v(4), v(5), v(7), v(8), v(9), v(11), v(12), v(13));
+            field.push(FieldRow {
+                id: ids.value(i),
+                position: Vector3::new(v(0), v(1), v(2)),
+                phi: phi::from_f_t(&f, &Vector3::new(v(6), v(10), v(14))),
+                cc: cc.value(i),
+                error: err.value(i),
+                iterations: its.value(i) as f64,
+                return_status: rs.value(i) as f64,
+                delta_phi_norm: dpn.value(i),
+                label_dilate: ld.value(i) as f64,
+            });
+        }
+        let _ = ids.len();
+    }
+    if let FieldKind::Grid { .. } = field.kind {
+        field.kind = PhiField::grid_from_positions(&field.positions);
+    }
+    Ok(field)
+}

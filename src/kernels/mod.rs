@@ -1,0 +1,1 @@
+//! Numerical kernels working on f32 boxes handed to them by the store.

@@ -1,0 +1,5 @@
+//! The `dvc-stream` binary: all the work is in the library; see `cli`.
+
+fn main() {
+    std::process::exit(dvc_stream::cli::run(std::env::args_os().collect()));
+}

@@ -1,0 +1,491 @@
+//! TIFF back ends: a 3D multi-page TIFF/BigTIFF, or a folder of 2D slices.
+//!
+//! Small jobs should not need a conversion step, so TIFFs are read in place without loading
+//! the whole file: uncompressed strip-organised files are memory-mapped and a chunk is copied
+//! straight from the pages' strips; compressed (LZW, Deflate, zstd) or tiled files are decoded
+//! a page at a time with the `tiff` crate, through a small pool of decoders that remember
+//! where every page starts. Pages must all share one size and one sample type.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context, Result};
+use memmap2::Mmap;
+use rayon::prelude::*;
+use tiff::decoder::{Decoder, DecodingResult, Limits};
+use tiff::tags::Tag;
+use tiff::ColorType;
+
+use super::dtype::{DType, TypedBuf};
+use super::volume::{chunk_extent, VolumeSource};
+
+/// True for the four magic bytes of a classic TIFF or a BigTIFF, either byte order.
+pub fn is_tiff_magic(m: &[u8; 4]) -> bool {
+    matches!(m, [0x49, 0x49, 42, 0] | [0x4d, 0x4d, 0, 42] | [0x49, 0x49, 43, 0] | [0x4d, 0x4d, 0, 43])
+}
+
+/// Where one page's pixels are, when they can be read without decoding.
+#[derive(Clone, Debug)]
+struct RawPage {
+    strip_offsets: Vec<u64>,
+    rows_per_strip: usize,
+}
+
+/// Plane size in voxels below which decoded chunks group several pages.
+const TARGET_CHUNK_BYTES: usize = 16 << 20;
+
+fn open_decoder(path: &Path) -> Result<Decoder<BufReader<File>>> {
+    let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let d = Decoder::new(BufReader::new(f))
+        .map_err(|e| anyhow!("{}: not a readable TIFF ({e})", path.display()))?
+        .with_limits(Limits::unlimited());
+    Ok(d)
+}
+
+/// The sample type of the current page.
+fn page_dtype(d: &mut Decoder<BufReader<File>>, path: &Path, page: usize) -> Result<DType> {
+    let ct = d.colortype().map_err(|e| anyhow!("{}: page {page}: {e}", path.display()))?;
+    let bits = match ct {
+        ColorType::Gray(b) => b,
+        other => bail!("{}: page {page} has {other:?} pixels; only single-channel (grey) images are supported", path.display()),
+    };
+    let fmt: u16 = d.find_tag_unsigned(Tag::SampleFormat).ok().flatten().unwrap_or(1);
+    Ok(match (fmt, bits) {
+        (1, 8) => DType::U8,
+        (1, 16) => DType::U16,
+        (2, 16) => DType::I16,
+        (1, 32) => DType::U32,
+        (3, 32) => DType::F32,
+        (3, 64) => DType::F64,
+        (f, b) => bail!(
+            "{}: page {page} has an unsupported sample type ({} {b}-bit); supported: uint8, uint16, int16, uint32, float32, float64",
+            path.display(),
+            match f { 1 => "unsigned", 2 => "signed", 3 => "float", _ => "unknown" }
+        ),
+    })
+}
+
+/// Converts a decoded page to the volume's type.
+fn decoded_to_typed(r: DecodingResult, path: &Path, page: usize) -> Result<TypedBuf> {
+    Ok(match r {
+        DecodingResult::U8(v) => TypedBuf::U8(v),
+        DecodingResult::U16(v) => TypedBuf::U16(v),
+        DecodingResult::I16(v) => TypedBuf::I16(v),
+        DecodingResult::U32(v) => TypedBuf::U32(v),
+        DecodingResult::F32(v) => TypedBuf::F32(v),
+        DecodingResult::F64(v) => TypedBuf::F64(v),
+        _ => bail!("{}: page {page}: unsupported sample type", path.display()),
+    })
+}
+
+/// A 3D multi-page TIFF or BigTIFF.
+pub struct TiffSource {
+    path: PathBuf,
+    shape: [usize; 3],
+    dtype: DType,
+    chunk: [usize; 3],
+    big_endian: bool,
+    /// Set when every page is uncompressed and strip-organised.
+    raw: Option<(Mmap, Vec<RawPage>)>,
+    decoders: Mutex<Vec<Decoder<BufReader<File>>>>,
+}
+
+impl TiffSource {
+    pub fn open(path: &Path) -> Result<TiffSource> {
+        let mut d = open_decoder(path)?;
+        let (w, h) = d.dimensions().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let dtype = page_dtype(&mut d, path, 0)?;
+        let big_endian = matches!(d.byte_order(), tiff::tags::ByteOrder::BigEndian);
+        let file_len = std::fs::metadata(path)?.len();
+        let mut raw_pages = Vec::new();
+        let mut all_raw = true;
+        let mut page = 0usize;
+        loop {
+            let (pw, ph) = d.dimensions().map_err(|e| anyhow!("{}: page {page}: {e}", path.display()))?;
+            if (pw, ph) != (w, h) {
+                bail!("{}: page {page} is {pw}x{ph} pixels but page 0 is {w}x{h}", path.display());
+            }
+            let pt = page_dtype(&mut d, path, page)?;
+            if pt != dtype {
+                bail!("{}: page {page} is {pt} but page 0 is {dtype}", path.display());
+            }
+            if all_raw {
+                let compression: u16 = d.find_tag_unsigned(Tag::Compression).ok().flatten().unwrap_or(1);
+                let predictor: u16 = d.find_tag_unsigned(Tag::Predictor).ok().flatten().unwrap_or(1);
+                let tiled = d.find_tag(Tag::TileWidth).ok().flatten().is_some();
+                let offsets: Option<Vec<u64>> = d.find_tag_unsigned_vec(Tag::StripOffsets).ok().flatten();
+                let counts: Option<Vec<u64>> = d.find_tag_unsigned_vec(Tag::StripByteCounts).ok().flatten();
+                let rps: u64 = d.find_tag_unsigned(Tag::RowsPerStrip).ok().flatten().unwrap_or(h as u64);
+                let rps = rps.clamp(1, h as u64) as usize;
+                match (compression, predictor, tiled, offsets, counts) {
+                    (1, 1, false, Some(offsets), Some(counts)) if offsets.len() == counts.len() => {
+                        let row_bytes = w as u64 * dtype.size() as u64;
+                        for (s, (&o, &c)) in offsets.iter().zip(&counts).enumerate() {
+                            let rows = (h as u64 - (s * rps) as u64).min(rps as u64);
+                            if c < rows * row_bytes || o + rows * row_bytes > file_len {
+                                bail!(
+                                    "{}: truncated or corrupt: page {page} strip {s} needs bytes {}..{} but the file has {file_len}",
+                                    path.display(),
+                                    o,
+                                    o + rows * row_bytes
+                                );
+                            }
+                        }
+                        raw_pages.push(RawPage { strip_offsets: offsets, rows_per_strip: rps });
+                    }
+                    _ => all_raw = false,
+                }
+            }
+            page += 1;
+            if !d.more_images() {
+                break;
+            }
+            d.next_image().map_err(|e| anyhow!("{}: truncated or corrupt after page {}: {e}", path.display(), page - 1))?;
+        }
+        let shape = [page, h as usize, w as usize];
+        let raw = if all_raw {
+            let f = File::open(path)?;
+            // SAFETY: the file is opened read-only; dvc-stream never writes its inputs. If
+            // another process truncates it meanwhile, reads may fault, as with any mmap reader.
+            let mmap = unsafe { Mmap::map(&f) }.with_context(|| format!("{}: cannot memory-map", path.display()))?;
+            Some((mmap, raw_pages))
+        } else {
+            None
+        };
+        let plane = shape[1] * shape[2] * 4;
+        let chunk = if raw.is_some() {
+            [64.min(shape[0]).max(1), 64.min(shape[1]).max(1), 64.min(shape[2]).max(1)]
+        } else {
+            [(TARGET_CHUNK_BYTES / plane.max(1)).clamp(1, 64).min(shape[0]), shape[1], shape[2]]
+        };
+        Ok(TiffSource {
+            path: path.to_path_buf(),
+            shape,
+            dtype,
+            chunk,
+            big_endian,
+            raw,
+            decoders: Mutex::new(vec![d]),
+        })
+    }
+
+    /// Whether pages are read through the memory map (uncompressed strips).
+    pub fn is_memory_mapped(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    fn with_decoder<T>(&self, f: impl FnOnce(&mut Decoder<BufReader<File>>) -> Result<T>) -> Result<T> {
+        let d = self.decoders.lock().unwrap().pop();
+        let mut d = match d {
+            Some(d) => d,
+            None => open_decoder(&self.path)?,
+        };
+        let r = f(&mut d);
+        self.decoders.lock().unwrap().push(d);
+        r
+    }
+
+    /// Decodes page `z` whole.
+    fn decode_page(&self, z: usize) -> Result<TypedBuf> {
+        self.with_decoder(|d| {
+            d.seek_to_image(z).map_err(|e| anyhow!("{}: page {z}: {e}", self.path.display()))?;
+            let r = d.read_image().map_err(|e| anyhow!("{}: page {z}: truncated or corrupt ({e})", self.path.display()))?;
+            let t = decoded_to_typed(r, &self.path, z)?;
+            if t.len() != self.shape[1] * self.shape[2] {
+                bail!("{}: page {z} decoded to {} pixels, expected {}", self.path.display(), t.len(), self.shape[1] * self.shape[2]);
+            }
+            Ok(t)
+        })
+    }
+
+    /// Reads `n` elements of the raw (memory-mapped) file at byte offset `off` as f32.
+    fn raw_row_f32(&self, mmap: &[u8], off: usize, n: usize, out: &mut Vec<f32>) {
+        let b = &mmap[off..off + n * self.dtype.size()];
+        let be = self.big_endian;
+        match self.dtype {
+            DType::U8 => out.extend(b.iter().map(|&v| v as f32)),
+            DType::U16 => out.extend(b.chunks_exact(2).map(|c| {
+                let a = [c[0], c[1]];
+                (if be { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }) as f32
+            })),
+            DType::I16 => out.extend(b.chunks_exact(2).map(|c| {
+                let a = [c[0], c[1]];
+                (if be { i16::from_be_bytes(a) } else { i16::from_le_bytes(a) }) as f32
+            })),
+            DType::U32 => out.extend(b.chunks_exact(4).map(|c| {
+                let a = [c[0], c[1], c[2], c[3]];
+                (if be { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }) as f32
+            })),
+            DType::F32 => out.extend(b.chunks_exact(4).map(|c| {
+                let a = [c[0], c[1], c[2], c[3]];
+                if be { f32::from_be_bytes(a) } else { f32::from_le_bytes(a) }
+            })),
+            DType::F64 => out.extend(b.chunks_exact(8).map(|c| {
+                let a: [u8; 8] = c.try_into().unwrap();
+                (if be { f64::from_be_bytes(a) } else { f64::from_le_bytes(a) }) as f32
+            })),
+        }
+    }
+
+    /// Reads whole pages `[z0, z1)` in the stored type (used by tiff2zarr).
+    pub fn read_pages(&self, z0: usize, z1: usize) -> Result<TypedBuf> {
+        let plane = self.shape[1] * self.shape[2];
+        let pages: Vec<TypedBuf> = (z0..z1)
+            .into_par_iter()
+            .map(|z| {
+                if let Some((mmap, raw)) = &self.raw {
+                    let p = &raw[z];
+                    let row_bytes = self.shape[2] * self.dtype.size();
+                    let mut bytes = Vec::with_capacity(plane * self.dtype.size());
+                    for y in 0..self.shape[1] {
+                        let off = p.strip_offsets[y / p.rows_per_strip] as usize + (y % p.rows_per_strip) * row_bytes;
+                        bytes.extend_from_slice(&mmap[off..off + row_bytes]);
+                    }
+                    Ok(bytes_to_typed(&bytes, self.dtype, self.big_endian))
+                } else {
+                    self.decode_page(z)
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(concat_typed(self.dtype, pages))
+    }
+}
+
+/// Decodes raw sample bytes in the file's byte order.
+pub fn bytes_to_typed(b: &[u8], dtype: DType, be: bool) -> TypedBuf {
+    macro_rules! conv {
+        ($t:ty, $n:expr, $var:ident) => {
+            TypedBuf::$var(
+                b.chunks_exact($n)
+                    .map(|c| {
+                        let a: [u8; $n] = c.try_into().unwrap();
+                        if be { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }
+                    })
+                    .collect(),
+            )
+        };
+    }
+    match dtype {
+        DType::U8 => TypedBuf::U8(b.to_vec()),
+        DType::U16 => conv!(u16, 2, U16),
+        DType::I16 => conv!(i16, 2, I16),
+        DType::U32 => conv!(u32, 4, U32),
+        DType::F32 => conv!(f32, 4, F32),
+        DType::F64 => conv!(f64, 8, F64),
+    }
+}
+
+/// Concatenates page buffers of one type.
+pub fn concat_typed(dtype: DType, pages: Vec<TypedBuf>) -> TypedBuf {
+    let mut out = TypedBuf::zeros(dtype, 0);
+    for p in pages {
+        match (&mut out, p) {
+            (TypedBuf::U8(o), TypedBuf::U8(v)) => o.extend(v),
+            (TypedBuf::U16(o), TypedBuf::U16(v)) => o.extend(v),
+            (TypedBuf::I16(o), TypedBuf::I16(v)) => o.extend(v),
+            (TypedBuf::U32(o), TypedBuf::U32(v)) => o.extend(v),
+            (TypedBuf::F32(o), TypedBuf::F32(v)) => o.extend(v),
+            (TypedBuf::F64(o), TypedBuf::F64(v)) => o.extend(v),
+            _ => unreachable!("pages of one volume share a type"),
+        }
+    }
+    out
+}
+
+impl VolumeSource for TiffSource {
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+    fn chunk_shape(&self) -> [usize; 3] {
+        self.chunk
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn read_chunk(&self, idx: [usize; 3]) -> Result<(Vec<f32>, u64)> {
+        let ext = chunk_extent(self.shape, self.chunk, idx);
+        let n = ext[0].len() * ext[1].len() * ext[2].len();
+        let mut out = Vec::with_capacity(n);
+        if let Some((mmap, raw)) = &self.raw {
+            let es = self.dtype.size();
+            let row_bytes = self.shape[2] * es;
+            for z in ext[0].clone() {
+                let p = &raw[z];
+                for y in ext[1].clone() {
+                    let off = p.strip_offsets[y / p.rows_per_strip] as usize
+                        + (y % p.rows_per_strip) * row_bytes
+                        + ext[2].start * es;
+                    self.raw_row_f32(mmap, off, ext[2].len(), &mut out);
+                }
+            }
+        } else {
+            for z in ext[0].clone() {
+                let page = self.decode_page(z)?;
+                for y in ext[1].clone() {
+                    let row = y * self.shape[2];
+                    for x in ext[2].clone() {
+                        out.push(page.get_f64(row + x) as f32);
+                    }
+                }
+            }
+        }
+        Ok((out, (n * self.dtype.size()) as u64))
+    }
+}
+
+/// A folder of 2D TIFF slices, stacked in natural name order (2 before 10).
+pub struct TiffSlicesSource {
+    path: PathBuf,
+    files: Vec<PathBuf>,
+    shape: [usize; 3],
+    dtype: DType,
+    chunk: [usize; 3],
+}
+
+/// The TIFF files of a folder in natural order.
+pub fn list_slices(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"))
+        })
+        .collect();
+    files.sort_by(|a, b| {
+        natord::compare(
+            &a.file_name().unwrap_or_default().to_string_lossy(),
+            &b.file_name().unwrap_or_default().to_string_lossy(),
+        )
+    });
+    if files.is_empty() {
+        bail!("{}: folder holds no .tif/.tiff slices and is not a Zarr store", dir.display());
+    }
+    Ok(files)
+}
+
+impl TiffSlicesSource {
+    pub fn open(dir: &Path) -> Result<TiffSlicesSource> {
+        let files = list_slices(dir)?;
+        let mut first: Option<(u32, u32, DType)> = None;
+        for f in &files {
+            let mut d = open_decoder(f)?;
+            let (w, h) = d.dimensions().map_err(|e| anyhow!("{}: {e}", f.display()))?;
+            let t = page_dtype(&mut d, f, 0)?;
+            if d.more_images() {
+                bail!("{}: slice has several pages; a slice folder needs 2D files", f.display());
+            }
+            match first {
+                None => first = Some((w, h, t)),
+                Some((w0, h0, t0)) => {
+                    if (w, h) != (w0, h0) {
+                        bail!("{}: slice is {w}x{h} pixels but {} is {w0}x{h0}", f.display(), files[0].display());
+                    }
+                    if t != t0 {
+                        bail!("{}: slice is {t} but {} is {t0}", f.display(), files[0].display());
+                    }
+                }
+            }
+        }
+        let (w, h, dtype) = first.unwrap();
+        let shape = [files.len(), h as usize, w as usize];
+        let plane = shape[1] * shape[2] * 4;
+        let chunk = [(TARGET_CHUNK_BYTES / plane.max(1)).clamp(1, 64).min(shape[0]), shape[1], shape[2]];
+        Ok(TiffSlicesSource { path: dir.to_path_buf(), files, shape, dtype, chunk })
+    }
+
+    fn decode(&self, z: usize) -> Result<TypedBuf> {
+        let f = &self.files[z];
+        let mut d = open_decoder(f)?;
+        let r = d.read_image().map_err(|e| anyhow!("{}: truncated or corrupt ({e})", f.display()))?;
+        let t = decoded_to_typed(r, f, 0)?;
+        if t.dtype() != self.dtype || t.len() != self.shape[1] * self.shape[2] {
+            bail!("{}: slice does not match the first slice's size and type", f.display());
+        }
+        Ok(t)
+    }
+
+    /// Reads whole slices `[z0, z1)` in the stored type (used by tiff2zarr).
+    pub fn read_pages(&self, z0: usize, z1: usize) -> Result<TypedBuf> {
+        let pages: Vec<TypedBuf> = (z0..z1).into_par_iter().map(|z| self.decode(z)).collect::<Result<_>>()?;
+        Ok(concat_typed(self.dtype, pages))
+    }
+}
+
+impl VolumeSource for TiffSlicesSource {
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+    fn chunk_shape(&self) -> [usize; 3] {
+        self.chunk
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn read_chunk(&self, idx: [usize; 3]) -> Result<(Vec<f32>, u64)> {
+        let ext = chunk_extent(self.shape, self.chunk, idx);
+        let n = ext[0].len() * ext[1].len() * ext[2].len();
+        let mut out = Vec::with_capacity(n);
+        for z in ext[0].clone() {
+            let page = self.decode(z)?;
+            for y in ext[1].clone() {
+                let row = y * self.shape[2];
+                for x in ext[2].clone() {
+                    out.push(page.get_f64(row + x) as f32);
+                }
+            }
+        }
+        Ok((out, (n * self.dtype.size()) as u64))
+    }
+}
+
+/// Anything tiff2zarr can read page by page.
+pub enum PageInput {
+    Stack(TiffSource),
+    Slices(TiffSlicesSource),
+}
+
+impl PageInput {
+    pub fn open(path: &Path) -> Result<PageInput> {
+        if path.is_dir() {
+            Ok(PageInput::Slices(TiffSlicesSource::open(path)?))
+        } else {
+            let mut magic = [0u8; 4];
+            use std::io::Read;
+            let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+            let n = f.read(&mut magic).unwrap_or(0);
+            if n < 4 || !is_tiff_magic(&magic) {
+                bail!("{}: not a TIFF file", path.display());
+            }
+            Ok(PageInput::Stack(TiffSource::open(path)?))
+        }
+    }
+    pub fn shape(&self) -> [usize; 3] {
+        match self {
+            PageInput::Stack(s) => s.shape,
+            PageInput::Slices(s) => s.shape,
+        }
+    }
+    pub fn dtype(&self) -> DType {
+        match self {
+            PageInput::Stack(s) => s.dtype,
+            PageInput::Slices(s) => s.dtype,
+        }
+    }
+    pub fn read_pages(&self, z0: usize, z1: usize) -> Result<TypedBuf> {
+        match self {
+            PageInput::Stack(s) => s.read_pages(z0, z1),
+            PageInput::Slices(s) => s.read_pages(z0, z1),
+        }
+    }
+}

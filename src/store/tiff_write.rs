@@ -1,0 +1,98 @@
+//! Writing 3D TIFF stacks page by page (zarr2tiff, deformed images, field TIFFs).
+//!
+//! Pages are appended one at a time, so a stack larger than RAM can be written from a
+//! stream of slabs. BigTIFF is used automatically when the data would not fit a classic
+//! TIFF's 32-bit offsets.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, Write};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use tiff::encoder::{colortype, TiffEncoder, TiffKind, TiffKindBig, TiffKindStandard};
+
+use super::dtype::{DType, TypedBuf};
+
+enum Enc {
+    Standard(TiffEncoder<BufWriter<File>, TiffKindStandard>),
+    Big(TiffEncoder<BufWriter<File>, TiffKindBig>),
+}
+
+/// A multi-page grey TIFF being written.
+pub struct TiffStackWriter {
+    enc: Enc,
+    width: u32,
+    height: u32,
+    dtype: DType,
+    pages: usize,
+}
+
+fn write_page<W: Write + Seek, K: TiffKind>(enc: &mut TiffEncoder<W, K>, w: u32, h: u32, page: &TypedBuf) -> Result<()> {
+    let r = match page {
+        TypedBuf::U8(v) => enc.write_image::<colortype::Gray8>(w, h, v),
+        TypedBuf::U16(v) => enc.write_image::<colortype::Gray16>(w, h, v),
+        TypedBuf::I16(v) => enc.write_image::<colortype::GrayI16>(w, h, v),
+        TypedBuf::U32(v) => enc.write_image::<colortype::Gray32>(w, h, v),
+        TypedBuf::F32(v) => enc.write_image::<colortype::Gray32Float>(w, h, v),
+        TypedBuf::F64(v) => enc.write_image::<colortype::Gray64Float>(w, h, v),
+    };
+    r.map_err(|e| anyhow!("{e}"))
+}
+
+impl TiffStackWriter {
+    /// Creates `path` for `shape[0]` pages of `shape[1] × shape[2]` pixels.
+    pub fn create(path: &Path, shape: [usize; 3], dtype: DType, force_big: bool) -> Result<TiffStackWriter> {
+        let f = File::create(path).map_err(|e| anyhow!("{}: cannot create ({e})", path.display()))?;
+        let total = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
+        let big = force_big || total > (3u64 << 30);
+        let w = BufWriter::with_capacity(1 << 20, f);
+        let enc = if big {
+            Enc::Big(TiffEncoder::new_big(w).map_err(|e| anyhow!("{}: {e}", path.display()))?)
+        } else {
+            Enc::Standard(TiffEncoder::new(w).map_err(|e| anyhow!("{}: {e}", path.display()))?)
+        };
+        Ok(TiffStackWriter { enc, width: shape[2] as u32, height: shape[1] as u32, dtype, pages: 0 })
+    }
+
+    /// Appends pages (a whole number of planes).
+    pub fn write_pages(&mut self, data: &TypedBuf) -> Result<()> {
+        if data.dtype() != self.dtype {
+            bail!("internal: writing {} pages into a {} TIFF", data.dtype(), self.dtype);
+        }
+        let plane = self.width as usize * self.height as usize;
+        if plane == 0 || data.len() % plane != 0 {
+            bail!("internal: {} values is not a whole number of {}x{} pages", data.len(), self.width, self.height);
+        }
+        for p in 0..data.len() / plane {
+            let page = slice_typed(data, p * plane, (p + 1) * plane);
+            match &mut self.enc {
+                Enc::Standard(e) => write_page(e, self.width, self.height, &page)?,
+                Enc::Big(e) => write_page(e, self.width, self.height, &page)?,
+            }
+            self.pages += 1;
+        }
+        Ok(())
+    }
+
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+}
+
+/// A copy of `[a, b)` of a typed buffer.
+pub fn slice_typed(t: &TypedBuf, a: usize, b: usize) -> TypedBuf {
+    match t {
+        TypedBuf::U8(v) => TypedBuf::U8(v[a..b].to_vec()),
+        TypedBuf::U16(v) => TypedBuf::U16(v[a..b].to_vec()),
+        TypedBuf::I16(v) => TypedBuf::I16(v[a..b].to_vec()),
+        TypedBuf::U32(v) => TypedBuf::U32(v[a..b].to_vec()),
+        TypedBuf::F32(v) => TypedBuf::F32(v[a..b].to_vec()),
+        TypedBuf::F64(v) => TypedBuf::F64(v[a..b].to_vec()),
+    }
+}
+
+/// Writes a whole (small) volume as a TIFF stack in one go.
+pub fn write_tiff(path: &Path, shape: [usize; 3], data: &TypedBuf) -> Result<()> {
+    let mut w = TiffStackWriter::create(path, shape, data.dtype(), false)?;
+    w.write_pages(data)
+}

@@ -1,0 +1,504 @@
+//! Zarr back end: reading v3 (and zarrs-readable v2) arrays and OME-Zarr multiscale groups,
+//! and writing chunked, compressed (optionally sharded) v3 arrays.
+//!
+//! Everything goes through `zarrs`: this module only maps stores onto the [`VolumeSource`]
+//! interface (chunk = the array's chunk, or the inner chunk of a sharded array so that a
+//! box read touches no more than it needs) and writes the OME-Zarr 0.5 metadata that
+//! tiff2zarr, synth and deform-image produce.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Map, Value};
+use zarrs::array::codec::{BloscCodec, ZstdCodec};
+use zarrs::array::{data_type, Array, ArrayBuilder, ArrayShardedExt, ArrayShardedReadableExt, ArrayShardedReadableExtCache};
+use zarrs::filesystem::FilesystemStore;
+use zarrs::group::{Group, GroupBuilder};
+
+use super::dtype::{DType, TypedBuf};
+use super::volume::{chunk_extent, VolumeSource};
+
+type Store = FilesystemStore;
+
+/// True when `path` is a Zarr array or group (v3 `zarr.json` or v2 `.zarray`/`.zgroup`).
+pub fn is_zarr(path: &Path) -> bool {
+    path.join("zarr.json").is_file() || path.join(".zarray").is_file() || path.join(".zgroup").is_file()
+}
+
+fn zarr_dtype(array: &Array<Store>, path: &Path) -> Result<DType> {
+    let dt = array.data_type();
+    Ok(if *dt == data_type::uint8() {
+        DType::U8
+    } else if *dt == data_type::uint16() {
+        DType::U16
+    } else if *dt == data_type::int16() {
+        DType::I16
+    } else if *dt == data_type::uint32() {
+        DType::U32
+    } else if *dt == data_type::float32() {
+        DType::F32
+    } else if *dt == data_type::float64() {
+        DType::F64
+    } else {
+        bail!("{}: unsupported Zarr data type {dt} (supported: uint8, uint16, int16, uint32, float32, float64)", path.display())
+    })
+}
+
+fn store_at(path: &Path) -> Result<Arc<Store>> {
+    Ok(Arc::new(FilesystemStore::new(path).map_err(|e| anyhow!("{}: cannot open Zarr store ({e})", path.display()))?))
+}
+
+/// One pyramid level of a multiscale group.
+#[derive(Clone, Debug)]
+struct Level {
+    path: String,
+    bin: usize,
+}
+
+/// A 3D Zarr array, possibly one level of an OME-Zarr pyramid.
+pub struct ZarrSource {
+    path: PathBuf,
+    array: Array<Store>,
+    shape: [usize; 3],
+    chunk: [usize; 3],
+    dtype: DType,
+    bin: usize,
+    shard_cache: Option<ArrayShardedReadableExtCache>,
+    /// The group root and its levels, when opened through a multiscale group.
+    pyramid: Option<(Arc<Store>, PathBuf, Vec<Level>)>,
+}
+
+impl ZarrSource {
+    fn open_array(store: Arc<Store>, root: &Path, array_path: &str, bin: usize) -> Result<ZarrSource> {
+        let shown = if array_path == "/" { root.to_path_buf() } else { root.join(array_path.trim_start_matches('/')) };
+        let array = Array::open(store, array_path).map_err(|e| anyhow!("{}: cannot open Zarr array ({e})", shown.display()))?;
+        let shape_u64 = array.shape().to_vec();
+        if shape_u64.len() != 3 {
+            bail!("{}: Zarr array has {} dimensions, 3 are needed (Z, Y, X)", shown.display(), shape_u64.len());
+        }
+        let dtype = zarr_dtype(&array, &shown)?;
+        let shape = [shape_u64[0] as usize, shape_u64[1] as usize, shape_u64[2] as usize];
+        let (chunk, shard_cache) = if array.is_sharded() {
+            let inner = array
+                .effective_subchunk_shape()
+                .ok_or_else(|| anyhow!("{}: sharded array without an inner chunk shape", shown.display()))?;
+            let c: Vec<usize> = inner.iter().map(|v| v.get() as usize).collect();
+            ([c[0], c[1], c[2]], Some(ArrayShardedReadableExtCache::new(&array)))
+        } else {
+            let c = array
+                .chunk_shape(&[0, 0, 0])
+                .map_err(|e| anyhow!("{}: irregular chunk grid ({e})", shown.display()))?;
+            let c: Vec<usize> = c.iter().map(|v| v.get() as usize).collect();
+            ([c[0], c[1], c[2]], None)
+        };
+        Ok(ZarrSource { path: shown, array, shape, chunk, dtype, bin, shard_cache, pyramid: None })
+    }
+}
+
+/// Opens a Zarr array, or the full-resolution level of an OME-Zarr multiscale group.
+pub fn open_zarr_source(path: &Path) -> Result<Arc<dyn VolumeSource>> {
+    let store = store_at(path)?;
+    if let Ok(group) = Group::open(store.clone(), "/") {
+        let levels = multiscale_levels(group.attributes())
+            .with_context(|| format!("{}: Zarr group is not an OME-Zarr multiscale image", path.display()))?;
+        let first = &levels[0];
+        let mut src = ZarrSource::open_array(store.clone(), path, &format!("/{}", first.path), first.bin)?;
+        src.pyramid = Some((store, path.to_path_buf(), levels));
+        return Ok(Arc::new(src));
+    }
+    Ok(Arc::new(ZarrSource::open_array(store, path, "/", 1)?))
+}
+
+/// The datasets of an OME-Zarr 0.4/0.5 `multiscales` block, with their bin factors.
+fn multiscale_levels(attrs: &Map<String, Value>) -> Result<Vec<Level>> {
+    let ms = attrs
+        .get("ome")
+        .and_then(|o| o.get("multiscales"))
+        .or_else(|| attrs.get("multiscales"))
+        .and_then(|m| m.get(0))
+        .ok_or_else(|| anyhow!("no 'multiscales' attribute"))?;
+    let datasets = ms.get("datasets").and_then(|d| d.as_array()).ok_or_else(|| anyhow!("no datasets"))?;
+    let scale_of = |d: &Value| -> Option<f64> {
+        d.get("coordinateTransformations")?
+            .as_array()?
+            .iter()
+            .find(|t| t.get("type").and_then(|v| v.as_str()) == Some("scale"))?
+            .get("scale")?
+            .as_array()?
+            .first()?
+            .as_f64()
+    };
+    let s0 = datasets.first().and_then(scale_of).unwrap_or(1.0);
+    let mut levels = Vec::new();
+    for (i, d) in datasets.iter().enumerate() {
+        let path = d.get("path").and_then(|p| p.as_str()).ok_or_else(|| anyhow!("dataset {i} has no path"))?;
+        let bin = scale_of(d).map(|s| (s / s0).round() as usize).unwrap_or(1 << i).max(1);
+        levels.push(Level { path: path.to_string(), bin });
+    }
+    if levels.is_empty() {
+        bail!("empty datasets list");
+    }
+    Ok(levels)
+}
+
+impl VolumeSource for ZarrSource {
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+    fn chunk_shape(&self) -> [usize; 3] {
+        self.chunk
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn bin(&self) -> usize {
+        self.bin
+    }
+    fn level(&self, bin: usize) -> Result<Option<Arc<dyn VolumeSource>>> {
+        let Some((store, root, levels)) = &self.pyramid else { return Ok(None) };
+        let Some(l) = levels.iter().find(|l| l.bin == bin) else { return Ok(None) };
+        let mut src = ZarrSource::open_array(store.clone(), root, &format!("/{}", l.path), l.bin)?;
+        src.pyramid = self.pyramid.clone();
+        Ok(Some(Arc::new(src)))
+    }
+    fn read_chunk(&self, idx: [usize; 3]) -> Result<(Vec<f32>, u64)> {
+        let ext = chunk_extent(self.shape, self.chunk, idx);
+        let i = [idx[0] as u64, idx[1] as u64, idx[2] as u64];
+        let opts = zarrs::array::CodecOptions::default();
+        macro_rules! get {
+            ($t:ty) => {{
+                let v: Vec<$t> = match &self.shard_cache {
+                    Some(c) => self.array.retrieve_subchunk_opt::<Vec<$t>>(c, &i, &opts),
+                    None => self.array.retrieve_chunk::<Vec<$t>>(&i),
+                }
+                .map_err(|e| anyhow!("{}: chunk {:?}: {e}", self.path.display(), idx))?;
+                crop_chunk(&v, self.chunk, &ext)
+            }};
+        }
+        let out = match self.dtype {
+            DType::U8 => get!(u8),
+            DType::U16 => get!(u16),
+            DType::I16 => get!(i16),
+            DType::U32 => get!(u32),
+            DType::F32 => get!(f32),
+            DType::F64 => get!(f64),
+        };
+        let bytes = (out.len() * self.dtype.size()) as u64;
+        Ok((out, bytes))
+    }
+}
+
+/// The part of a full (padded) chunk that lies inside the volume, as f32.
+fn crop_chunk<T: Copy + Into<f64>>(v: &[T], chunk: [usize; 3], ext: &[std::ops::Range<usize>; 3]) -> Vec<f32> {
+    let e = [ext[0].len(), ext[1].len(), ext[2].len()];
+    let mut out = Vec::with_capacity(e[0] * e[1] * e[2]);
+    for z in 0..e[0] {
+        for y in 0..e[1] {
+            let o = (z * chunk[1] + y) * chunk[2];
+            out.extend(v[o..o + e[2]].iter().map(|&a| Into::<f64>::into(a) as f32));
+        }
+    }
+    out
+}
+
+/// Compression of written arrays.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Codec {
+    None,
+    Zstd(i32),
+    Blosc,
+}
+
+impl Codec {
+    /// Parses `zstd[:level]`, `blosc` or `none`.
+    pub fn parse(s: &str) -> Result<Codec> {
+        let (name, level) = match s.split_once(':') {
+            Some((n, l)) => (n, Some(l)),
+            None => (s, None),
+        };
+        match name {
+            "none" => Ok(Codec::None),
+            "blosc" => Ok(Codec::Blosc),
+            "zstd" => {
+                let l = match level {
+                    Some(l) => l.parse().map_err(|_| anyhow!("zstd level '{l}' is not an integer"))?,
+                    None => 1,
+                };
+                if !(-7..=22).contains(&l) {
+                    bail!("zstd level {l} is outside -7..22");
+                }
+                Ok(Codec::Zstd(l))
+            }
+            other => bail!("unknown codec '{other}' (use zstd[:level], blosc or none)"),
+        }
+    }
+}
+
+/// How arrays are laid out on disk.
+#[derive(Clone, Copy, Debug)]
+pub struct ArrayLayout {
+    /// Chunk shape (the inner chunk when sharded).
+    pub chunk: [usize; 3],
+    pub codec: Codec,
+    /// Chunks per shard along each axis, when sharded.
+    pub shard: Option<usize>,
+}
+
+impl ArrayLayout {
+    /// The unit that is written at once: a shard when sharded, else a chunk.
+    pub fn write_block(&self) -> [usize; 3] {
+        let k = self.shard.unwrap_or(1);
+        std::array::from_fn(|a| self.chunk[a] * k)
+    }
+}
+
+fn zarr_data_type(d: DType) -> zarrs::array::DataType {
+    match d {
+        DType::U8 => data_type::uint8(),
+        DType::U16 => data_type::uint16(),
+        DType::I16 => data_type::int16(),
+        DType::U32 => data_type::uint32(),
+        DType::F32 => data_type::float32(),
+        DType::F64 => data_type::float64(),
+    }
+}
+
+/// A Zarr v3 array being written block by block.
+pub struct ArrayWriter {
+    array: Array<Store>,
+    shape: [usize; 3],
+    block: [usize; 3],
+    dtype: DType,
+}
+
+impl ArrayWriter {
+    /// Creates the array `name` ("/" for a bare array) inside the store at `root`.
+    pub fn create(
+        root: &Path,
+        name: &str,
+        shape: [usize; 3],
+        dtype: DType,
+        layout: &ArrayLayout,
+        attributes: Map<String, Value>,
+    ) -> Result<ArrayWriter> {
+        let store = store_at(root)?;
+        let block = layout.write_block();
+        let block_shape: Vec<u64> = block.iter().map(|&v| v.max(1) as u64).collect();
+        let fill: zarrs::array::FillValue = match dtype {
+            DType::U8 => 0u8.into(),
+            DType::U16 => 0u16.into(),
+            DType::I16 => 0i16.into(),
+            DType::U32 => 0u32.into(),
+            DType::F32 => 0f32.into(),
+            DType::F64 => 0f64.into(),
+        };
+        let mut b = ArrayBuilder::new(
+            shape.iter().map(|&v| v as u64).collect::<Vec<_>>(),
+            block_shape,
+            zarr_data_type(dtype),
+            fill,
+        );
+        let codecs: Vec<Arc<dyn zarrs::array::BytesToBytesCodecTraits>> = match layout.codec {
+            Codec::None => vec![],
+            Codec::Zstd(l) => vec![Arc::new(ZstdCodec::new(l, false))],
+            Codec::Blosc => {
+                use zarrs::array::codec::bytes_to_bytes::blosc::{BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
+                vec![Arc::new(
+                    BloscCodec::new(
+                        BloscCompressor::Zstd,
+                        BloscCompressionLevel::try_from(3u8).unwrap(),
+                        None,
+                        BloscShuffleMode::Shuffle,
+                        Some(dtype.size()),
+                    )
+                    .map_err(|e| anyhow!("blosc: {e}"))?,
+                )]
+            }
+        };
+        b.bytes_to_bytes_codecs(codecs);
+        if layout.shard.is_some() {
+            b.subchunk_shape(layout.chunk.iter().map(|&v| v.max(1) as u64).collect::<Vec<_>>());
+        }
+        b.dimension_names(Some(["z", "y", "x"]));
+        b.attributes(attributes);
+        let array = b
+            .build(store, name)
+            .map_err(|e| anyhow!("{}: cannot create Zarr array ({e})", root.display()))?;
+        array
+            .store_metadata()
+            .map_err(|e| anyhow!("{}: cannot write Zarr metadata ({e})", root.display()))?;
+        Ok(ArrayWriter { array, shape, block, dtype })
+    }
+
+    /// The write unit (shard or chunk) shape.
+    pub fn block(&self) -> [usize; 3] {
+        self.block
+    }
+    pub fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Writes block `idx` from `data`, the values inside the volume only (clipped at edges),
+    /// Z-major. Edge blocks are padded with zeros as the Zarr format requires.
+    pub fn write_block(&self, idx: [usize; 3], data: &TypedBuf) -> Result<()> {
+        let ext = chunk_extent(self.shape, self.block, idx);
+        let e = [ext[0].len(), ext[1].len(), ext[2].len()];
+        if data.len() != e[0] * e[1] * e[2] {
+            bail!("internal: block {:?} has {} values, expected {}", idx, data.len(), e[0] * e[1] * e[2]);
+        }
+        let i = [idx[0] as u64, idx[1] as u64, idx[2] as u64];
+        let full = e == self.block;
+        macro_rules! put {
+            ($v:expr, $zero:expr) => {{
+                let res = if full {
+                    self.array.store_chunk(&i, $v.as_slice())
+                } else {
+                    let bl = self.block;
+                    let mut padded = vec![$zero; bl[0] * bl[1] * bl[2]];
+                    for z in 0..e[0] {
+                        for y in 0..e[1] {
+                            let s = (z * e[1] + y) * e[2];
+                            let d = (z * bl[1] + y) * bl[2];
+                            padded[d..d + e[2]].copy_from_slice(&$v[s..s + e[2]]);
+                        }
+                    }
+                    self.array.store_chunk(&i, padded.as_slice())
+                };
+                res.map_err(|e| anyhow!("writing chunk {:?}: {e}", idx))
+            }};
+        }
+        match data {
+            TypedBuf::U8(v) => put!(v, 0u8),
+            TypedBuf::U16(v) => put!(v, 0u16),
+            TypedBuf::I16(v) => put!(v, 0i16),
+            TypedBuf::U32(v) => put!(v, 0u32),
+            TypedBuf::F32(v) => put!(v, 0f32),
+            TypedBuf::F64(v) => put!(v, 0f64),
+        }
+    }
+}
+
+/// Voxel size and provenance recorded in an OME-Zarr group.
+#[derive(Clone, Debug)]
+pub struct ImageMeta {
+    pub name: String,
+    pub voxel_size: [f64; 3],
+    pub unit: String,
+    /// Free-form provenance stored under the `dvc_stream` attribute.
+    pub extra: Map<String, Value>,
+}
+
+/// Writes the root group of an OME-Zarr 0.5 image whose levels are the arrays "0", "1", ...
+/// with the given bin factors and dropped leading voxels (spam's binning offsets).
+pub fn write_multiscale_group(root: &Path, meta: &ImageMeta, levels: &[(usize, [usize; 3])]) -> Result<()> {
+    let store = store_at(root)?;
+    let datasets: Vec<Value> = levels
+        .iter()
+        .enumerate()
+        .map(|(i, (bin, top))| {
+            let b = *bin as f64;
+            let scale: Vec<f64> = meta.voxel_size.iter().map(|v| v * b).collect();
+            let translation: Vec<f64> =
+                (0..3).map(|a| meta.voxel_size[a] * (top[a] as f64 + (b - 1.0) / 2.0)).collect();
+            json!({
+                "path": i.to_string(),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": scale},
+                    {"type": "translation", "translation": translation}
+                ]
+            })
+        })
+        .collect();
+    let axes: Vec<Value> = ["z", "y", "x"].iter().map(|n| json!({"name": n, "type": "space", "unit": meta.unit})).collect();
+    let mut extra = meta.extra.clone();
+    extra.insert("voxel_size".into(), json!(meta.voxel_size));
+    extra.insert("bins".into(), json!(levels.iter().map(|l| l.0).collect::<Vec<_>>()));
+    extra.insert(
+        "binning".into(),
+        json!("level k is spam's binning of level 0 by 2^k: (N mod b)//2 voxels dropped at the start, block mean, integer floor mean for integer types"),
+    );
+    let attrs = json!({
+        "ome": {
+            "version": "0.5",
+            "multiscales": [{
+                "name": meta.name,
+                "axes": axes,
+                "datasets": datasets,
+                "type": "mean",
+            }]
+        },
+        "dvc_stream": extra,
+    });
+    let mut gb = GroupBuilder::new();
+    gb.attributes(attrs.as_object().unwrap().clone());
+    let group = gb.build(store, "/").map_err(|e| anyhow!("{}: cannot create Zarr group ({e})", root.display()))?;
+    group
+        .store_metadata()
+        .map_err(|e| anyhow!("{}: cannot write Zarr group metadata ({e})", root.display()))?;
+    Ok(())
+}
+
+/// Opens level `level` (0 = full resolution) of a Zarr store for reading in its stored type.
+pub struct NativeReader {
+    array: Array<Store>,
+    pub shape: [usize; 3],
+    pub dtype: DType,
+    pub chunk_depth: usize,
+    shown: PathBuf,
+}
+
+impl NativeReader {
+    pub fn open(path: &Path, level: usize) -> Result<NativeReader> {
+        if !is_zarr(path) {
+            bail!("{}: not a Zarr store", path.display());
+        }
+        let store = store_at(path)?;
+        let array_path = match Group::open(store.clone(), "/") {
+            Ok(g) => {
+                let levels = multiscale_levels(g.attributes())
+                    .with_context(|| format!("{}: Zarr group is not an OME-Zarr multiscale image", path.display()))?;
+                let l = levels.get(level).ok_or_else(|| {
+                    anyhow!("{}: has {} levels; --level {level} does not exist", path.display(), levels.len())
+                })?;
+                format!("/{}", l.path)
+            }
+            Err(_) => {
+                if level != 0 {
+                    bail!("{}: a single array has only level 0", path.display());
+                }
+                "/".to_string()
+            }
+        };
+        let src = ZarrSource::open_array(store, path, &array_path, 1 << level)?;
+        Ok(NativeReader { chunk_depth: src.chunk[0], shape: src.shape, dtype: src.dtype, shown: src.path, array: src.array })
+    }
+
+    /// Whole planes `[z0, z1)` in the stored type.
+    pub fn read_slab(&self, z0: usize, z1: usize) -> Result<TypedBuf> {
+        let subset = [z0 as u64..z1 as u64, 0..self.shape[1] as u64, 0..self.shape[2] as u64];
+        macro_rules! get {
+            ($t:ty, $v:ident) => {
+                TypedBuf::$v(
+                    self.array
+                        .retrieve_array_subset::<Vec<$t>>(&subset)
+                        .map_err(|e| anyhow!("{}: planes {z0}..{z1}: {e}", self.shown.display()))?,
+                )
+            };
+        }
+        Ok(match self.dtype {
+            DType::U8 => get!(u8, U8),
+            DType::U16 => get!(u16, U16),
+            DType::I16 => get!(i16, I16),
+            DType::U32 => get!(u32, U32),
+            DType::F32 => get!(f32, F32),
+            DType::F64 => get!(f64, F64),
+        })
+    }
+}
