@@ -44,7 +44,7 @@ pub struct Texture {
 
 impl Texture {
     pub fn new(seed: u64) -> Texture {
-        Texture { seed, cell: 3.0, base: 10000.0, contrast: 15000.0 }
+        Texture { seed, cell: 3.0, base: 10000.0, contrast: 25000.0 }
     }
 
     /// The texture's value at `p` (Z, Y, X, in voxels).

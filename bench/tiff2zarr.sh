@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# tiff2zarr against tifffile + zarr-python on the same ≥1 GiB uint16 stack, same chunks
+# (64³) and codec (zstd level 1), same 2 cores, plus the disk's own write speed (dd).
+# Usage: bash bench/tiff2zarr.sh [Z] [Y] [X]   (default 512 1024 1024 = 1 GiB)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+Z=${1:-512}; Y=${2:-1024}; X=${3:-1024}
+OUT=bench/out
+mkdir -p "$OUT"
+cargo build --release --workspace -q
+PY=.venv/bin/python
+[ -x "$PY" ] || { python3 -m venv .venv; .venv/bin/pip install -q -r tests/python/requirements.txt; }
+STACK="$OUT/stack-${Z}x${Y}x${X}.tif"
+if [ ! -f "$STACK" ]; then
+  echo "making $STACK (synthetic speckle, uint16, with noise)"
+  ./target/release/dvc-stream synth "$OUT/gen" --shape3 "$Z" "$Y" "$X" --dtype uint16 --format tiff --noise 200 --overwrite -q
+  mv "$OUT/gen/im1.tif" "$STACK"
+  rm -rf "$OUT/gen"
+fi
+BYTES=$(stat -c %s "$STACK")
+sync
+echo "== disk write speed (dd, 1 GiB, fdatasync)"
+DD=$( { dd if=/dev/zero of="$OUT/dd.bin" bs=1M count=1024 conv=fdatasync 2>&1 >/dev/null; } | tail -1)
+rm -f "$OUT/dd.bin"
+echo "$DD"
+echo "== tiff2zarr (level 0 only, like the baseline)"
+rm -rf "$OUT/a.zarr"
+/usr/bin/time -f "%e s, peak RSS %M KiB" ./target/release/tiff2zarr "$STACK" "$OUT/a.zarr" --chunk 64 --codec zstd:1 --levels 1 -q 2> "$OUT/t_dvc.txt"
+sync
+cat "$OUT/t_dvc.txt"
+echo "== tiff2zarr (default pyramid)"
+rm -rf "$OUT/p.zarr"
+/usr/bin/time -f "%e s, peak RSS %M KiB" ./target/release/tiff2zarr "$STACK" "$OUT/p.zarr" --chunk 64 --codec zstd:1 -q 2> "$OUT/t_dvcp.txt"
+cat "$OUT/t_dvcp.txt"
+echo "== tifffile + zarr-python (2 threads)"
+rm -rf "$OUT/b.zarr"
+/usr/bin/time -f "%e s, peak RSS %M KiB" "$PY" bench/tiff2zarr_baseline.py "$STACK" "$OUT/b.zarr" 2> "$OUT/t_py.txt"
+sync
+cat "$OUT/t_py.txt"
+"$PY" - "$STACK" "$OUT/a.zarr" "$OUT/b.zarr" <<'PYEOF'
+import sys, zarr, tifffile, numpy as np
+a = zarr.open_group(sys.argv[2], mode="r")["0"]
+b = zarr.open_array(sys.argv[3], mode="r")
+for z in range(0, a.shape[0], 64):
+    assert np.array_equal(a[z:z+64], b[z:z+64]), "outputs differ"
+print("outputs identical")
+PYEOF
+python3 - "$BYTES" "$OUT/t_dvc.txt" "$OUT/t_dvcp.txt" "$OUT/t_py.txt" "$DD" <<'PYEOF'
+import sys
+b = int(sys.argv[1]) / 1e6
+t = [float(open(f).read().split()[0]) for f in sys.argv[2:5]]
+print(f"stack: {b:.0f} MB")
+print(f"tiff2zarr level 0: {b/t[0]:.0f} MB/s; with pyramid: {b/t[1]:.0f} MB/s; tifffile+zarr-python: {b/t[2]:.0f} MB/s")
+print(f"ratio (level 0): {t[2]/t[0]:.2f}x; disk (dd): {sys.argv[5]}")
+PYEOF
