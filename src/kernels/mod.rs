@@ -1,1 +1,7 @@
-//! Numerical kernels working on f32 boxes handed to them by the store.
+//! Numerical kernels working on f32 boxes handed to them by the store: interpolation and
+//! warping ([`interp`]), gradients ([`gradient`]) and Gauss–Newton registration
+//! ([`register`]).
+
+pub mod gradient;
+pub mod interp;
+pub mod register;

@@ -1,0 +1,349 @@
+//! Gauss–Newton registration on the 12 components of Φ, as spam's `register` (spam-compat.md
+//! §3.2): same margins, masks, Jacobian, convergence test, return statuses and their order,
+//! and the multiscale driver of §3.3 reading pyramid levels from the store.
+
+use anyhow::{bail, Result};
+use nalgebra::{Matrix3, SMatrix, SVector, Vector3};
+use ndarray::{s, Array3, ArrayView3};
+
+use super::gradient::gradient;
+use super::interp::{sample, BackwardMap};
+use crate::phi::{self, Phi};
+use crate::store::Volume;
+
+/// Options of a single-scale registration.
+#[derive(Clone, Debug)]
+pub struct RegisterOptions {
+    /// Margin per axis; `None` = `1 + int(0.1·min(N1))`.
+    pub margin: Option<[usize; 3]>,
+    pub max_iterations: usize,
+    pub delta_phi_min: f64,
+    pub update_gradient: bool,
+    pub rigid: bool,
+    /// 1 = trilinear (spam's C kernel), 3 = Keys cubic.
+    pub order: usize,
+}
+
+impl Default for RegisterOptions {
+    fn default() -> Self {
+        RegisterOptions { margin: None, max_iterations: 50, delta_phi_min: 1e-4, update_gradient: false, rigid: false, order: 1 }
+    }
+}
+
+/// What `register` returns.
+#[derive(Clone, Debug)]
+pub struct RegisterResult {
+    pub phi: Phi,
+    pub return_status: i32,
+    pub error: f64,
+    pub iterations: usize,
+    pub delta_phi_norm: f64,
+}
+
+/// im2 warped by Φ (K = Φ, about im2's centre) over the box `origin + [0, dims)` of im2's grid.
+fn warp_region(im2: &ArrayView3<f32>, phi: &Phi, origin: [usize; 3], dims: [usize; 3], order: usize) -> Array3<f32> {
+    let d = im2.dim();
+    let c = [(d.0 as f64 - 1.0) / 2.0, (d.1 as f64 - 1.0) / 2.0, (d.2 as f64 - 1.0) / 2.0];
+    let map = BackwardMap::from_phi(phi, c);
+    Array3::from_shape_fn((dims[0], dims[1], dims[2]), |(z, y, x)| {
+        let q = map.apply([(origin[0] + z) as f32, (origin[1] + y) as f32, (origin[2] + x) as f32]);
+        sample(im2, q, order)
+    })
+}
+
+/// spam's `_errorCalc`: nansum((a − b)²) / nansum(a), reported as f32.
+fn error_calc(a: &ArrayView3<f32>, b: &ArrayView3<f32>) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (x, y) in a.iter().zip(b.iter()) {
+        let d = (*x - *y) as f64;
+        if !d.is_nan() {
+            num += d * d;
+        }
+        if !x.is_nan() {
+            den += *x as f64;
+        }
+    }
+    (num / den) as f32 as f64
+}
+
+/// Single-scale registration of `im1` (fixed) onto `im2` (moving, same size or larger,
+/// centred on im1). `mask1` excludes im1 voxels that are false.
+pub fn register(
+    im1: &ArrayView3<f32>,
+    im2: &ArrayView3<f32>,
+    mask1: Option<&ArrayView3<bool>>,
+    phi_init: Option<&Phi>,
+    o: &RegisterOptions,
+) -> Result<RegisterResult> {
+    let n1 = { let d = im1.dim(); [d.0, d.1, d.2] };
+    let n2 = { let d = im2.dim(); [d.0, d.1, d.2] };
+    if (0..3).any(|a| n2[a] < n1[a]) {
+        bail!("image 2 ({:?}) is smaller than image 1 ({:?})", n2, n1);
+    }
+    if let Some(m) = mask1 {
+        let d = m.dim();
+        if [d.0, d.1, d.2] != n1 {
+            bail!("mask is {:?} but image 1 is {:?}", [d.0, d.1, d.2], n1);
+        }
+    }
+    let mut margin = o.margin.unwrap_or([1 + (0.1 * *n1.iter().min().unwrap() as f64) as usize; 3]);
+    if *margin.iter().min().unwrap() < 1 && (0..3).any(|a| n1[a] == n2[a]) {
+        margin = [1; 3];
+    }
+    if (0..3).any(|a| 2 * margin[a] >= n1[a]) {
+        bail!("margin {:?} leaves nothing of image 1 ({:?})", margin, n1);
+    }
+    let d: [usize; 3] = std::array::from_fn(|a| n2[a] - n1[a]);
+    let c1: [std::ops::Range<usize>; 3] = std::array::from_fn(|a| margin[a]..n1[a] - margin[a]);
+    let c2o: [usize; 3] = std::array::from_fn(|a| (d[a] as f64 / 2.0 + margin[a] as f64) as usize);
+    let nc: [usize; 3] = std::array::from_fn(|a| c1[a].len());
+    let mut r1 = im1.slice(s![c1[0].clone(), c1[1].clone(), c1[2].clone()]).to_owned();
+    if let Some(m) = mask1 {
+        let mc = m.slice(s![c1[0].clone(), c1[1].clone(), c1[2].clone()]);
+        r1.zip_mut_with(&mc, |v, keep| {
+            if !*keep {
+                *v = f32::NAN
+            }
+        });
+    }
+    let mut phi = match phi_init {
+        Some(p) => {
+            if o.rigid {
+                phi::rigid_part(p)
+            } else {
+                *p
+            }
+        }
+        None => Phi::identity(),
+    };
+    let crop2 = |a: &Array3<f32>| a.slice(s![c2o[0]..c2o[0] + nc[0], c2o[1]..c2o[1] + nc[1], c2o[2]..c2o[2] + nc[2]]).to_owned();
+    // With no initial Φ spam compares with im2 itself (no border zeroing).
+    let full2 = |phi: &Phi| warp_region(im2, phi, [0; 3], n2, o.order);
+    let mut im2def_c = if phi_init.is_some() {
+        if o.update_gradient { crop2(&full2(&phi)) } else { warp_region(im2, &phi, c2o, nc, o.order) }
+    } else {
+        crop2(&im2.to_owned())
+    };
+    let mut error = error_calc(&r1.view(), &im2def_c.view());
+    let mut iterations = 0usize;
+    let mut dpn = 100.0f64;
+
+    // Local coordinates of crop voxels about the crop centre (f32, as spam).
+    let cen: [f32; 3] = std::array::from_fn(|a| ((nc[a] as f64 - 1.0) / 2.0) as f32);
+    let grad_of = |img: &ArrayView3<f32>, origin: [usize; 3]| -> [Array3<f32>; 3] {
+        let g = gradient(img);
+        g.map(|gi| gi.slice(s![origin[0]..origin[0] + nc[0], origin[1]..origin[1] + nc[1], origin[2]..origin[2] + nc[2]]).to_owned())
+    };
+    let mut g = grad_of(im1, [margin[0], margin[1], margin[2]]);
+    let build_m = |g: &[Array3<f32>; 3], im2def_c: &Array3<f32>| -> SMatrix<f64, 12, 12> {
+        let mut m = SMatrix::<f64, 12, 12>::zeros();
+        for ((z, y, x), a) in r1.indexed_iter() {
+            let b = im2def_c[[z, y, x]];
+            if a.is_nan() || b.is_nan() {
+                continue;
+            }
+            let xv = [(z as f32 - cen[0]) as f64, (y as f32 - cen[1]) as f64, (x as f32 - cen[2]) as f64, 1.0];
+            let mut j = [0f64; 12];
+            for i in 0..3 {
+                let gi = g[i][[z, y, x]] as f64;
+                for k in 0..4 {
+                    j[4 * i + k] = gi * xv[k];
+                }
+            }
+            for p in 0..12 {
+                for q in p..12 {
+                    m[(p, q)] += j[p] * j[q];
+                }
+            }
+        }
+        for p in 0..12 {
+            for q in 0..p {
+                m[(p, q)] = m[(q, p)];
+            }
+        }
+        m
+    };
+    let mut m = build_m(&g, &im2def_c);
+    let (mut singular_m, mut singular_phi) = (false, false);
+    let mut status = 0i32;
+    while iterations < o.max_iterations && dpn > o.delta_phi_min {
+        let error_prev = error;
+        if o.update_gradient {
+            let full = full2(&phi);
+            g = grad_of(&full.view(), c2o);
+            m = build_m(&g, &im2def_c);
+        }
+        let mut av = SVector::<f64, 12>::zeros();
+        for ((z, y, x), a) in r1.indexed_iter() {
+            let b = im2def_c[[z, y, x]];
+            let diff = (*a - b) as f64;
+            if diff.is_nan() {
+                continue;
+            }
+            let xv = [(z as f32 - cen[0]) as f64, (y as f32 - cen[1]) as f64, (x as f32 - cen[2]) as f64, 1.0];
+            for i in 0..3 {
+                let gd = g[i][[z, y, x]] as f64 * diff;
+                for k in 0..4 {
+                    av[4 * i + k] += gd * xv[k];
+                }
+            }
+        }
+        let Some(minv) = m.try_inverse() else {
+            singular_m = true;
+            break;
+        };
+        let delta = minv * av;
+        let mut dm = Phi::identity();
+        for i in 0..3 {
+            for k in 0..4 {
+                dm[(i, k)] += delta[4 * i + k];
+            }
+        }
+        if o.rigid {
+            let dr = phi::rigid_part(&dm);
+            let diff = dr - Phi::identity();
+            dpn = diff.fixed_view::<3, 4>(0, 0).norm();
+            phi *= dr;
+        } else {
+            dpn = delta.norm();
+            phi *= dm;
+        }
+        if phi.try_inverse().is_none() {
+            singular_phi = true;
+            break;
+        }
+        im2def_c = warp_region(im2, &phi, c2o, nc, o.order);
+        error = error_calc(&r1.view(), &im2def_c.view());
+        if error_prev < 0.8 * error && iterations > o.max_iterations / 2 {
+            status = -1;
+            break;
+        }
+        let det_u = phi::f_block(&phi).determinant().abs();
+        if !(0.2..=3.0).contains(&det_u) {
+            status = -3;
+            break;
+        }
+        iterations += 1;
+    }
+    if iterations >= o.max_iterations {
+        status = 1;
+    }
+    if dpn <= o.delta_phi_min {
+        status = 2;
+    }
+    if singular_m {
+        status = -2;
+    } else if singular_phi {
+        status = -4;
+    }
+    Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
+}
+
+/// Rounds to the nearest power of two (spam's rule for bin levels).
+pub fn nearest_power_of_two(b: usize) -> usize {
+    if b <= 1 {
+        return 1;
+    }
+    let lo = 1usize << (usize::BITS - 1 - b.leading_zeros());
+    let hi = lo * 2;
+    if b - lo <= hi - b { lo } else { hi }
+}
+
+/// The mask at bin b: a binned voxel is in when at least ceil(b³/100) of its voxels are
+/// (spam bins a 0/100 mask with an integer floor mean and keeps > 0).
+fn mask_level(mask: &Volume, b: usize) -> Result<Array3<bool>> {
+    let full = mask.read_all()?;
+    if b == 1 {
+        return Ok(full.mapv(|v| v != 0.0 && !v.is_nan()));
+    }
+    let n = mask.shape();
+    let s = crate::store::binning::binned_shape(n, b);
+    let t = crate::store::binning::binning_top(n, b);
+    let need = (b * b * b).div_ceil(100);
+    Ok(Array3::from_shape_fn((s[0], s[1], s[2]), |(z, y, x)| {
+        let mut c = 0;
+        for dz in 0..b {
+            for dy in 0..b {
+                for dx in 0..b {
+                    if full[[t[0] + z * b + dz, t[1] + y * b + dy, t[2] + x * b + dx]] != 0.0 {
+                        c += 1;
+                    }
+                }
+            }
+        }
+        c >= need
+    }))
+}
+
+/// Options of the multiscale driver.
+#[derive(Clone, Debug)]
+pub struct MultiscaleOptions {
+    pub bin_start: usize,
+    pub bin_stop: usize,
+    /// Margin at full resolution (divided by the bin at each level); `None` = per-level default.
+    pub margin: Option<[usize; 3]>,
+    pub single: RegisterOptions,
+}
+
+/// spam's `registerMultiscale`: levels binStart, binStart/2, …, binStop, each read from the
+/// store's pyramid (or binned on the fly), the translation doubled between levels.
+pub fn register_multiscale(
+    im1: &Volume,
+    im2: &Volume,
+    mask1: Option<&Volume>,
+    phi_init: Option<&Phi>,
+    init_bin_ratio: f64,
+    o: &MultiscaleOptions,
+) -> Result<RegisterResult> {
+    let start = nearest_power_of_two(o.bin_start);
+    let stop = nearest_power_of_two(o.bin_stop);
+    if stop > start {
+        bail!("the last binning ({stop}) is coarser than the first ({start})");
+    }
+    let mut phi = phi_init.copied().unwrap_or_else(Phi::identity);
+    for i in 0..3 {
+        phi[(i, 3)] *= init_bin_ratio / 2.0 / start as f64;
+    }
+    let mut b = start;
+    let mut result;
+    loop {
+        let a1 = im1.level(b)?.read_all()?;
+        let a2 = im2.level(b)?.read_all()?;
+        let m = match mask1 {
+            Some(mv) => Some(mask_level(mv, b)?),
+            None => None,
+        };
+        let mut single = o.single.clone();
+        single.margin = o.margin.map(|m| m.map(|v| v / b));
+        let mut init = phi;
+        for i in 0..3 {
+            init[(i, 3)] *= 2.0;
+        }
+        result = register(&a1.view(), &a2.view(), m.as_ref().map(|m| m.view()).as_ref(), Some(&init), &single)?;
+        phi = result.phi;
+        if result.return_status != 2 {
+            for i in 0..3 {
+                result.phi[(i, 3)] *= b as f64;
+            }
+            return Ok(result);
+        }
+        if b <= stop {
+            break;
+        }
+        b /= 2;
+    }
+    for i in 0..3 {
+        result.phi[(i, 3)] *= stop as f64;
+    }
+    Ok(result)
+}
+
+/// The centre spam writes for a registration of an image of shape n: (n − 1)/2.
+pub fn image_centre(n: [usize; 3]) -> Vector3<f64> {
+    Vector3::new((n[0] as f64 - 1.0) / 2.0, (n[1] as f64 - 1.0) / 2.0, (n[2] as f64 - 1.0) / 2.0)
+}
+
+/// |F − I| summed, for tests and reports.
+pub fn f_deviation(phi: &Phi) -> f64 {
+    (phi::f_block(phi) - Matrix3::identity()).abs().sum()
+}
