@@ -4,7 +4,11 @@
 //! file and the problem, and the process exits with status 2.
 
 pub mod convert_field;
+pub mod deform_image;
 pub mod demo;
+pub mod output_names;
+pub mod reg;
+pub mod spam_flags;
 pub mod stats;
 pub mod synth;
 
@@ -32,6 +36,10 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Convert a Φ field between spam TSV, Parquet and VTK.
     ConvertField(convert_field::ConvertFieldArgs),
+    /// Multiscale registration of two volumes (spam-reg; spam's -bb, -pf, ... spellings work).
+    Reg(reg::RegArgs),
+    /// Deform a volume by a registration Φ, streamed slab by slab (spam-deformImage).
+    DeformImage(deform_image::DeformImageArgs),
 }
 
 /// Options shared by commands that read volumes.
@@ -68,7 +76,7 @@ impl ReadOpts {
 
 /// Runs the command line and returns the exit status.
 pub fn run(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(spam_flags::translate(args)) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -80,6 +88,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Synth(a) => synth::run(a),
         Command::Stats(a) => stats::run(a),
         Command::ConvertField(a) => convert_field::run(a),
+        Command::Reg(a) => reg::run(a),
+        Command::DeformImage(a) => deform_image::run(a),
     };
     match result {
         Ok(()) => 0,
@@ -87,6 +97,13 @@ pub fn run(args: Vec<OsString>) -> i32 {
             eprintln!("dvc-stream: error: {}", one_line(&e));
             2
         }
+    }
+}
+
+/// Sets the number of worker threads (spam's `-np`); by default rayon uses every core.
+pub fn set_threads(n: Option<usize>) {
+    if let Some(n) = n.filter(|&n| n > 0) {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
 }
 

@@ -245,19 +245,9 @@ pub fn table_to_field(t: &Table, path: &Path) -> Result<PhiField> {
         });
     }
     if let FieldKind::Grid { .. } = field.kind {
+        // Like spam, rows are taken to be in Z-major grid order; dims come from the distinct
+        // coordinates (extracts of a grid read too).
         field.kind = PhiField::grid_from_positions(&field.positions);
-        if let FieldKind::Grid { dims, .. } = field.kind {
-            if dims.iter().product::<usize>() != n {
-                bail!(
-                    "{}: {} rows do not form a full grid ({}×{}×{} distinct positions)",
-                    path.display(),
-                    n,
-                    dims[0],
-                    dims[1],
-                    dims[2]
-                );
-            }
-        }
     }
     Ok(field)
 }

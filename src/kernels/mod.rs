@@ -2,6 +2,7 @@
 //! warping ([`interp`]), gradients ([`gradient`]) and Gauss–Newton registration
 //! ([`register`]).
 
+pub mod deform;
 pub mod gradient;
 pub mod interp;
 pub mod register;

@@ -1,0 +1,42 @@
+//! Output folders and prefixes named as spam names them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use crate::field::PhiField;
+
+/// File name without its extension (`im1.tif` → `im1`, `im1.zarr` → `im1`).
+pub fn stem(p: &Path) -> String {
+    let p = if p.file_name().is_some_and(|n| n == "zarr.json") { p.parent().unwrap_or(p) } else { p };
+    p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "out".into())
+}
+
+/// `-od` or the folder of the (real path of the) first image.
+pub fn out_dir(od: &Option<PathBuf>, im1: &Path) -> Result<PathBuf> {
+    let d = match od {
+        Some(d) => d.clone(),
+        None => std::fs::canonicalize(im1)
+            .ok()
+            .and_then(|p| p.parent().map(|p| p.to_path_buf()))
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    std::fs::create_dir_all(&d).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", d.display()))?;
+    Ok(d)
+}
+
+/// Reads a single registration Φ (a one-row file) for `-pf`, scaled by `-pfb`.
+pub fn read_registration(path: &Path, bin_ratio: f64) -> Result<PhiField> {
+    let mut f = PhiField::read(path)?;
+    if f.len() != 1 {
+        bail!("{}: holds a field of {} points; a single registration (one row) is needed here", path.display(), f.len());
+    }
+    if !crate::phi::is_finite(&f.phis[0]) {
+        bail!("{}: the Φ in this file is not finite (NaN or inf)", path.display());
+    }
+    if !(bin_ratio > 0.0) {
+        bail!("-pfb must be positive");
+    }
+    f.rescale(bin_ratio);
+    Ok(f)
+}

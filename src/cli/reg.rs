@@ -1,0 +1,166 @@
+//! `dvc-stream reg IM1 IM2`: spam-reg — multiscale registration of two volumes.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use super::output_names::{out_dir, read_registration, stem};
+use super::ReadOpts;
+use crate::field::parquet::{self, FieldMeta};
+use crate::field::{tsv, FieldKind, FieldRow, Layout, PhiField};
+use crate::kernels::register::{image_centre, register_multiscale, MultiscaleOptions, RegisterOptions};
+use crate::phi;
+use crate::store::Volume;
+
+#[derive(Args, Debug)]
+pub struct RegArgs {
+    /// Reference volume (TIFF, slice folder, Zarr).
+    pub im1: PathBuf,
+    /// Deformed volume, same shape.
+    pub im2: PathBuf,
+    /// First (coarsest) binning level [spam: -bb].
+    #[arg(long = "bin-start", alias = "binning-begin", default_value_t = 4)]
+    pub bin_start: usize,
+    /// Last binning level [spam: -be].
+    #[arg(long = "bin-stop", alias = "binning-end", default_value_t = 1)]
+    pub bin_stop: usize,
+    /// Initial registration (one-row TSV or Parquet) [spam: -pf].
+    #[arg(long = "phi-file")]
+    pub phi_file: Option<PathBuf>,
+    /// Bin ratio of --phi-file [spam: -pfb].
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    pub phi_file_bin_ratio: f64,
+    /// Mask of im1 (0 = excluded) [spam: -mf1].
+    #[arg(long = "mask-file1", alias = "maskFile1")]
+    pub mask_file1: Option<PathBuf>,
+    /// Margin in voxels at full resolution [spam: -m].
+    #[arg(long, allow_negative_numbers = true)]
+    pub margin: Option<f64>,
+    /// Margin per axis Z Y X [spam: -m3].
+    #[arg(long, num_args = 3, value_names = ["Z", "Y", "X"])]
+    pub margin3: Option<Vec<usize>>,
+    /// Rigid registration [spam: -rig].
+    #[arg(long)]
+    pub rigid: bool,
+    /// Recompute the gradient on the deformed im2 each iteration [spam: -ug].
+    #[arg(long = "update-gradient")]
+    pub update_gradient: bool,
+    /// Iterations per level [spam: -it].
+    #[arg(long = "max-iterations", default_value_t = 50)]
+    pub max_iterations: usize,
+    /// Convergence threshold on ‖δΦ‖ [spam: -dp].
+    #[arg(long = "min-delta-phi", default_value_t = 1e-4)]
+    pub min_delta_phi: f64,
+    /// 1 = trilinear (spam's), 3 = Keys cubic [spam: -o].
+    #[arg(long = "interpolation-order", default_value_t = 1)]
+    pub interpolation_order: usize,
+    /// Output folder [spam: -od]; default: the folder of im1.
+    #[arg(long = "out-dir")]
+    pub out_dir: Option<PathBuf>,
+    /// Output prefix [spam: -pre]; default <im1>-<im2>.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Write image 1 deformed by the result as <im1>-reg-def.tif [spam: -def].
+    #[arg(long = "save-deformed-image1")]
+    pub save_deformed_image1: bool,
+    /// Worker threads [spam: -np]; default all cores.
+    #[arg(long = "number-of-processes")]
+    pub number_of_processes: Option<usize>,
+    #[command(flatten)]
+    pub read: ReadOpts,
+}
+
+pub fn run(a: RegArgs) -> Result<()> {
+    super::set_threads(a.number_of_processes);
+    if ![1, 3].contains(&a.interpolation_order) {
+        bail!("--interpolation-order must be 1 (trilinear) or 3 (cubic)");
+    }
+    let cache = a.read.cache()?;
+    let im1 = Volume::open(&a.im1, cache.clone())?;
+    let im2 = Volume::open(&a.im2, cache.clone())?;
+    if im1.shape() != im2.shape() {
+        bail!("{}: shape {:?} differs from {} {:?}", a.im2.display(), im2.shape(), a.im1.display(), im1.shape());
+    }
+    let mask = match &a.mask_file1 {
+        Some(p) => {
+            let m = Volume::open(p, cache.clone())?;
+            if m.shape() != im1.shape() {
+                bail!("{}: mask shape {:?} differs from image 1 {:?}", p.display(), m.shape(), im1.shape());
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    let centre = image_centre(im1.shape());
+    let init = match &a.phi_file {
+        Some(p) => {
+            // Positions and translation scaled by -pfb (spam's readCorrelationTSV); the guess
+            // is defined at its own centre, so express it at this image's centre.
+            let f = read_registration(p, a.phi_file_bin_ratio)?;
+            Some(phi::move_to(&f.phis[0], &f.positions[0], &centre))
+        }
+        None => None,
+    };
+    let margin = match (&a.margin3, a.margin) {
+        (Some(m), _) => Some([m[0], m[1], m[2]]),
+        (None, Some(m)) => Some([m.max(0.0) as usize; 3]),
+        (None, None) => None,
+    };
+    let o = MultiscaleOptions {
+        bin_start: a.bin_start.max(1),
+        bin_stop: a.bin_stop.max(1),
+        margin,
+        single: RegisterOptions {
+            margin: None,
+            max_iterations: a.max_iterations,
+            delta_phi_min: a.min_delta_phi,
+            update_gradient: a.update_gradient,
+            rigid: a.rigid,
+            order: a.interpolation_order,
+        },
+    };
+    let r = register_multiscale(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?;
+    let dir = out_dir(&a.out_dir, &a.im1)?;
+    let prefix = a.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
+    let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
+    field.push(FieldRow {
+        id: 1,
+        position: centre,
+        phi: r.phi,
+        cc: 0.0,
+        error: r.error,
+        iterations: r.iterations as f64,
+        return_status: r.return_status as f64,
+        delta_phi_norm: r.delta_phi_norm,
+        label_dilate: 0.0,
+    });
+    let tsv_path = dir.join(format!("{prefix}-registration.tsv"));
+    tsv::write_field(&tsv_path, &field)?;
+    let params = serde_json::json!({
+        "im1": a.im1, "im2": a.im2, "bin_start": a.bin_start, "bin_stop": a.bin_stop, "phi_file": a.phi_file,
+        "phi_file_bin_ratio": a.phi_file_bin_ratio, "mask_file1": a.mask_file1, "margin": margin, "rigid": a.rigid,
+        "update_gradient": a.update_gradient, "max_iterations": a.max_iterations, "min_delta_phi": a.min_delta_phi,
+        "interpolation_order": a.interpolation_order,
+    });
+    let mut meta = FieldMeta::for_command("reg", params);
+    meta.image_shapes = vec![im1.shape(), im2.shape()];
+    parquet::write_field(&dir.join(format!("{prefix}-registration.parquet")), &field, &meta)?;
+    let (t, d) = phi::decompose_phi(&r.phi, &centre, &centre);
+    println!(
+        "returnStatus {} after {} iterations (‖δΦ‖ {:.2e}, error {:.4})\nt (Z Y X): {:.4} {:.4} {:.4}\nr (deg): {:.4} {:.4} {:.4}\nvol strain: {:.5}",
+        r.return_status, r.iterations, r.delta_phi_norm, r.error, t[0], t[1], t[2], d.r[0], d.r[1], d.r[2], d.vol
+    );
+    println!("wrote {}", tsv_path.display());
+    if a.save_deformed_image1 {
+        if r.return_status > 0 {
+            let out = dir.join(format!("{}-reg-def.tif", stem(&a.im1)));
+            super::deform_image::deform_to(&im1, &r.phi, [centre[0], centre[1], centre[2]], 1, &out, !a.read.quiet)?;
+            println!("wrote {}", out.display());
+        } else {
+            eprintln!("not writing the deformed image: returnStatus {} ≤ 0", r.return_status);
+        }
+    }
+    a.read.report(&cache);
+    Ok(())
+}

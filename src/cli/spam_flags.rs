@@ -1,0 +1,74 @@
+//! spam's single-dash spellings (`-bb 4`, `-pf f.tsv`) accepted beside GNU long options.
+//!
+//! clap only knows one-letter short flags, so before parsing, each token that is exactly one
+//! of spam's spellings for the running subcommand is replaced by its long form.
+
+use std::ffi::OsString;
+
+/// (spam spelling, long option) for every subcommand that mirrors a spam script.
+fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
+    match sub {
+        "reg" => &[
+            ("-bb", "--bin-start"),
+            ("-be", "--bin-stop"),
+            ("-pf", "--phi-file"),
+            ("-phiFile", "--phi-file"),
+            ("-pfb", "--phi-file-bin-ratio"),
+            ("-mf1", "--mask-file1"),
+            ("-m", "--margin"),
+            ("-mar", "--margin"),
+            ("-m3", "--margin3"),
+            ("-mar3", "--margin3"),
+            ("-rig", "--rigid"),
+            ("-ug", "--update-gradient"),
+            ("-it", "--max-iterations"),
+            ("-dp", "--min-delta-phi"),
+            ("-o", "--interpolation-order"),
+            ("-od", "--out-dir"),
+            ("-pre", "--prefix"),
+            ("-def", "--save-deformed-image1"),
+            ("-np", "--number-of-processes"),
+        ],
+        "deform-image" => &[
+            ("-pf", "--phi-file"),
+            ("-phiFile", "--phi-file"),
+            ("-pfb", "--phi-file-bin-ratio"),
+            ("-rr", "--rigid-only"),
+            ("-od", "--out-dir"),
+            ("-pre", "--prefix"),
+            ("-np", "--number-of-processes"),
+        ],
+        _ => &[],
+    }
+}
+
+/// Rewrites spam spellings after the subcommand name into long options.
+pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
+    let sub = args.get(1).and_then(|s| s.to_str()).unwrap_or("").to_string();
+    let t = table(&sub);
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i >= 2 {
+                if let Some(s) = a.to_str() {
+                    if let Some((_, long)) = t.iter().find(|(short, _)| *short == s) {
+                        return OsString::from(*long);
+                    }
+                }
+            }
+            a
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_only_known_flags_of_the_subcommand() {
+        let a: Vec<OsString> = ["dvc-stream", "reg", "a.tif", "-bb", "4", "-m", "-1", "--rigid"].iter().map(OsString::from).collect();
+        let b: Vec<String> = translate(a).into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert_eq!(b, ["dvc-stream", "reg", "a.tif", "--bin-start", "4", "--margin", "-1", "--rigid"]);
+    }
+}

@@ -1,0 +1,58 @@
+//! Warping a whole volume by a single Φ, slab by slab, without holding it in memory.
+//!
+//! Each output slab's source region is the bounding box of its corners mapped back through
+//! Φ⁻¹; only that box is read from the store. Values follow spam's `applyPhi`: material at X
+//! appears at Φ(X) about the given centre, voxels whose source falls outside
+//! `[order, N − order)` are 0.
+
+use anyhow::Result;
+use ndarray::Array3;
+
+use super::interp::{in_bounds, trilinear, tricubic, BackwardMap};
+use crate::phi::Phi;
+use crate::store::Volume;
+
+/// Output planes `[z0, z1)` of `input` deformed by `phi` about `centre`.
+pub fn deformed_planes(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize, z0: usize, z1: usize) -> Result<Vec<f32>> {
+    let n = input.shape();
+    let inv = phi.try_inverse().unwrap_or_else(Phi::identity);
+    let map = BackwardMap::from_phi(&inv, centre);
+    // Source bounding box of the slab.
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    for &z in &[z0 as f32, (z1 - 1) as f32] {
+        for &y in &[0.0, (n[1] - 1) as f32] {
+            for &x in &[0.0, (n[2] - 1) as f32] {
+                let q = map.apply([z, y, x]);
+                for a in 0..3 {
+                    lo[a] = lo[a].min(q[a]);
+                    hi[a] = hi[a].max(q[a]);
+                }
+            }
+        }
+    }
+    let pad = order as i64 + 1;
+    let b0: [i64; 3] = std::array::from_fn(|a| ((lo[a].floor() as i64) - pad).clamp(0, n[a] as i64));
+    let b1: [i64; 3] = std::array::from_fn(|a| ((hi[a].floor() as i64) + pad + 1).clamp(0, n[a] as i64));
+    let mut out = vec![0f32; (z1 - z0) * n[1] * n[2]];
+    if (0..3).any(|a| b1[a] <= b0[a]) {
+        return Ok(out);
+    }
+    let src: Array3<f32> = input.read_box(b0[0]..b1[0], b0[1]..b1[1], b0[2]..b1[2])?;
+    let v = src.view();
+    let off = [b0[0] as f32, b0[1] as f32, b0[2] as f32];
+    use rayon::prelude::*;
+    out.par_chunks_mut(n[2]).enumerate().for_each(|(row, dst)| {
+        let z = z0 + row / n[1];
+        let y = row % n[1];
+        for (x, d) in dst.iter_mut().enumerate() {
+            let q = map.apply([z as f32, y as f32, x as f32]);
+            if !in_bounds(q, n, order) {
+                continue;
+            }
+            let ql = [q[0] - off[0], q[1] - off[1], q[2] - off[2]];
+            *d = if order == 3 { tricubic(&v, ql) } else { trilinear(&v, ql) };
+        }
+    });
+    Ok(out)
+}

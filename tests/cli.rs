@@ -1,0 +1,159 @@
+//! dvc-stream's commands as a user runs them, against spam's example outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dvc_stream::field::PhiField;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
+}
+
+fn dvc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dvc-stream")).args(args).output().unwrap()
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn fails(out: &std::process::Output, mentions: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains(mentions), "'{mentions}' in: {e}");
+}
+
+#[test]
+fn reg_rows_2_and_5_with_spam_spellings() {
+    let ex = examples();
+    let dir = tempfile::tempdir().unwrap();
+    for (im2, def) in [("im2", false), ("im3", true)] {
+        let mut args = vec![
+            "reg".to_string(),
+            s(&ex.join("inputs/im1.tif")),
+            s(&ex.join(format!("inputs/{im2}.tif"))),
+            "-od".into(),
+            s(dir.path()),
+            "-bb".into(),
+            "2".into(),
+            "-be".into(),
+            "1".into(),
+            "-q".into(),
+        ];
+        if def {
+            args.push("-def".into());
+        }
+        let a: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+        ok(&dvc(&a));
+        let got = PhiField::read(&dir.path().join(format!("im1-{im2}-registration.tsv"))).unwrap();
+        let pq = PhiField::read(&dir.path().join(format!("im1-{im2}-registration.parquet"))).unwrap();
+        let want = PhiField::read(&ex.join(format!("reg/im1-{im2}-registration.tsv"))).unwrap();
+        assert_eq!(got.positions[0], want.positions[0]);
+        assert_eq!(got.return_status[0], 2.0);
+        for i in 0..3 {
+            for j in 0..4 {
+                assert!((got.phis[0][(i, j)] - want.phis[0][(i, j)]).abs() < 2e-7);
+                assert!((got.phis[0][(i, j)] - pq.phis[0][(i, j)]).abs() <= 5e-8, "TSV keeps 7 decimals of the Parquet value");
+            }
+        }
+    }
+    assert!(dir.path().join("im1-reg-def.tif").exists());
+}
+
+#[test]
+fn deform_image_then_reg_recovers_identity() {
+    let ex = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("im1def.zarr");
+    ok(&dvc(&["deform-image", &s(&ex.join("inputs/im1.tif")), "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")), "--output", &s(&out), "-q"]));
+    // The deformed im1 looks like im3: registering im3 onto it gives almost nothing.
+    ok(&dvc(&["reg", &s(&out), &s(&ex.join("inputs/im3.tif")), "-od", &s(dir.path()), "-bb", "1", "-q"]));
+    let r = PhiField::read(&dir.path().join("im1def-im3-registration.tsv")).unwrap();
+    let t = dvc_stream::phi::translation(&r.phis[0]);
+    assert!(t.norm() < 0.05, "residual translation {t}");
+}
+
+#[test]
+fn every_example_tsv_is_read_and_round_trips() {
+    let ex = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for sub in ["reg", "ldic", "pixelSearch", "ddic", "passPhiField", "filterPhiField", "pixelSearchPropagate"] {
+        for e in std::fs::read_dir(ex.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|e| e != "tsv") {
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let f = PhiField::read(&p).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(!f.is_empty());
+            // HEAD/ROWS extracts are not full grids; full files round-trip byte for byte.
+            if name.contains("HEAD") || name.contains("ROWS") || name.contains("regs-rigid") {
+                continue;
+            }
+            let pq = dir.path().join(format!("{name}.parquet"));
+            let back = dir.path().join(&name);
+            ok(&dvc(&["convert-field", &s(&p), &s(&pq)]));
+            ok(&dvc(&["convert-field", &s(&pq), &s(&back)]));
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), std::fs::read_to_string(&back).unwrap(), "{name}: TSV → Parquet → TSV");
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "{n} files round-tripped");
+}
+
+#[test]
+fn vtk_of_a_grid_matches_spams_layout() {
+    let ex = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.vtk");
+    ok(&dvc(&["convert-field", &s(&ex.join("ldic/im1-im2-ldic.tsv")), &s(&out)]));
+    let got = std::fs::read_to_string(&out).unwrap();
+    let want = std::fs::read_to_string(ex.join("ldic/im1-im2-ldic.vtk")).unwrap();
+    // Same sections and the same numbers (spam's origin is node − hws; ours node − ns/2).
+    let body = |t: &str| t.lines().skip(8).map(|l| l.to_string()).collect::<Vec<_>>();
+    let (g, w) = (body(&got), body(&want));
+    assert_eq!(g.len(), w.len());
+    let mut diff = 0;
+    for (a, b) in g.iter().zip(&w) {
+        if a != b {
+            let pa: Vec<f64> = a.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            let pb: Vec<f64> = b.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            assert_eq!(pa.len(), pb.len(), "{a} vs {b}");
+            for (x, y) in pa.iter().zip(&pb) {
+                assert!((x - y).abs() < 1e-6, "{a} vs {b}");
+            }
+            diff += 1;
+        }
+    }
+    // The TSV holds 7 decimals, spam's VTK the full value: numbers agree to that precision.
+    assert!(diff > 0 || g == w);
+    assert!(got.starts_with("# vtk DataFile Version 2.0\nVTK file from spam: "));
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line() {
+    let ex = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let im1 = s(&ex.join("inputs/im1.tif"));
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(&bad, "NodeNumber\tZpos\tYpos\n1\t2\t3\n").unwrap();
+    fails(&dvc(&["reg", &im1, &im1, "-pf", &s(&bad), "-q"]), "missing column 'Xpos'");
+    let text = std::fs::read_to_string(ex.join("reg/im1-im2-registration.tsv")).unwrap();
+    std::fs::write(&bad, text.replacen("1.2095258", "one", 1)).unwrap();
+    fails(&dvc(&["reg", &im1, &im1, "-pf", &s(&bad), "-q"]), "'one' is not a number");
+    std::fs::write(&bad, text.replacen("1.2095258", "nan", 1)).unwrap();
+    fails(&dvc(&["reg", &im1, &im1, "-pf", &s(&bad), "-q"]), "not finite");
+    fails(&dvc(&["reg", &im1, &im1, "-pf", &s(&ex.join("ldic/im1-im2-ldic.tsv")), "-q"]), "single registration");
+    let small = dir.path().join("small.tif");
+    dvc_stream::store::tiff_write::write_tiff(&small, [4, 4, 4], &dvc_stream::store::TypedBuf::U8(vec![1; 64])).unwrap();
+    fails(&dvc(&["reg", &im1, &s(&small), "-q"]), "small.tif");
+    fails(&dvc(&["reg", &im1, &im1, "-mf1", &s(&small), "-q"]), "mask shape");
+    fails(&dvc(&["reg", &im1, &s(&dir.path().join("missing.tif")), "-q"]), "missing.tif: no such file");
+    fails(&dvc(&["convert-field", &s(&ex.join("reg/im1-im2-registration.tsv")), &s(&dir.path().join("x.csv"))]), "x.csv");
+}
