@@ -12,10 +12,18 @@ PY=.venv/bin/python
 [ -x "$PY" ] || { python3 -m venv .venv; .venv/bin/pip install -q -r tests/python/requirements.txt; }
 STACK="$OUT/stack-${Z}x${Y}x${X}.tif"
 if [ ! -f "$STACK" ]; then
-  echo "making $STACK (synthetic speckle, uint16, with noise)"
-  ./target/release/dvc-stream synth "$OUT/gen" --shape3 "$Z" "$Y" "$X" --dtype uint16 --format tiff --noise 200 --overwrite -q
-  mv "$OUT/gen/im1.tif" "$STACK"
-  rm -rf "$OUT/gen"
+  echo "making $STACK (smooth random structure + noise, uint16, like a CT scan)"
+  "$PY" - "$STACK" "$Z" "$Y" "$X" <<'PYEOF'
+import sys, numpy as np, tifffile
+path, z, y, x = sys.argv[1], *map(int, sys.argv[2:5])
+rng = np.random.default_rng(0)
+coarse = rng.integers(10000, 40000, (z // 4 + 1, y // 4 + 1, x // 4 + 1), dtype=np.uint16)
+with tifffile.TiffWriter(path, bigtiff=True) as tw:
+    for k in range(z):
+        plane = np.repeat(np.repeat(coarse[k // 4], 4, 0), 4, 1)[:y, :x]
+        noise = rng.integers(0, 400, (y, x), dtype=np.uint16)
+        tw.write(plane + noise, contiguous=True)
+PYEOF
 fi
 BYTES=$(stat -c %s "$STACK")
 sync

@@ -52,3 +52,40 @@ fn decompositions_of_spam_outputs() {
     assert!((d.r[0] - 2.0).abs() < 0.01, "{:?}", d.r);
     assert!((d.z[0] - 1.02).abs() < 1e-3);
 }
+
+fn synth_pair(dir: &Path, shape: usize, speckle: f64, t: [f64; 3], r: Option<[f64; 3]>, zoom: Option<[f64; 3]>) -> (Volume, Volume, dvc_stream::phi::Phi) {
+    use dvc_stream::phi::{compute_phi, PhiComponents};
+    use dvc_stream::store::dtype::DType;
+    use dvc_stream::store::zarr::{ArrayLayout, Codec};
+    use dvc_stream::synth::{deformation::Deformation, texture::Texture, SynthFormat, SynthSpec};
+    let phi = compute_phi(&PhiComponents { t: Some(t), r, z: zoom, ..Default::default() });
+    let c = (shape as f64 - 1.0) / 2.0;
+    let spec = SynthSpec {
+        shape: [shape; 3],
+        texture: Texture { cell: speckle, ..Texture::new(11) },
+        deformation: Deformation::affine(phi, nalgebra::Vector3::new(c, c, c)),
+        noise: 0.0,
+        dtype: DType::F32,
+    };
+    let layout = ArrayLayout { chunk: [32; 3], codec: Codec::Zstd(1), shard: None };
+    for i in [1u8, 2] {
+        spec.write(i, &dir.join(format!("im{i}.zarr")), &SynthFormat::Zarr { layout, levels: 3 }, false).unwrap();
+    }
+    (open(&dir.join("im1.zarr")), open(&dir.join("im2.zarr")), phi)
+}
+
+#[test]
+fn recovers_exact_synthetic_affine() {
+    let dir = tempfile::tempdir().unwrap();
+    // 5° about an oblique axis, 1 % volumetric strain, sub-voxel translation.
+    let axis = nalgebra::Vector3::new(1.0, 2.0, 2.0).normalize() * 5.0;
+    let s = 1.01f64.powf(1.0 / 3.0);
+    let (a, b, truth) = synth_pair(dir.path(), 128, 3.0, [1.3, -2.7, 0.4], Some([axis[0], axis[1], axis[2]]), Some([s, s, s]));
+    let o = MultiscaleOptions { bin_start: 2, bin_stop: 1, margin: None, single: RegisterOptions::default() };
+    let r = register_multiscale(&a, &b, None, None, 1.0, &o).unwrap();
+    assert_eq!(r.return_status, 2);
+    let dt = (phi::translation(&r.phi) - phi::translation(&truth)).norm();
+    let df = (phi::f_block(&r.phi) - phi::f_block(&truth)).abs().max();
+    assert!(dt < 0.01, "t error {dt}");
+    assert!(df < 1e-3, "F error {df}");
+}
