@@ -89,3 +89,20 @@ fn recovers_exact_synthetic_affine() {
     assert!(dt < 0.01, "t error {dt}");
     assert!(df < 1e-3, "F error {df}");
 }
+
+#[test]
+fn multiscale_from_bin_4_recovers_a_large_translation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, truth) = synth_pair(dir.path(), 128, 3.0, [15.0, -9.0, 6.5], None, None);
+    // The margin must exceed the motion (spam's guide): 20 voxels at full resolution, 5 at bin 4.
+    let o = MultiscaleOptions { bin_start: 4, bin_stop: 1, margin: Some([20; 3]), single: RegisterOptions::default() };
+    let r = register_multiscale(&a, &b, None, None, 1.0, &o).unwrap();
+    assert_eq!(r.return_status, 2);
+    let dt = (phi::translation(&r.phi) - phi::translation(&truth)).norm();
+    assert!(dt < 0.01, "t error {dt}: {}", phi::translation(&r.phi));
+    // A single scale from the same start does not get there: the multiscale levels matter.
+    let one = MultiscaleOptions { bin_start: 1, bin_stop: 1, margin: Some([20; 3]), single: RegisterOptions::default() };
+    let r1 = register_multiscale(&a, &b, None, None, 1.0, &one).unwrap();
+    let dt1 = (phi::translation(&r1.phi) - phi::translation(&truth)).norm();
+    assert!(dt1 > 1.0, "single scale unexpectedly converged ({dt1})");
+}
