@@ -99,48 +99,60 @@ struct LevelAccumulator {
     bin: usize,
     top: [usize; 3],
     shape: [usize; 3],
+    /// Exact block sums of the plane being built (f64 holds integer sums exactly).
     plane_sums: Vec<f64>,
     pages_in: usize,
-    /// Finished planes of the current block row, as means.
-    slab: Vec<f64>,
+    /// Finished planes of the current block row, as block means.
+    slab: Vec<f32>,
     planes_done: usize,
     block_row: usize,
     writer: ArrayWriter,
 }
 
+/// Adds the binned-in-(y, x) sums of one page to `acc`.
+fn add_rows<T: Copy + Into<f64>>(page: &[T], nx: usize, top: [usize; 3], s: [usize; 3], b: usize, acc: &mut [f64]) {
+    for yb in 0..s[1] {
+        let out = &mut acc[yb * s[2]..(yb + 1) * s[2]];
+        for dy in 0..b {
+            let y = top[1] + yb * b + dy;
+            let row = &page[y * nx + top[2]..y * nx + top[2] + s[2] * b];
+            for (o, block) in out.iter_mut().zip(row.chunks_exact(b)) {
+                *o += block.iter().map(|&v| v.into()).sum::<f64>();
+            }
+        }
+    }
+}
+
 impl LevelAccumulator {
-    fn add_page(&mut self, z: usize, page: &[f64], ny: usize, nx: usize) -> Result<()> {
+    fn add_page(&mut self, z: usize, slab: &TypedBuf, p: usize, ny: usize, nx: usize) -> Result<()> {
         let b = self.bin;
         if z < self.top[0] || z >= self.top[0] + self.shape[0] * b {
             return Ok(());
         }
-        let (sy, sx) = (self.shape[1], self.shape[2]);
-        for y in 0..sy * b {
-            let row = &page[(self.top[1] + y) * nx + self.top[2]..][..sx * b];
-            let acc = &mut self.plane_sums[(y / b) * sx..(y / b + 1) * sx];
-            for (x, &v) in row.iter().enumerate() {
-                acc[x / b] += v;
-            }
+        let plane = ny * nx;
+        let r = p * plane..(p + 1) * plane;
+        let (t, s) = (self.top, self.shape);
+        match slab {
+            TypedBuf::U8(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+            TypedBuf::U16(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+            TypedBuf::I16(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+            TypedBuf::U32(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+            TypedBuf::F32(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+            TypedBuf::F64(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
         }
-        let _ = ny;
         self.pages_in += 1;
         if self.pages_in == b {
             let dtype = self.writer.dtype();
-            let n = (b * b * b) as usize;
-            self.slab.extend(self.plane_sums.iter().map(|&s| block_mean(s, n, dtype)));
+            let n = b * b * b;
+            self.slab.extend(self.plane_sums.iter().map(|&v| block_mean(v, n, dtype) as f32));
             self.plane_sums.iter_mut().for_each(|v| *v = 0.0);
             self.pages_in = 0;
             self.planes_done += 1;
             let depth = self.writer.block()[0];
             if self.planes_done % depth == 0 || self.planes_done == self.shape[0] {
-                let vals: Vec<f32> = self.slab.iter().map(|&v| v as f32).collect();
-                let typed = match dtype {
-                    // f64 means of integer data are exact integers; f32 holds them exactly
-                    // up to 2^24, so build integer buffers straight from the f64 values.
-                    DType::U32 => TypedBuf::U32(self.slab.iter().map(|&v| v as u32).collect()),
-                    DType::F64 => TypedBuf::F64(self.slab.clone()),
-                    d => TypedBuf::from_f32(d, &vals),
-                };
+                // Means of integer data are integers below 2^24 for every supported integer
+                // type but uint32; f32 holds those exactly.
+                let typed = TypedBuf::from_f32(dtype, &self.slab);
                 write_slab(&self.writer, self.block_row, &typed)?;
                 self.block_row += 1;
                 self.slab.clear();
@@ -148,10 +160,6 @@ impl LevelAccumulator {
         }
         Ok(())
     }
-}
-
-fn page_as_f64(slab: &TypedBuf, p: usize, plane: usize) -> Vec<f64> {
-    (p * plane..(p + 1) * plane).map(|i| slab.get_f64(i)).collect()
 }
 
 /// Writes a volume that arrives as slabs of whole planes, in order, into an OME-Zarr
@@ -225,8 +233,7 @@ impl PyramidWriter {
             || {
                 accs.par_iter_mut().try_for_each(|acc| {
                     for p in 0..n {
-                        let page = page_as_f64(&slab, p, plane);
-                        acc.add_page(z0 + p, &page, shape[1], shape[2])?;
+                        acc.add_page(z0 + p, &slab, p, shape[1], shape[2])?;
                     }
                     Ok::<(), anyhow::Error>(())
                 })
@@ -273,12 +280,28 @@ pub fn tiff_to_zarr(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
         .map_err(|e| anyhow::anyhow!("{}: {e:#}", input.display()))?;
     let bar = crate::progress::bar(shape[0] as u64, "tiff2zarr", opts.progress);
     let depth = writer.slab_depth();
-    for z0 in (0..shape[0]).step_by(depth) {
-        let z1 = (z0 + depth).min(shape[0]);
-        let slab = src.read_pages(z0, z1)?;
-        writer.write_planes(slab).map_err(|e| anyhow::anyhow!("{}: {e:#}", output.display()))?;
-        bar.inc((z1 - z0) as u64);
-    }
+    // Double buffering: one thread reads the next slab while this one encodes and writes
+    // the current one (at most two slabs in memory: the channel holds none in waiting).
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded::<Result<(usize, TypedBuf)>>(0);
+        let src = &src;
+        scope.spawn(move || {
+            for z0 in (0..shape[0]).step_by(depth) {
+                let z1 = (z0 + depth).min(shape[0]);
+                let r = src.read_pages(z0, z1).map(|s| (z1 - z0, s));
+                let failed = r.is_err();
+                if tx.send(r).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for r in rx {
+            let (n, slab) = r?;
+            writer.write_planes(slab).map_err(|e| anyhow::anyhow!("{}: {e:#}", output.display()))?;
+            bar.inc(n as u64);
+        }
+        Ok(())
+    })?;
     writer.finish()?;
     bar.finish_and_clear();
     let out = pending.commit()?;

@@ -6,6 +6,7 @@
 //! [`tiff_write`]) and the streaming converter ([`convert`]) live here too.
 
 pub mod binning;
+pub mod bulk_store;
 pub mod cache;
 pub mod convert;
 pub mod dtype;

@@ -52,8 +52,13 @@ impl PendingOutput {
         &self.final_path
     }
 
-    /// Renames the finished output into place (replacing an old one).
+    /// Renames the finished output into place (replacing an old one), after flushing what
+    /// was written to disk so that a completed name always holds completed data.
     pub fn commit(mut self) -> Result<PathBuf> {
+        if self.partial_path.exists() {
+            let target = if self.partial_path.is_dir() { self.partial_path.clone() } else { self.partial_path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".").to_path_buf() } else { p.to_path_buf() }).unwrap_or_else(|| ".".into()) };
+            super::bulk_store::sync(&target).with_context(|| format!("{}: cannot flush to disk", self.final_path.display()))?;
+        }
         if self.final_path.exists() {
             remove_any(&self.final_path).with_context(|| format!("{}: cannot replace", self.final_path.display()))?;
         }

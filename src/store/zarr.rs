@@ -267,9 +267,10 @@ fn zarr_data_type(d: DType) -> zarrs::array::DataType {
     }
 }
 
-/// A Zarr v3 array being written block by block.
+/// A Zarr v3 array being written block by block (flushed to disk by
+/// [`super::bulk_store::sync`] before the output is renamed into place).
 pub struct ArrayWriter {
-    array: Array<Store>,
+    array: Array<super::bulk_store::BulkWriteStore>,
     shape: [usize; 3],
     block: [usize; 3],
     dtype: DType,
@@ -285,7 +286,9 @@ impl ArrayWriter {
         layout: &ArrayLayout,
         attributes: Map<String, Value>,
     ) -> Result<ArrayWriter> {
-        let store = store_at(root)?;
+        let store = Arc::new(
+            super::bulk_store::BulkWriteStore::new(root).map_err(|e| anyhow!("{}: cannot open Zarr store ({e})", root.display()))?,
+        );
         let block = layout.write_block();
         let block_shape: Vec<u64> = block.iter().map(|&v| v.max(1) as u64).collect();
         let fill: zarrs::array::FillValue = match dtype {

@@ -35,6 +35,8 @@ def spam_binning(a, b):
 
 CASES = [
     ("uint8", None, False),
+    ("uint16", None, ">"),
+    ("float32", None, ">"),
     ("uint16", None, False),
     ("uint16", "zlib", False),
     ("uint16", "lzw", True),
@@ -55,7 +57,10 @@ def test_tifffile_to_zarr_python(tmp_path, dtype, compression, bigtiff):
         info = np.iinfo(dtype)
         a = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
     src = tmp_path / "in.tif"
-    tifffile.imwrite(src, a, compression=compression, bigtiff=bigtiff)
+    if bigtiff == ">":  # big-endian file
+        tifffile.imwrite(src, a, compression=compression, byteorder=">")
+    else:
+        tifffile.imwrite(src, a, compression=compression, bigtiff=bigtiff)
     out = tmp_path / "out.zarr"
     run(BIN / "tiff2zarr", src, out, "--chunk3", "8", "16", "10", "--levels", "3", "-q")
     g = zarr.open_group(str(out), mode="r")
