@@ -150,6 +150,9 @@ impl ChunkCache {
             self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
             Ok(Arc::from(values))
         });
+        // moka applies evictions in batches; settle them now so that the budget holds at every
+        // moment rather than on average (a miss costs far more than this bookkeeping).
+        self.inner.run_pending_tasks();
         match loaded {
             Ok(c) => Ok(c),
             Err(e) => Err(anyhow::anyhow!("{e:#}")),
