@@ -70,13 +70,14 @@ pub fn grey_stats(vol: &Volume, progress: bool) -> Result<GreyStats> {
     let bar = crate::progress::bar(idx.len() as u64, "reading", progress);
     let s = idx
         .par_iter()
-        .map(|&i| -> Result<GreyStats> {
+        // One box buffer per worker, reused for every chunk it reads.
+        .map_init(Vec::<f32>::new, |buf, &i| -> Result<GreyStats> {
             let e = chunk_extent(shape, block, i);
-            let b = vol.read_box(
-                e[0].start as i64..e[0].end as i64,
-                e[1].start as i64..e[1].end as i64,
-                e[2].start as i64..e[2].end as i64,
-            )?;
+            let dims = (e[0].len(), e[1].len(), e[2].len());
+            buf.resize(dims.0 * dims.1 * dims.2, 0.0);
+            let mut view = ndarray::ArrayViewMut3::from_shape(dims, &mut buf[..]).expect("buffer sized to the box");
+            vol.read_box_into([e[0].start as i64, e[1].start as i64, e[2].start as i64], &mut view)?;
+            let b = view;
             let mut g = GreyStats { min: f64::INFINITY, max: f64::NEG_INFINITY, ..Default::default() };
             for &v in b.iter() {
                 if v.is_nan() {

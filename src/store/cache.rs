@@ -30,6 +30,8 @@ pub struct CacheStats {
     /// Bytes of decoded chunk data produced by the back ends (in the stored type).
     pub bytes_read: u64,
     pub capacity_bytes: u64,
+    /// Largest number of bytes held at once (checked after each miss).
+    pub peak_resident_bytes: u64,
 }
 
 impl std::fmt::Display for CacheStats {
@@ -38,12 +40,13 @@ impl std::fmt::Display for CacheStats {
         let rate = if total > 0 { 100.0 * self.hits as f64 / total as f64 } else { 0.0 };
         write!(
             f,
-            "chunk cache: {} hits, {} misses ({:.1}% hit rate), {} read, capacity {}",
+            "chunk cache: {} hits, {} misses ({:.1}% hit rate), {} read, capacity {}, peak held {}",
             self.hits,
             self.misses,
             rate,
             human_bytes(self.bytes_read),
-            human_bytes(self.capacity_bytes)
+            human_bytes(self.capacity_bytes),
+            human_bytes(self.peak_resident_bytes)
         )
     }
 }
@@ -108,6 +111,7 @@ pub struct ChunkCache {
     hits: AtomicU64,
     misses: AtomicU64,
     bytes_read: AtomicU64,
+    peak_resident: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -124,6 +128,7 @@ impl ChunkCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
+            peak_resident: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
         })
     }
@@ -153,6 +158,7 @@ impl ChunkCache {
         // moka applies evictions in batches; settle them now so that the budget holds at every
         // moment rather than on average (a miss costs far more than this bookkeeping).
         self.inner.run_pending_tasks();
+        self.peak_resident.fetch_max(self.inner.weighted_size(), Ordering::Relaxed);
         match loaded {
             Ok(c) => Ok(c),
             Err(e) => Err(anyhow::anyhow!("{e:#}")),
@@ -170,6 +176,7 @@ impl ChunkCache {
             misses: self.misses.load(Ordering::Relaxed),
             bytes_read: self.bytes_read.load(Ordering::Relaxed),
             capacity_bytes: self.capacity,
+            peak_resident_bytes: self.peak_resident.load(Ordering::Relaxed),
         }
     }
 

@@ -81,6 +81,7 @@ fn run(a: Args) -> Result<()> {
 }
 
 fn main() {
+    dvc_stream::init_process();
     let args = Args::parse();
     if let Err(e) = run(args) {
         eprintln!("tiff2zarr: error: {}", dvc_stream::cli::one_line(&e));

@@ -34,6 +34,7 @@ fn run(a: Args) -> Result<()> {
 }
 
 fn main() {
+    dvc_stream::init_process();
     if let Err(e) = run(Args::parse()) {
         eprintln!("zarr2tiff: error: {}", dvc_stream::cli::one_line(&e));
         std::process::exit(2);
