@@ -11,6 +11,7 @@ pub mod field;
 pub mod kernels;
 pub mod phi;
 pub mod progress;
+pub mod scheduler;
 pub mod store;
 pub mod synth;
 

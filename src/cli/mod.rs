@@ -6,6 +6,7 @@
 pub mod convert_field;
 pub mod deform_image;
 pub mod demo;
+pub mod ldic;
 pub mod output_names;
 pub mod reg;
 pub mod spam_flags;
@@ -40,6 +41,8 @@ pub enum Command {
     Reg(reg::RegArgs),
     /// Deform a volume by a registration Φ, streamed slab by slab (spam-deformImage).
     DeformImage(deform_image::DeformImageArgs),
+    /// Local DVC on a regular grid, streamed through the chunk cache (spam-ldic).
+    Ldic(ldic::LdicArgs),
 }
 
 /// Options shared by commands that read volumes.
@@ -90,6 +93,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::ConvertField(a) => convert_field::run(a),
         Command::Reg(a) => reg::run(a),
         Command::DeformImage(a) => deform_image::run(a),
+        Command::Ldic(a) => ldic::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -5,4 +5,5 @@
 pub mod deform;
 pub mod gradient;
 pub mod interp;
+pub mod local;
 pub mod register;

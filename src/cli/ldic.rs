@@ -1,0 +1,395 @@
+//! `dvc-stream ldic IM1 IM2 [IM3 …]`: spam-ldic — local DVC on a regular grid, streamed
+//! tile by tile through the chunk cache.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use nalgebra::Vector3;
+
+use super::output_names::stem;
+use super::ReadOpts;
+use crate::field::parquet::{FieldMeta, ParquetWriter};
+use crate::field::tsv::TsvWriter;
+use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
+use crate::field::{make_grid, FieldKind, FieldRow, Layout, PhiField};
+use crate::kernels::local::{correlate_point, window1_box, window2_box, round_even, LocalOptions, PointResult};
+use crate::kernels::register::RegisterOptions;
+use crate::phi::{self, ApplyF, Phi};
+use crate::scheduler;
+use crate::store::dtype::TypedBuf;
+use crate::store::tiff_write::write_tiff;
+use crate::store::Volume;
+
+#[derive(Args, Debug)]
+pub struct LdicArgs {
+    /// Two or more volumes: pairs (IM1, IMk), or consecutive pairs with --series-incremental.
+    #[arg(required = true, num_args = 2..)]
+    pub images: Vec<PathBuf>,
+    /// Node spacing on all axes [spam: -ns].
+    #[arg(long = "node-spacing")]
+    pub node_spacing: Option<usize>,
+    /// Node spacing Z Y X [spam: -ns3].
+    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"])]
+    pub node_spacing3: Option<Vec<usize>>,
+    /// Half window size on all axes [spam: -hws].
+    #[arg(long = "half-window-size")]
+    pub half_window_size: Option<usize>,
+    /// Half window size Z Y X [spam: -hws3].
+    #[arg(long = "half-window-size3", num_args = 3, value_names = ["Z", "Y", "X"])]
+    pub half_window_size3: Option<Vec<usize>>,
+    /// Guess: a registration (one row) or a field on the same grid (TSV or Parquet) [spam: -pf].
+    #[arg(long = "phi-file")]
+    pub phi_file: Option<PathBuf>,
+    /// Bin ratio of the guess [spam: -pfb].
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    pub phi_file_bin_ratio: f64,
+    /// Part of a registration's F given to the nodes [spam: -F].
+    #[arg(long = "apply-f", value_enum, default_value = "all")]
+    pub apply_f: ApplyF,
+    /// Skip windows whose mean grey is ≤ this [spam: -glt].
+    #[arg(long = "grey-low-threshold", allow_negative_numbers = true, default_value_t = f64::NEG_INFINITY)]
+    pub grey_low_threshold: f64,
+    /// Skip windows whose mean grey is ≥ this [spam: -ght].
+    #[arg(long = "grey-high-threshold", allow_negative_numbers = true, default_value_t = f64::INFINITY)]
+    pub grey_high_threshold: f64,
+    /// Mask of im1 (0 = excluded) [spam: -mf1].
+    #[arg(long = "mask-file1")]
+    pub mask_file1: Option<PathBuf>,
+    /// Minimum unmasked fraction of a window [spam: -mc].
+    #[arg(long = "mask-coverage", default_value_t = 0.5)]
+    pub mask_coverage: f64,
+    /// Search margin of window 2 [spam: -m].
+    #[arg(long, default_value_t = 3)]
+    pub margin: usize,
+    /// Search margin Z Y X [spam: -m3].
+    #[arg(long, num_args = 3, value_names = ["Z", "Y", "X"])]
+    pub margin3: Option<Vec<usize>>,
+    #[arg(long = "max-iterations", default_value_t = 50)]
+    pub max_iterations: usize,
+    #[arg(long = "min-delta-phi", default_value_t = 0.001)]
+    pub min_delta_phi: f64,
+    /// 1 = trilinear (spam's), 3 = Keys cubic [spam: -o].
+    #[arg(long = "interpolation-order", default_value_t = 1)]
+    pub interpolation_order: usize,
+    #[arg(long = "update-gradient")]
+    pub update_gradient: bool,
+    /// Rigid local registration [spam: -rig].
+    #[arg(long)]
+    pub rigid: bool,
+    /// Recompute only nodes of the --phi-file field with status −3, −2, −1 or 1 [spam: -skp].
+    #[arg(long)]
+    pub skip: bool,
+    /// Pairs of consecutive images instead of (IM1, IMk) [spam: -sei].
+    #[arg(long = "series-incremental")]
+    pub series_incremental: bool,
+    #[arg(long = "out-dir")]
+    pub out_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Also write the field as legacy VTK [spam: -vtk].
+    #[arg(long = "vtk-out")]
+    pub vtk_out: bool,
+    /// Also write each column as a TIFF on the node grid [spam: -tif].
+    #[arg(long = "tiff-out")]
+    pub tiff_out: bool,
+    /// Do not write the spam TSV (the Parquet table is always written) [spam: -notsv].
+    #[arg(long = "no-tsv")]
+    pub no_tsv: bool,
+    #[arg(long = "number-of-processes")]
+    pub number_of_processes: Option<usize>,
+    #[command(flatten)]
+    pub read: ReadOpts,
+}
+
+fn three(one: Option<usize>, three: &Option<Vec<usize>>) -> Option<[usize; 3]> {
+    match three {
+        Some(v) => Some([v[0], v[1], v[2]]),
+        None => one.map(|v| [v; 3]),
+    }
+}
+
+/// The grid, the initial Φ of every node and the file values kept by --skip.
+struct Plan {
+    nodes: Vec<Vector3<f64>>,
+    dims: [usize; 3],
+    spacing: [HeaderNum; 3],
+    guesses: Vec<Phi>,
+    keep: Option<PhiField>,
+}
+
+fn plan(a: &LdicArgs, shape: [usize; 3]) -> Result<Plan> {
+    let ns = three(a.node_spacing, &a.node_spacing3);
+    let guess = match &a.phi_file {
+        Some(p) => {
+            let mut f = PhiField::read(p)?;
+            f.rescale(a.phi_file_bin_ratio);
+            Some((p.clone(), f))
+        }
+        None => None,
+    };
+    match guess {
+        Some((p, f)) if f.kind != FieldKind::Registration => {
+            let FieldKind::Grid { dims, spacing } = f.kind else {
+                bail!("{}: a label field cannot guide ldic (use ddic)", p.display());
+            };
+            if let Some(ns) = ns {
+                if (0..3).any(|k| dims[k] > 1 && (ns[k] as f64 - spacing[k]).abs() > 1e-5 * spacing[k].abs()) {
+                    bail!("{}: node spacing {:?} differs from --node-spacing {:?}", p.display(), spacing, ns);
+                }
+            }
+            let keep = if a.skip { Some(f.clone()) } else { None };
+            Ok(Plan { nodes: f.positions.clone(), dims, spacing: spacing.map(HeaderNum::Float), guesses: f.phis.clone(), keep })
+        }
+        other => {
+            let Some(ns) = ns else { bail!("--node-spacing (-ns) is needed unless --phi-file is a field") };
+            if ns.contains(&0) {
+                bail!("--node-spacing must be positive");
+            }
+            if a.skip {
+                bail!("--skip needs a field as --phi-file");
+            }
+            let (nodes, dims) = make_grid(shape, ns);
+            if nodes.is_empty() {
+                bail!("no node fits in the {:?} image with spacing {:?}", shape, ns);
+            }
+            let guesses = match other {
+                Some((_, f)) => nodes.iter().map(|n| phi::registration_to_point(&f.phis[0], &f.positions[0], n, a.apply_f)).collect(),
+                None => vec![Phi::identity(); nodes.len()],
+            };
+            Ok(Plan { nodes, dims, spacing: ns.map(|v| HeaderNum::Int(v as i64)), guesses, keep: None })
+        }
+    }
+}
+
+/// Loads into the cache every chunk a box overlaps.
+fn warm(vol: &Volume, lo: [i64; 3], hi: [i64; 3]) {
+    let s = vol.shape();
+    let c = vol.chunk_shape();
+    let l: [usize; 3] = std::array::from_fn(|k| lo[k].clamp(0, s[k] as i64) as usize);
+    let h: [usize; 3] = std::array::from_fn(|k| hi[k].clamp(0, s[k] as i64) as usize);
+    if (0..3).any(|k| h[k] <= l[k]) {
+        return;
+    }
+    for z in l[0] / c[0]..=(h[0] - 1) / c[0] {
+        for y in l[1] / c[1]..=(h[1] - 1) / c[1] {
+            for x in l[2] / c[2]..=(h[2] - 1) / c[2] {
+                let _ = vol.chunk([z, y, x]);
+            }
+        }
+    }
+}
+
+fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> {
+    let cache = a.read.cache()?;
+    let im1 = Volume::open(im1p, cache.clone())?;
+    let im2 = Volume::open(im2p, cache.clone())?;
+    if im1.shape() != im2.shape() {
+        bail!("{}: shape {:?} differs from {} {:?}", im2p.display(), im2.shape(), im1p.display(), im1.shape());
+    }
+    let mask = match &a.mask_file1 {
+        Some(p) => {
+            let m = Volume::open(p, cache.clone())?;
+            if m.shape() != im1.shape() {
+                bail!("{}: mask shape {:?} differs from image 1 {:?}", p.display(), m.shape(), im1.shape());
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    let Some(hws) = three(a.half_window_size, &a.half_window_size3) else {
+        bail!("--half-window-size (-hws) is required");
+    };
+    let margin = three(Some(a.margin), &a.margin3).unwrap();
+    let plan = plan(a, im1.shape())?;
+    let o = LocalOptions {
+        hws,
+        margin,
+        mask_coverage: a.mask_coverage,
+        grey_low: a.grey_low_threshold,
+        grey_high: a.grey_high_threshold,
+        register: RegisterOptions {
+            margin: Some([1; 3]),
+            max_iterations: a.max_iterations,
+            delta_phi_min: a.min_delta_phi,
+            update_gradient: a.update_gradient,
+            rigid: a.rigid,
+            order: a.interpolation_order,
+        },
+    };
+    let dir = match &a.out_dir {
+        Some(d) => d.clone(),
+        None => im1p.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(".")),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", dir.display()))?;
+    let n = plan.nodes.len();
+    let kind = FieldKind::Grid {
+        dims: plan.dims,
+        spacing: plan.spacing.map(|h| match h {
+            HeaderNum::Int(i) => i as f64,
+            HeaderNum::Float(f) => f,
+        }),
+    };
+    let params = serde_json::json!({
+        "im1": im1p, "im2": im2p, "hws": hws, "margin": margin, "phi_file": a.phi_file, "apply_f": a.apply_f,
+        "phi_file_bin_ratio": a.phi_file_bin_ratio, "mask_file1": a.mask_file1, "mask_coverage": a.mask_coverage,
+        "grey_low": a.grey_low_threshold, "grey_high": a.grey_high_threshold, "max_iterations": a.max_iterations,
+        "min_delta_phi": a.min_delta_phi, "interpolation_order": a.interpolation_order, "update_gradient": a.update_gradient,
+        "rigid": a.rigid, "skip": a.skip, "nodes_dim": plan.dims,
+    });
+    let mut meta = FieldMeta::for_command("ldic", params);
+    meta.image_shapes = vec![im1.shape(), im2.shape()];
+    let mut parquet = ParquetWriter::create(&dir.join(format!("{prefix}-ldic.parquet")), Layout::Ldic, &kind, &meta)?;
+    let mut tsv = if a.no_tsv { None } else { Some(TsvWriter::create(&dir.join(format!("{prefix}-ldic.tsv")), Layout::Ldic)?) };
+    let want_grids = a.vtk_out || a.tiff_out;
+    let mut grids: Vec<Vec<f64>> = if want_grids { vec![Vec::with_capacity(n); 7] } else { vec![] };
+    let mut counts = std::collections::BTreeMap::<i32, usize>::new();
+    let cs = im1.chunk_shape();
+    let ns_guess = plan.spacing.map(|h| match h {
+        HeaderNum::Int(i) => i.max(1) as usize,
+        HeaderNum::Float(f) => (f.round() as usize).max(1),
+    });
+    let per_tile: [usize; 3] = std::array::from_fn(|k| (cs[k] / ns_guess[k]).max(1));
+    let tiles = scheduler::plan_grid_tiles(plan.dims, per_tile);
+    let recompute = |i: usize| -> bool {
+        match &plan.keep {
+            Some(f) => [-3.0, -2.0, -1.0, 1.0].contains(&f.return_status[i]),
+            None => true,
+        }
+    };
+    let bar = crate::progress::bar(n as u64, "ldic", a.read.progress());
+    let threads = a.number_of_processes.unwrap_or_else(rayon::current_num_threads).max(1);
+    let t0 = Instant::now();
+    scheduler::run(
+        &tiles,
+        n,
+        threads,
+        |tile| {
+            for &i in &tile.points {
+                let p = &plan.nodes[i];
+                let (l1, h1) = window1_box(p, hws);
+                warm(&im1, l1, h1);
+                if let Some(m) = &mask {
+                    warm(m, l1, h1);
+                }
+                let g = phi::translation(&plan.guesses[i]);
+                if g.iter().all(|v| v.is_finite()) {
+                    let (l2, h2) = window2_box(p, hws, &g.map(round_even), margin);
+                    warm(&im2, l2, h2);
+                }
+            }
+        },
+        |tile| {
+            tile.points
+                .iter()
+                .map(|&i| {
+                    let r = if recompute(i) {
+                        correlate_point(&im1, &im2, mask.as_ref(), &plan.nodes[i], &plan.guesses[i], &o)?
+                    } else {
+                        let f = plan.keep.as_ref().unwrap();
+                        PointResult {
+                            phi: f.phis[i],
+                            return_status: f.return_status[i] as i32,
+                            error: f.error[i],
+                            iterations: f.iterations[i] as usize,
+                            delta_phi_norm: f.delta_phi_norm[i],
+                        }
+                    };
+                    Ok((i, r))
+                })
+                .collect()
+        },
+        |i, r| {
+            *counts.entry(r.return_status).or_default() += 1;
+            let row = FieldRow {
+                id: i as i64,
+                position: plan.nodes[i],
+                phi: r.phi,
+                cc: 0.0,
+                error: r.error,
+                iterations: r.iterations as f64,
+                return_status: r.return_status as f64,
+                delta_phi_norm: r.delta_phi_norm,
+                label_dilate: 0.0,
+            };
+            if let Some(t) = tsv.as_mut() {
+                t.write_row(&row)?;
+            }
+            if want_grids {
+                let t = phi::translation(&r.phi);
+                for (k, v) in [t[0], t[1], t[2], r.error, r.iterations as f64, r.return_status as f64, r.delta_phi_norm].into_iter().enumerate() {
+                    grids[k].push(v);
+                }
+            }
+            parquet.write_row(row)?;
+            bar.inc(1);
+            Ok(())
+        },
+    )?;
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    parquet.finish()?;
+    if let Some(t) = tsv {
+        t.finish()?;
+    }
+    if a.tiff_out {
+        let names = ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"];
+        for (k, name) in names.iter().enumerate() {
+            if k == 0 && plan.dims[0] == 1 {
+                continue;
+            }
+            let vals: Vec<f32> = grids[k].iter().map(|&v| v as f32).collect();
+            write_tiff(&dir.join(format!("{prefix}-ldic-{name}.tif")), plan.dims, &TypedBuf::F32(vals))?;
+        }
+    }
+    if a.vtk_out {
+        let fin = |v: &Vec<f64>| v.iter().map(|x| if x.is_finite() { *x } else { 0.0 }).collect::<Vec<f64>>();
+        let disp: Vec<Vector3<f64>> = (0..n).map(|i| Vector3::new(grids[0][i], grids[1][i], grids[2][i]).map(|v| if v.is_finite() { v } else { 0.0 })).collect();
+        let arrays = vec![
+            VtkArray::new("displacements", VtkValues::Vectors(disp)),
+            VtkArray::new("error", VtkValues::Scalars(fin(&grids[3]))),
+            VtkArray::new("iterations", VtkValues::Scalars(fin(&grids[4]))),
+            VtkArray::new("returnStatus", VtkValues::Scalars(fin(&grids[5]))),
+            VtkArray::new("deltaPhiNorm", VtkValues::Scalars(fin(&grids[6]))),
+        ];
+        let first = plan.nodes[0];
+        let origin: [HeaderNum; 3] = std::array::from_fn(|k| match plan.spacing[k] {
+            HeaderNum::Int(_) if first[k].fract() == 0.0 => HeaderNum::Int(first[k] as i64 - hws[k] as i64),
+            _ => HeaderNum::Float(first[k] - hws[k] as f64),
+        });
+        let path = dir.join(format!("{prefix}-ldic.vtk"));
+        vtk::write(&path, &vtk::structured_points(&path.to_string_lossy(), plan.dims, plan.spacing, origin, &arrays))?;
+    }
+    if !a.read.quiet {
+        eprintln!(
+            "ldic {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads)",
+            im1p.display(),
+            im2p.display(),
+            n as f64 / secs.max(1e-9)
+        );
+    }
+    println!("returnStatus  count");
+    for (s, c) in counts.iter().rev() {
+        println!("{s:>12}  {c}");
+    }
+    a.read.report(&cache);
+    Ok(())
+}
+
+pub fn run(a: LdicArgs) -> Result<()> {
+    super::set_threads(a.number_of_processes);
+    if ![1, 3].contains(&a.interpolation_order) {
+        bail!("--interpolation-order must be 1 (trilinear) or 3 (cubic)");
+    }
+    for k in 1..a.images.len() {
+        let first = if a.series_incremental { &a.images[k - 1] } else { &a.images[0] };
+        let second = &a.images[k];
+        let prefix = match (&a.prefix, a.images.len()) {
+            (Some(p), 2) => p.clone(),
+            _ => format!("{}-{}", stem(first), stem(second)),
+        };
+        run_pair(&a, first, second, &prefix)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The tile scheduler: how a field of windows is streamed through the chunk cache.
+//!
+//! Points are grouped into tiles of neighbouring grid nodes (about one chunk each), tiles are
+//! ordered slab by slab in Z and along a Morton curve inside each slab, so consecutive tiles
+//! share chunks. A prefetch thread loads the chunks of upcoming tiles into the cache and hands
+//! the tiles on through a bounded crossbeam channel (back-pressure: it never runs more than a
+//! few tiles ahead); workers of a rayon pool correlate them; results come back to the calling
+//! thread, which restores point order with a small reorder buffer (about one slab of tiles) and
+//! passes each result on as soon as all earlier points are done. Memory is the cache budget,
+//! a window buffer per worker and the reorder buffer, whatever the volume size.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, Result};
+
+/// A group of points correlated together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// Indices of the points, in the caller's numbering.
+    pub points: Vec<usize>,
+}
+
+/// Interleaves the bits of two coordinates (Morton / Z-order).
+fn morton2(y: u32, x: u32) -> u64 {
+    fn spread(v: u32) -> u64 {
+        let mut v = v as u64;
+        v = (v | (v << 16)) & 0x0000_FFFF_0000_FFFF;
+        v = (v | (v << 8)) & 0x00FF_00FF_00FF_00FF;
+        v = (v | (v << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+        v = (v | (v << 2)) & 0x3333_3333_3333_3333;
+        v = (v | (v << 1)) & 0x5555_5555_5555_5555;
+        v
+    }
+    spread(y) << 1 | spread(x)
+}
+
+/// Tiles of `per_tile` nodes per axis over a Z-major grid of `dims` nodes, ordered by slab
+/// (Z) then along a Morton curve in (Y, X).
+pub fn plan_grid_tiles(dims: [usize; 3], per_tile: [usize; 3]) -> Vec<Tile> {
+    let pt: [usize; 3] = std::array::from_fn(|a| per_tile[a].max(1));
+    let nt: [usize; 3] = std::array::from_fn(|a| dims[a].div_ceil(pt[a]));
+    let mut tiles = Vec::new();
+    for tz in 0..nt[0] {
+        let mut slab: Vec<(u64, Tile)> = Vec::new();
+        for ty in 0..nt[1] {
+            for tx in 0..nt[2] {
+                let mut points = Vec::new();
+                for z in tz * pt[0]..((tz + 1) * pt[0]).min(dims[0]) {
+                    for y in ty * pt[1]..((ty + 1) * pt[1]).min(dims[1]) {
+                        for x in tx * pt[2]..((tx + 1) * pt[2]).min(dims[2]) {
+                            points.push((z * dims[1] + y) * dims[2] + x);
+                        }
+                    }
+                }
+                slab.push((morton2(ty as u32, tx as u32), Tile { points }));
+            }
+        }
+        slab.sort_by_key(|(k, _)| *k);
+        tiles.extend(slab.into_iter().map(|(_, t)| t));
+    }
+    tiles
+}
+
+/// Runs `work` on every tile with `threads` workers while `prefetch` warms the cache for the
+/// tiles ahead, and calls `sink` with each point's result in point order (0, 1, 2, …).
+/// `work` returns (point, result) pairs for the points of its tile.
+pub fn run<R, P, W, S>(tiles: &[Tile], n_points: usize, threads: usize, prefetch: P, work: W, mut sink: S) -> Result<()>
+where
+    R: Send,
+    P: Fn(&Tile) + Sync,
+    W: Fn(&Tile) -> Result<Vec<(usize, R)>> + Sync,
+    S: FnMut(usize, R) -> Result<()>,
+{
+    let threads = threads.max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("dvc-worker-{i}"))
+        .build()
+        .map_err(|e| anyhow!("cannot start worker threads: {e}"))?;
+    let (tile_tx, tile_rx) = crossbeam_channel::bounded::<usize>(threads * 2);
+    let (res_tx, res_rx) = crossbeam_channel::bounded::<Result<Vec<(usize, R)>>>(threads * 2);
+    let mut outcome = Ok(());
+    std::thread::scope(|scope| {
+        let prefetch = &prefetch;
+        // Prefetch: warm the cache for a tile, then queue it (blocks when workers are behind).
+        scope.spawn(move || {
+            for (k, t) in tiles.iter().enumerate() {
+                prefetch(t);
+                if tile_tx.send(k).is_err() {
+                    break;
+                }
+            }
+        });
+        let work = &work;
+        scope.spawn(move || {
+            pool.scope(|s| {
+                for _ in 0..threads {
+                    let rx = tile_rx.clone();
+                    let tx = res_tx.clone();
+                    s.spawn(move |_| {
+                        for k in rx.iter() {
+                            let r = work(&tiles[k]);
+                            let failed = r.is_err();
+                            if tx.send(r).is_err() || failed {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            drop(res_tx);
+        });
+        let mut pending: BTreeMap<usize, R> = BTreeMap::new();
+        let mut next = 0usize;
+        for r in res_rx.iter() {
+            match r {
+                Ok(rows) => {
+                    for (i, v) in rows {
+                        pending.insert(i, v);
+                    }
+                    while let Some(v) = pending.remove(&next) {
+                        if let Err(e) = sink(next, v) {
+                            outcome = Err(e);
+                            break;
+                        }
+                        next += 1;
+                    }
+                }
+                Err(e) => outcome = Err(e),
+            }
+            if outcome.is_err() {
+                break;
+            }
+        }
+        // Dropping the receiver stops the workers and the prefetcher.
+        drop(res_rx);
+        if outcome.is_ok() && next != n_points {
+            outcome = Err(anyhow!("internal: {next} of {n_points} points finished"));
+        }
+    });
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_every_node_once() {
+        let dims = [5, 7, 9];
+        let tiles = plan_grid_tiles(dims, [2, 3, 4]);
+        let mut seen = vec![0; 5 * 7 * 9];
+        for t in &tiles {
+            for &p in &t.points {
+                seen[p] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1));
+        assert_eq!(tiles.len(), 3 * 3 * 3);
+    }
+
+    #[test]
+    fn results_come_back_in_point_order() {
+        let tiles = plan_grid_tiles([4, 6, 6], [1, 2, 2]);
+        let mut got = Vec::new();
+        run(&tiles, 144, 3, |_| {}, |t| Ok(t.points.iter().map(|&p| (p, p * 10)).collect()), |i, v| {
+            got.push((i, v));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got.len(), 144);
+        assert!(got.iter().enumerate().all(|(k, &(i, v))| i == k && v == k * 10));
+    }
+
+    #[test]
+    fn a_failing_tile_stops_the_run() {
+        let tiles = plan_grid_tiles([4, 4, 4], [1, 1, 1]);
+        let r = run(&tiles, 64, 2, |_| {}, |t| if t.points[0] == 20 { Err(anyhow!("bad window")) } else { Ok(vec![(t.points[0], ())]) }, |_, _| Ok(()));
+        assert!(r.unwrap_err().to_string().contains("bad window"));
+    }
+}

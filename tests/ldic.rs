@@ -1,0 +1,122 @@
+//! ldic against spam's example outputs (examples/README.md rows 4, 6, 10, 11) and exact
+//! synthetic truth.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dvc_stream::field::PhiField;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
+}
+
+fn dvc(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_dvc-stream")).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// Every row of `want` (a full file or its first rows) against ours: the same status, and
+/// displacements within 0.01 voxel where both converged.
+fn agree(ours: &Path, want: &Path) {
+    let a = PhiField::read(ours).unwrap();
+    let b = PhiField::read(want).unwrap();
+    assert!(b.len() <= a.len());
+    for i in 0..b.len() {
+        assert_eq!(a.positions[i], b.positions[i], "node {i}");
+        assert_eq!(a.return_status[i], b.return_status[i], "status of node {i}");
+        if a.return_status[i] == 2.0 {
+            for k in 0..3 {
+                let (x, y) = (a.phis[i][(k, 3)], b.phis[i][(k, 3)]);
+                assert!((x - y).abs() < 0.01, "node {i} axis {k}: {x} vs spam {y}");
+            }
+            assert_eq!(a.iterations[i], b.iterations[i], "iterations of node {i}");
+        } else {
+            assert!(a.phis[i][(0, 3)].is_nan() && b.phis[i][(0, 3)].is_nan());
+        }
+    }
+}
+
+#[test]
+fn rows_4_6_10_11_of_spams_examples() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    let (im1, im2, im3) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im2.tif")), s(&ex.join("inputs/im3.tif")));
+    // Row 4: guess from a pixel-search field; VTK and TIFF outputs.
+    dvc(&["ldic", &im1, &im2, "-np", "2", "-hws", "5", "-pf", &s(&ex.join("pixelSearch/im1-im2-pixelSearch.tsv")), "-od", &od, "-tif", "-vtk", "-q"]);
+    agree(&d.path().join("im1-im2-ldic.tsv"), &ex.join("ldic/im1-im2-ldic.tsv"));
+    agree(&d.path().join("im1-im2-ldic.parquet"), &ex.join("ldic/im1-im2-ldic.tsv"));
+    for c in ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"] {
+        let t = d.path().join(format!("im1-im2-ldic-{c}.tif"));
+        let v = dvc_stream::store::Volume::open(&t, dvc_stream::store::ChunkCache::new(1 << 20)).unwrap();
+        assert_eq!(v.shape(), [3, 3, 3], "{c}");
+    }
+    let vtk = std::fs::read_to_string(d.path().join("im1-im2-ldic.vtk")).unwrap();
+    let want = std::fs::read_to_string(ex.join("ldic/im1-im2-ldic.vtk")).unwrap();
+    assert_eq!(vtk.lines().skip(2).take(10).collect::<Vec<_>>(), want.lines().skip(2).take(10).collect::<Vec<_>>(), "VTK header as spam's");
+    // Row 6: guess from a registration, spread over a -ns 15 grid.
+    dvc(&["ldic", &im1, &im3, "-np", "2", "-hws", "5", "-ns", "15", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")), "-od", &od, "-q"]);
+    agree(&d.path().join("im1-im3-ldic.tsv"), &ex.join("ldic/im1-im3-ldic.tsv"));
+    // Row 10: a mask: 25 windows skipped (-5), 100 converged.
+    let out = dvc(&[
+        "ldic", &im1, &im3, "-np", "2", "-hws", "5", "-ns", "10", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")),
+        "-mf1", &s(&ex.join("inputs/mask1.tif")), "-od", &od, "-pre", "ldic-ns10-masked",
+    ]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("           2  100") && summary.contains("          -5  25"), "{summary}");
+    agree(&d.path().join("ldic-ns10-masked-ldic.tsv"), &ex.join("ldic/ldic-ns10-masked-ldic.HEAD30.tsv"));
+    // Row 11: the NaN guesses of skipped nodes become -7.
+    dvc(&["ldic", &im1, &im3, "-np", "2", "-hws", "5", "-pf", &s(&d.path().join("ldic-ns10-masked-ldic.tsv")), "-od", &od, "-pre", "rerun", "-q"]);
+    agree(&d.path().join("rerun-ldic.tsv"), &ex.join("ldic/rerun-ldic.HEAD7.tsv"));
+    let rerun = PhiField::read(&d.path().join("rerun-ldic.tsv")).unwrap();
+    assert_eq!(rerun.return_status.iter().filter(|&&r| r == -7.0).count(), 25);
+}
+
+#[test]
+fn skip_recomputes_only_bad_nodes() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    let (im1, im3) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im3.tif")));
+    dvc(&["ldic", &im1, &im3, "-hws", "5", "-ns", "15", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")), "-od", &od, "-pre", "a", "-q"]);
+    // Corrupt two nodes: one marked bad (1) is recomputed, one marked good (2) is kept.
+    let text = std::fs::read_to_string(d.path().join("a-ldic.tsv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(|l| l.to_string()).collect();
+    for (row, status) in [(3usize, "1.0000000"), (5, "2.0000000")] {
+        let mut f: Vec<String> = lines[row].split('\t').map(|v| v.to_string()).collect();
+        f[7] = "5.0000000".into();
+        f[18] = status.into();
+        lines[row] = f.join("\t");
+    }
+    std::fs::write(d.path().join("bad.tsv"), lines.join("\n") + "\n").unwrap();
+    dvc(&["ldic", &im1, &im3, "-hws", "5", "-pf", &s(&d.path().join("bad.tsv")), "-skp", "-od", &od, "-pre", "b", "-q"]);
+    let a = PhiField::read(&d.path().join("a-ldic.tsv")).unwrap();
+    let b = PhiField::read(&d.path().join("b-ldic.tsv")).unwrap();
+    assert_eq!(b.phis[4][(0, 3)], 5.0, "a node with status 2 keeps the file's values");
+    // A node with status 1 is recomputed from its (corrupted) guess, as spam's row 12 does.
+    assert!(b.phis[2][(0, 3)] != 5.0 || b.return_status[2] != 1.0, "a node with status 1 is recomputed");
+    assert_eq!(b.phis[0], a.phis[0]);
+}
+
+#[test]
+fn synthetic_translation_is_recovered() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("s");
+    dvc(&["synth", &s(&dir), "--shape", "64", "--speckle", "6", "--translate", "2", "-1", "3", "--truth-ns", "16", "-q"]);
+    dvc(&["ldic", &s(&dir.join("im1.zarr")), &s(&dir.join("im2.zarr")), "-ns", "16", "-hws", "8", "-pf", &s(&dir.join("truth-registration.tsv")), "-od", &s(d.path()), "-q"]);
+    let got = PhiField::read(&d.path().join("im1-im2-ldic.parquet")).unwrap();
+    let truth = PhiField::read(&dir.join("truth.parquet")).unwrap();
+    assert_eq!(got.len(), truth.len());
+    for i in 0..got.len() {
+        assert_eq!(got.return_status[i], 2.0, "node {i}");
+        for k in 0..3 {
+            let e = (got.phis[i][(k, 3)] - truth.phis[i][(k, 3)]).abs();
+            assert!(e < 1e-3, "integer translation, node {i} axis {k}: error {e}");
+        }
+    }
+}
