@@ -31,14 +31,18 @@ pub fn deformed_planes(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize
             }
         }
     }
-    let pad = order as i64 + 1;
+    // Cubic coefficients near a box edge feel the boundary: read a wider box for them.
+    let pad = if order == 3 { 8 } else { 2 };
     let b0: [i64; 3] = std::array::from_fn(|a| ((lo[a].floor() as i64) - pad).clamp(0, n[a] as i64));
     let b1: [i64; 3] = std::array::from_fn(|a| ((hi[a].floor() as i64) + pad + 1).clamp(0, n[a] as i64));
     let mut out = vec![0f32; (z1 - z0) * n[1] * n[2]];
     if (0..3).any(|a| b1[a] <= b0[a]) {
         return Ok(out);
     }
-    let src: Array3<f32> = input.read_box(b0[0]..b1[0], b0[1]..b1[1], b0[2]..b1[2])?;
+    let mut src: Array3<f32> = input.read_box(b0[0]..b1[0], b0[1]..b1[1], b0[2]..b1[2])?;
+    if order == 3 {
+        src = super::interp::bspline_coefficients(&src.view());
+    }
     let v = src.view();
     let off = [b0[0] as f32, b0[1] as f32, b0[2] as f32];
     use rayon::prelude::*;

@@ -117,6 +117,10 @@ pub fn register(
         None => Phi::identity(),
     };
     let crop2 = |a: &Array3<f32>| a.slice(s![c2o[0]..c2o[0] + nc[0], c2o[1]..c2o[1] + nc[1], c2o[2]..c2o[2] + nc[2]]).to_owned();
+    // Cubic sampling reads B-spline coefficients of im2, computed once.
+    let coeffs = if o.order == 3 { Some(super::interp::bspline_coefficients(im2)) } else { None };
+    let im2s = coeffs.as_ref().map(|c| c.view()).unwrap_or_else(|| im2.view());
+    let im2 = &im2s;
     // With no initial Φ spam compares with im2 itself (no border zeroing).
     let full2 = |phi: &Phi| warp_region(im2, phi, [0; 3], n2, o.order);
     let mut im2def_c = if phi_init.is_some() {
