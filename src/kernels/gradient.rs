@@ -6,6 +6,38 @@ use ndarray::{Array3, ArrayView3};
 
 /// (∂/∂z, ∂/∂y, ∂/∂x) of `im`.
 pub fn gradient(im: &ArrayView3<f32>) -> [Array3<f32>; 3] {
+    if let Some(data) = im.as_slice() {
+        let d = im.dim();
+        return gradient_slice(data, [d.0, d.1, d.2]);
+    }
+    gradient_generic(im)
+}
+
+/// The same on a contiguous array, axis by axis over whole lines.
+fn gradient_slice(data: &[f32], n: [usize; 3]) -> [Array3<f32>; 3] {
+    let len = n[0] * n[1] * n[2];
+    let strides = [n[1] * n[2], n[2], 1];
+    std::array::from_fn(|axis| {
+        let mut out = vec![0f32; len];
+        let m = n[axis];
+        let s = strides[axis];
+        if m >= 2 {
+            for (i, o) in out.iter_mut().enumerate() {
+                let k = (i / s) % m;
+                *o = if k == 0 {
+                    data[i + s] - data[i]
+                } else if k == m - 1 {
+                    data[i] - data[i - s]
+                } else {
+                    (data[i + s] - data[i - s]) / 2.0
+                };
+            }
+        }
+        Array3::from_shape_vec((n[0], n[1], n[2]), out).expect("shape matches")
+    })
+}
+
+fn gradient_generic(im: &ArrayView3<f32>) -> [Array3<f32>; 3] {
     let d = im.dim();
     let n = [d.0, d.1, d.2];
     std::array::from_fn(|axis| {

@@ -16,21 +16,51 @@ use crate::phi::Phi;
 /// Trilinear value at q, assuming `0 ≤ floor(q_i)` and `floor(q_i) + 1 < N_i`.
 #[inline]
 pub fn trilinear(im: &ArrayView3<f32>, q: [f32; 3]) -> f32 {
-    let f = [q[0].floor(), q[1].floor(), q[2].floor()];
-    let i = [f[0] as usize, f[1] as usize, f[2] as usize];
-    let r = [(q[0] - f[0]) as f64, (q[1] - f[1]) as f64, (q[2] - f[2]) as f64];
-    let mut acc = 0f64;
-    for dz in 0..2 {
-        let wz = if dz == 1 { r[0] } else { 1.0 - r[0] };
-        for dy in 0..2 {
-            let wy = if dy == 1 { r[1] } else { 1.0 - r[1] };
-            for dx in 0..2 {
-                let wx = if dx == 1 { r[2] } else { 1.0 - r[2] };
-                acc += im[[i[0] + dz, i[1] + dy, i[2] + dx]] as f64 * wz * wy * wx;
+    match im.as_slice() {
+        Some(data) => {
+            let d = im.dim();
+            trilinear_slice(data, [d.1 * d.2, d.2], q)
+        }
+        None => {
+            let f = [q[0].floor(), q[1].floor(), q[2].floor()];
+            let i = [f[0] as usize, f[1] as usize, f[2] as usize];
+            let r = [(q[0] - f[0]) as f64, (q[1] - f[1]) as f64, (q[2] - f[2]) as f64];
+            let mut acc = 0f64;
+            for dz in 0..2 {
+                let wz = if dz == 1 { r[0] } else { 1.0 - r[0] };
+                for dy in 0..2 {
+                    let wy = if dy == 1 { r[1] } else { 1.0 - r[1] };
+                    for dx in 0..2 {
+                        let wx = if dx == 1 { r[2] } else { 1.0 - r[2] };
+                        acc += im[[i[0] + dz, i[1] + dy, i[2] + dx]] as f64 * wz * wy * wx;
+                    }
+                }
             }
+            acc as f32
         }
     }
-    acc as f32
+}
+
+/// Trilinear value at q (all coordinates ≥ 0, in bounds) in a contiguous Z-major array with
+/// strides (Z, Y). The hot loop of every registration: no bounds checks beyond the slice's,
+/// truncation instead of `floor` (q ≥ 0), weights and sum in f64 as spam's kernel.
+#[inline(always)]
+pub fn trilinear_slice(data: &[f32], stride: [usize; 2], q: [f32; 3]) -> f32 {
+    let (iz, iy, ix) = (q[0] as usize, q[1] as usize, q[2] as usize);
+    let rz = (q[0] - iz as f32) as f64;
+    let ry = (q[1] - iy as f32) as f64;
+    let rx = (q[2] - ix as f32) as f64;
+    let b = iz * stride[0] + iy * stride[1] + ix;
+    let p = &data[b..b + stride[0] + stride[1] + 2];
+    let (sz, sy) = (stride[0], stride[1]);
+    let c = |o: usize| p[o] as f64;
+    let x00 = c(0) * (1.0 - rx) + c(1) * rx;
+    let x01 = c(sy) * (1.0 - rx) + c(sy + 1) * rx;
+    let x10 = c(sz) * (1.0 - rx) + c(sz + 1) * rx;
+    let x11 = c(sz + sy) * (1.0 - rx) + c(sz + sy + 1) * rx;
+    let y0 = x00 * (1.0 - ry) + x01 * ry;
+    let y1 = x10 * (1.0 - ry) + x11 * ry;
+    (y0 * (1.0 - rz) + y1 * rz) as f32
 }
 
 /// Cubic B-spline weights of the 4 taps at i−1, i, i+1, i+2 for fractional part t.

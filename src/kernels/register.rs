@@ -45,6 +45,39 @@ fn warp_region(im2: &ArrayView3<f32>, phi: &Phi, origin: [usize; 3], dims: [usiz
     let d = im2.dim();
     let c = [(d.0 as f64 - 1.0) / 2.0, (d.1 as f64 - 1.0) / 2.0, (d.2 as f64 - 1.0) / 2.0];
     let map = BackwardMap::from_phi(phi, c);
+    if let (1, Some(data)) = (order, im2.as_slice()) {
+        // The hot path: contiguous trilinear with spam's bounds test, no per-voxel dispatch.
+        let n = [d.0, d.1, d.2];
+        let stride = [d.1 * d.2, d.2];
+        let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
+        let mut out = vec![0f32; dims[0] * dims[1] * dims[2]];
+        let k = map.k;
+        let cc = map.c;
+        let mut o = 0;
+        for z in 0..dims[0] {
+            let dz = (origin[0] + z) as f32 - cc[0];
+            for y in 0..dims[1] {
+                let dy = (origin[1] + y) as f32 - cc[1];
+                // spam evaluates K0·dz + K1·dy + K2·dx + K3 + c left to right in f32: the
+                // first two terms are the same along a row.
+                let a: [f32; 3] = std::array::from_fn(|i| k[i][0] * dz + k[i][1] * dy);
+                let row = &mut out[o..o + dims[2]];
+                for (x, v) in row.iter_mut().enumerate() {
+                    let dx = (origin[2] + x) as f32 - cc[2];
+                    let q = [
+                        a[0] + k[0][2] * dx + k[0][3] + cc[0],
+                        a[1] + k[1][2] * dx + k[1][3] + cc[1],
+                        a[2] + k[2][2] * dx + k[2][3] + cc[2],
+                    ];
+                    if q[0] >= 1.0 && q[0] < hi[0] && q[1] >= 1.0 && q[1] < hi[1] && q[2] >= 1.0 && q[2] < hi[2] {
+                        *v = super::interp::trilinear_slice(data, stride, q);
+                    }
+                }
+                o += dims[2];
+            }
+        }
+        return Array3::from_shape_vec((dims[0], dims[1], dims[2]), out).expect("shape matches");
+    }
     Array3::from_shape_fn((dims[0], dims[1], dims[2]), |(z, y, x)| {
         let q = map.apply([(origin[0] + z) as f32, (origin[1] + y) as f32, (origin[2] + x) as f32]);
         sample(im2, q, order)
@@ -139,24 +172,46 @@ pub fn register(
         g.map(|gi| gi.slice(s![origin[0]..origin[0] + nc[0], origin[1]..origin[1] + nc[1], origin[2]..origin[2] + nc[2]]).to_owned())
     };
     let mut g = grad_of(im1, [margin[0], margin[1], margin[2]]);
-    let build_m = |g: &[Array3<f32>; 3], im2def_c: &Array3<f32>| -> SMatrix<f64, 12, 12> {
-        let mut m = SMatrix::<f64, 12, 12>::zeros();
-        for ((z, y, x), a) in r1.indexed_iter() {
-            let b = im2def_c[[z, y, x]];
-            if a.is_nan() || b.is_nan() {
-                continue;
-            }
-            let xv = [(z as f32 - cen[0]) as f64, (y as f32 - cen[1]) as f64, (x as f32 - cen[2]) as f64, 1.0];
-            let mut j = [0f64; 12];
-            for i in 0..3 {
-                let gi = g[i][[z, y, x]] as f64;
-                for k in 0..4 {
-                    j[4 * i + k] = gi * xv[k];
+    // The Jacobian row of every crop voxel, J[4i + j] = g_i · X_j, laid out flat once (and
+    // again each iteration with --update-gradient), so that M and A are plain dot products.
+    let n_c = nc[0] * nc[1] * nc[2];
+    let jacobian = |g: &[Array3<f32>; 3]| -> Vec<[f64; 12]> {
+        let gs: [&[f32]; 3] = std::array::from_fn(|i| g[i].as_slice().expect("contiguous gradient"));
+        let mut j = Vec::with_capacity(n_c);
+        let mut k = 0;
+        for z in 0..nc[0] {
+            let xz = (z as f32 - cen[0]) as f64;
+            for y in 0..nc[1] {
+                let xy = (y as f32 - cen[1]) as f64;
+                for x in 0..nc[2] {
+                    let xv = [xz, xy, (x as f32 - cen[2]) as f64, 1.0];
+                    let mut row = [0f64; 12];
+                    for i in 0..3 {
+                        let gi = gs[i][k] as f64;
+                        for c in 0..4 {
+                            row[4 * i + c] = gi * xv[c];
+                        }
+                    }
+                    j.push(row);
+                    k += 1;
                 }
             }
+        }
+        j
+    };
+    let r1s: Vec<f32> = r1.iter().copied().collect();
+    let build_m = |j: &[[f64; 12]], im2def_c: &Array3<f32>| -> SMatrix<f64, 12, 12> {
+        let d2 = im2def_c.as_slice().expect("contiguous");
+        let mut m = SMatrix::<f64, 12, 12>::zeros();
+        for k in 0..n_c {
+            if r1s[k].is_nan() || d2[k].is_nan() {
+                continue;
+            }
+            let row = &j[k];
             for p in 0..12 {
+                let rp = row[p];
                 for q in p..12 {
-                    m[(p, q)] += j[p] * j[q];
+                    m[(p, q)] += rp * row[q];
                 }
             }
         }
@@ -167,7 +222,8 @@ pub fn register(
         }
         m
     };
-    let mut m = build_m(&g, &im2def_c);
+    let mut jac = jacobian(&g);
+    let mut m = build_m(&jac, &im2def_c);
     let (mut singular_m, mut singular_phi) = (false, false);
     let mut status = 0i32;
     while iterations < o.max_iterations && dpn > o.delta_phi_min {
@@ -175,23 +231,22 @@ pub fn register(
         if o.update_gradient {
             let full = full2(&phi);
             g = grad_of(&full.view(), c2o);
-            m = build_m(&g, &im2def_c);
+            jac = jacobian(&g);
+            m = build_m(&jac, &im2def_c);
         }
-        let mut av = SVector::<f64, 12>::zeros();
-        for ((z, y, x), a) in r1.indexed_iter() {
-            let b = im2def_c[[z, y, x]];
-            let diff = (*a - b) as f64;
+        let mut acc = [0f64; 12];
+        let d2 = im2def_c.as_slice().expect("contiguous");
+        for k in 0..n_c {
+            let diff = (r1s[k] - d2[k]) as f64;
             if diff.is_nan() {
                 continue;
             }
-            let xv = [(z as f32 - cen[0]) as f64, (y as f32 - cen[1]) as f64, (x as f32 - cen[2]) as f64, 1.0];
-            for i in 0..3 {
-                let gd = g[i][[z, y, x]] as f64 * diff;
-                for k in 0..4 {
-                    av[4 * i + k] += gd * xv[k];
-                }
+            let row = &jac[k];
+            for (a, r) in acc.iter_mut().zip(row) {
+                *a += diff * r;
             }
         }
+        let av = SVector::<f64, 12>::from_column_slice(&acc);
         let Some(minv) = m.try_inverse() else {
             singular_m = true;
             break;
