@@ -106,3 +106,50 @@ fn multiscale_from_bin_4_recovers_a_large_translation() {
     let dt1 = (phi::translation(&r1.phi) - phi::translation(&truth)).norm();
     assert!(dt1 > 1.0, "single scale unexpectedly converged ({dt1})");
 }
+
+#[test]
+fn rigid_update_gradient_and_mask_options() {
+    use dvc_stream::store::memory::MemorySource;
+    let dir = tempfile::tempdir().unwrap();
+    let axis = [2.0, 0.0, 1.0];
+    let (a, b, truth) = synth_pair(dir.path(), 64, 4.0, [0.6, -0.4, 0.3], Some(axis), None);
+    let base = RegisterOptions::default();
+    // Rigid: a pure rotation + translation is recovered and F stays a rotation.
+    let rigid = MultiscaleOptions { bin_start: 1, bin_stop: 1, margin: None, single: RegisterOptions { rigid: true, ..base.clone() } };
+    let r = register_multiscale(&a, &b, None, None, 1.0, &rigid).unwrap();
+    assert_eq!(r.return_status, 2);
+    let f = phi::f_block(&r.phi);
+    assert!((f.transpose() * f - nalgebra::Matrix3::identity()).abs().max() < 1e-6, "rigid result is a rotation");
+    assert!((phi::translation(&r.phi) - phi::translation(&truth)).norm() < 0.02);
+    // Update gradient: converges to the same answer.
+    let ug = MultiscaleOptions { bin_start: 1, bin_stop: 1, margin: None, single: RegisterOptions { update_gradient: true, ..base.clone() } };
+    let r2 = register_multiscale(&a, &b, None, None, 1.0, &ug).unwrap();
+    assert_eq!(r2.return_status, 2);
+    assert!((phi::translation(&r2.phi) - phi::translation(&truth)).norm() < 0.02);
+    // Mask: hide half of image 1; the answer does not change and a mask of the wrong size fails.
+    let n = 64 * 64 * 64;
+    let data: Vec<f32> = (0..n).map(|i| if (i % 64) < 32 { 1.0 } else { 0.0 }).collect();
+    let mask = Volume::new(
+        std::sync::Arc::new(MemorySource { path: "mask".into(), shape: [64; 3], chunk: [16; 3], data: std::sync::Arc::new(data) }),
+        ChunkCache::new(1 << 20),
+    );
+    let one = MultiscaleOptions { bin_start: 1, bin_stop: 1, margin: None, single: base.clone() };
+    let r3 = register_multiscale(&a, &b, Some(&mask), None, 1.0, &one).unwrap();
+    assert_eq!(r3.return_status, 2);
+    assert!((phi::translation(&r3.phi) - phi::translation(&truth)).norm() < 0.02);
+    let small = Volume::new(
+        std::sync::Arc::new(MemorySource { path: "small".into(), shape: [8; 3], chunk: [8; 3], data: std::sync::Arc::new(vec![1.0; 512]) }),
+        ChunkCache::new(1 << 20),
+    );
+    assert!(register_multiscale(&a, &b, Some(&small), None, 1.0, &one).is_err());
+}
+
+#[test]
+fn flat_images_are_singular() {
+    use dvc_stream::kernels::register::register;
+    let flat = ndarray::Array3::<f32>::from_elem((20, 20, 20), 100.0);
+    let r = register(&flat.view(), &flat.view(), None, None, &RegisterOptions::default()).unwrap();
+    assert_eq!(r.return_status, -2, "spam: M singular on a textureless image");
+    assert_eq!(r.iterations, 0);
+    assert_eq!(r.delta_phi_norm, 100.0);
+}

@@ -125,3 +125,17 @@ def test_synth_truth_in_pandas_and_duckdb(tmp_path):
         f"select value from parquet_kv_metadata('{tmp_path / 's' / 'truth.parquet'}') where key = 'dvc_stream.tool'"
     ).fetchall()[0][0]
     assert meta == b"synth"
+
+
+def test_zarr_v2_array_read_by_dvc_stream(tmp_path):
+    """A Zarr v2 array (as older pipelines write) is read too."""
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 4000, (11, 13, 15)).astype("uint16")
+    z = zarr.create_array(str(tmp_path / "v2.zarr"), shape=a.shape, chunks=(4, 5, 6), dtype="uint16", zarr_format=2)
+    z[:] = a
+    r = run(BIN / "dvc-stream", "stats", tmp_path / "v2.zarr", "-q")
+    vals = dict(line.split(": ", 1) for line in r.stdout.splitlines())
+    assert vals["shape (Z Y X)"] == "11 13 15"
+    assert vals["dtype"] == "uint16"
+    assert float(vals["min"]) == a.min() and float(vals["max"]) == a.max()
+    assert float(vals["mean"]) == pytest.approx(a.mean(), abs=1e-6)
