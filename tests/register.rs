@@ -153,3 +153,26 @@ fn flat_images_are_singular() {
     assert_eq!(r.iterations, 0);
     assert_eq!(r.delta_phi_norm, 100.0);
 }
+
+#[test]
+fn streamed_registration_equals_in_memory() {
+    use dvc_stream::kernels::register::register;
+    use dvc_stream::kernels::register_volume::register_volumes;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, _) = synth_pair(dir.path(), 48, 4.0, [0.4, 0.2, -0.3], Some([1.0, 0.0, 0.5]), None);
+    let (fa, fb) = (a.read_all().unwrap(), b.read_all().unwrap());
+    let mut init = phi::identity();
+    init[(0, 3)] = 0.3;
+    for o in [
+        RegisterOptions::default(),
+        RegisterOptions { update_gradient: true, ..Default::default() },
+        RegisterOptions { rigid: true, ..Default::default() },
+    ] {
+        let mem = register(&fa.view(), &fb.view(), None, Some(&init), &o).unwrap();
+        let vol = register_volumes(&a, &b, None, Some(&init), &o).unwrap();
+        assert_eq!(mem.return_status, vol.return_status);
+        assert_eq!(mem.iterations, vol.iterations);
+        assert!((mem.phi - vol.phi).abs().max() < 1e-9, "{:?}", o);
+        assert!((mem.error - vol.error).abs() < 1e-4);
+    }
+}

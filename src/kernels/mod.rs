@@ -7,3 +7,4 @@ pub mod gradient;
 pub mod interp;
 pub mod local;
 pub mod register;
+pub mod register_volume;

@@ -308,32 +308,6 @@ pub fn nearest_power_of_two(b: usize) -> usize {
     if b - lo <= hi - b { lo } else { hi }
 }
 
-/// The mask at bin b: a binned voxel is in when at least ceil(b³/100) of its voxels are
-/// (spam bins a 0/100 mask with an integer floor mean and keeps > 0).
-fn mask_level(mask: &Volume, b: usize) -> Result<Array3<bool>> {
-    let full = mask.read_all()?;
-    if b == 1 {
-        return Ok(full.mapv(|v| v != 0.0 && !v.is_nan()));
-    }
-    let n = mask.shape();
-    let s = crate::store::binning::binned_shape(n, b);
-    let t = crate::store::binning::binning_top(n, b);
-    let need = (b * b * b).div_ceil(100);
-    Ok(Array3::from_shape_fn((s[0], s[1], s[2]), |(z, y, x)| {
-        let mut c = 0;
-        for dz in 0..b {
-            for dy in 0..b {
-                for dx in 0..b {
-                    if full[[t[0] + z * b + dz, t[1] + y * b + dy, t[2] + x * b + dx]] != 0.0 {
-                        c += 1;
-                    }
-                }
-            }
-        }
-        c >= need
-    }))
-}
-
 /// Options of the multiscale driver.
 #[derive(Clone, Debug)]
 pub struct MultiscaleOptions {
@@ -345,7 +319,8 @@ pub struct MultiscaleOptions {
 }
 
 /// spam's `registerMultiscale`: levels binStart, binStart/2, …, binStop, each read from the
-/// store's pyramid (or binned on the fly), the translation doubled between levels.
+/// store's pyramid (or binned on the fly) and registered without loading it, the translation
+/// doubled between levels.
 pub fn register_multiscale(
     im1: &Volume,
     im2: &Volume,
@@ -366,10 +341,10 @@ pub fn register_multiscale(
     let mut b = start;
     let mut result;
     loop {
-        let a1 = im1.level(b)?.read_all()?;
-        let a2 = im2.level(b)?.read_all()?;
+        let (l1, l2) = (im1.level(b)?, im2.level(b)?);
         let m = match mask1 {
-            Some(mv) => Some(mask_level(mv, b)?),
+            Some(mv) if b > 1 => Some(Volume::new(std::sync::Arc::new(crate::store::binning::MaskBinnedSource::new(mv.clone(), b)), mv.cache().clone())),
+            Some(mv) => Some(mv.clone()),
             None => None,
         };
         let mut single = o.single.clone();
@@ -378,7 +353,8 @@ pub fn register_multiscale(
         for i in 0..3 {
             init[(i, 3)] *= 2.0;
         }
-        result = register(&a1.view(), &a2.view(), m.as_ref().map(|m| m.view()).as_ref(), Some(&init), &single)?;
+        // Levels are registered slab by slab through the store: no level is held in memory.
+        result = super::register_volume::register_volumes(&l1, &l2, m.as_ref(), Some(&init), &single)?;
         phi = result.phi;
         if result.return_status != 2 {
             for i in 0..3 {

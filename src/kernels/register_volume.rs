@@ -1,0 +1,300 @@
+//! Registration of whole volumes without holding them: spam's `register` (§3.2) for two
+//! images of the same shape, with every sum taken block by block through the store.
+//!
+//! Gauss–Newton only needs sums over the cropped image: M = Σ J Jᵀ, A = Σ (im1 − im2def) J and
+//! the error. Each pass walks the crop in blocks (in parallel): it reads the block of image 1
+//! (one voxel more on each side for the gradient), the box of image 2 that Φ maps the block
+//! into, warps that box exactly as the in-memory kernel warps the whole image (same f32
+//! coordinates, same bounds test against the full image), and adds the block's sums. Memory is
+//! a few blocks per worker whatever the volume size; results equal [`super::register::register`]'s up to
+//! the order of floating-point sums.
+
+use anyhow::{bail, Result};
+use nalgebra::{SMatrix, SVector};
+use ndarray::Array3;
+use rayon::prelude::*;
+
+use super::interp::{bspline_coefficients, tricubic, trilinear_slice, BackwardMap};
+use super::register::{RegisterOptions, RegisterResult};
+use crate::phi::{self, Phi};
+use crate::store::Volume;
+
+/// Crop voxels per block (Z, Y, X): small enough that a worker's boxes stay around a MiB.
+const BLOCK: [usize; 3] = [16, 64, 64];
+
+#[derive(Clone)]
+struct Sums {
+    m: SMatrix<f64, 12, 12>,
+    a: SVector<f64, 12>,
+    err_num: f64,
+    err_den: f64,
+}
+
+impl Sums {
+    fn zero() -> Sums {
+        Sums { m: SMatrix::zeros(), a: SVector::zeros(), err_num: 0.0, err_den: 0.0 }
+    }
+    fn add(mut self, o: Sums) -> Sums {
+        self.m += o.m;
+        self.a += o.a;
+        self.err_num += o.err_num;
+        self.err_den += o.err_den;
+        self
+    }
+    fn error(&self) -> f64 {
+        (self.err_num / self.err_den) as f32 as f64
+    }
+}
+
+/// Everything a pass needs that does not change between iterations.
+struct Setup<'a> {
+    im1: &'a Volume,
+    im2: &'a Volume,
+    mask: Option<&'a Volume>,
+    n: [usize; 3],
+    margin: [usize; 3],
+    nc: [usize; 3],
+    cen: [f32; 3],
+    order: usize,
+    update_gradient: bool,
+    identity_unwarped: bool,
+}
+
+impl Setup<'_> {
+    /// im2 warped by Φ over the global box [lo, hi) (zero outside spam's bounds).
+    fn warp_box(&self, phi: &Phi, lo: [usize; 3], hi: [usize; 3]) -> Result<Array3<f32>> {
+        let dims = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+        if self.identity_unwarped {
+            return Ok(self.im2.read_box(lo[0] as i64..hi[0] as i64, lo[1] as i64..hi[1] as i64, lo[2] as i64..hi[2] as i64)?);
+        }
+        let n = self.n;
+        let c = [(n[0] as f64 - 1.0) / 2.0, (n[1] as f64 - 1.0) / 2.0, (n[2] as f64 - 1.0) / 2.0];
+        let map = BackwardMap::from_phi(phi, c);
+        // Source region: the box's corners mapped back, grown for the interpolation taps.
+        let (mut qlo, mut qhi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+        for &z in &[lo[0], hi[0] - 1] {
+            for &y in &[lo[1], hi[1] - 1] {
+                for &x in &[lo[2], hi[2] - 1] {
+                    let q = map.apply([z as f32, y as f32, x as f32]);
+                    for a in 0..3 {
+                        qlo[a] = qlo[a].min(q[a]);
+                        qhi[a] = qhi[a].max(q[a]);
+                    }
+                }
+            }
+        }
+        let pad = if self.order == 3 { 8 } else { 2 };
+        let s0: [i64; 3] = std::array::from_fn(|a| (qlo[a].floor() as i64 - pad).clamp(0, n[a] as i64));
+        let s1: [i64; 3] = std::array::from_fn(|a| (qhi[a].floor() as i64 + pad + 1).clamp(0, n[a] as i64));
+        let mut out = Array3::<f32>::zeros((dims[0], dims[1], dims[2]));
+        if (0..3).any(|a| s1[a] <= s0[a]) {
+            return Ok(out);
+        }
+        let mut src = self.im2.read_box(s0[0]..s1[0], s0[1]..s1[1], s0[2]..s1[2])?;
+        if self.order == 3 {
+            src = bspline_coefficients(&src.view());
+        }
+        let sd = src.dim();
+        let data = src.as_slice().expect("contiguous");
+        let stride = [sd.1 * sd.2, sd.2];
+        let o = self.order as f32;
+        let hi_q = [n[0] as f32 - o, n[1] as f32 - o, n[2] as f32 - o];
+        let off = [s0[0] as f32, s0[1] as f32, s0[2] as f32];
+        let sv = src.view();
+        for ((z, y, x), v) in out.indexed_iter_mut() {
+            let q = map.apply([(lo[0] + z) as f32, (lo[1] + y) as f32, (lo[2] + x) as f32]);
+            if (0..3).all(|a| q[a] >= o && q[a] < hi_q[a]) {
+                let ql = [q[0] - off[0], q[1] - off[1], q[2] - off[2]];
+                *v = if self.order == 3 { tricubic(&sv, ql) } else { trilinear_slice(data, stride, ql) };
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sums over the crop block starting at `b0` (crop coordinates) with extent up to
+    /// [`BLOCK`], for Φ (M only when asked).
+    fn block(&self, phi: &Phi, b0: [usize; 3], need_m: bool) -> Result<Sums> {
+        let (m, n, nc) = (self.margin, self.n, self.nc);
+        let dims: [usize; 3] = std::array::from_fn(|a| BLOCK[a].min(nc[a] - b0[a]));
+        let lo: [usize; 3] = std::array::from_fn(|a| m[a] + b0[a]);
+        let hi: [usize; 3] = std::array::from_fn(|a| lo[a] + dims[a]);
+        // Image 1 with one voxel more around (the crop never touches the image border).
+        let g_lo = [lo[0] - 1, lo[1] - 1, lo[2] - 1];
+        let g_hi = [(hi[0] + 1).min(n[0]), (hi[1] + 1).min(n[1]), (hi[2] + 1).min(n[2])];
+        let def = if self.update_gradient { self.warp_box(phi, g_lo, g_hi)? } else { self.warp_box(phi, lo, hi)? };
+        let a1 = self.im1.read_box(g_lo[0] as i64..g_hi[0] as i64, g_lo[1] as i64..g_hi[1] as i64, g_lo[2] as i64..g_hi[2] as i64)?;
+        let mask = match self.mask {
+            Some(mv) => Some(mv.read_box(lo[0] as i64..hi[0] as i64, lo[1] as i64..hi[1] as i64, lo[2] as i64..hi[2] as i64)?),
+            None => None,
+        };
+        // Central differences of the image the Jacobian uses (im1, or im2def with -ug).
+        let gsrc = if self.update_gradient { &def } else { &a1 };
+        let (d_off, g_off) = if self.update_gradient { (1usize, 1usize) } else { (0, 1) };
+        let mut sums = Sums::zero();
+        for z in 0..dims[0] {
+            let xz = ((b0[0] + z) as f32 - self.cen[0]) as f64;
+            for y in 0..dims[1] {
+                let xy = ((b0[1] + y) as f32 - self.cen[1]) as f64;
+                for x in 0..dims[2] {
+                    let mut r1 = a1[[z + 1, y + 1, x + 1]];
+                    if let Some(mk) = &mask {
+                        if mk[[z, y, x]] == 0.0 || mk[[z, y, x]].is_nan() {
+                            r1 = f32::NAN;
+                        }
+                    }
+                    let b = def[[z + d_off, y + d_off, x + d_off]];
+                    let diff = r1 - b;
+                    if !diff.is_nan() {
+                        sums.err_num += (diff as f64) * (diff as f64);
+                    }
+                    if !r1.is_nan() {
+                        sums.err_den += r1 as f64;
+                    }
+                    if diff.is_nan() {
+                        continue;
+                    }
+                    let (gz, gy, gx) = (z + g_off, y + g_off, x + g_off);
+                    let g = [
+                        (gsrc[[gz + 1, gy, gx]] - gsrc[[gz - 1, gy, gx]]) / 2.0,
+                        (gsrc[[gz, gy + 1, gx]] - gsrc[[gz, gy - 1, gx]]) / 2.0,
+                        (gsrc[[gz, gy, gx + 1]] - gsrc[[gz, gy, gx - 1]]) / 2.0,
+                    ];
+                    let xv = [xz, xy, ((b0[2] + x) as f32 - self.cen[2]) as f64, 1.0];
+                    let mut j = [0f64; 12];
+                    for i in 0..3 {
+                        for c in 0..4 {
+                            j[4 * i + c] = g[i] as f64 * xv[c];
+                        }
+                    }
+                    let d = diff as f64;
+                    for p in 0..12 {
+                        sums.a[p] += d * j[p];
+                    }
+                    if need_m {
+                        for p in 0..12 {
+                            for q in p..12 {
+                                sums.m[(p, q)] += j[p] * j[q];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(sums)
+    }
+
+    fn pass(&self, phi: &Phi, need_m: bool) -> Result<Sums> {
+        let nc = self.nc;
+        let blocks: Vec<[usize; 3]> = (0..nc[0])
+            .step_by(BLOCK[0])
+            .flat_map(|z| (0..nc[1]).step_by(BLOCK[1]).flat_map(move |y| (0..nc[2]).step_by(BLOCK[2]).map(move |x| [z, y, x])))
+            .collect();
+        let mut s = blocks
+            .par_iter()
+            .map(|&b0| self.block(phi, b0, need_m))
+            .try_reduce(Sums::zero, |a, b| Ok(a.add(b)))?;
+        for p in 0..12 {
+            for q in 0..p {
+                s.m[(p, q)] = s.m[(q, p)];
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// spam's `register` for two volumes of the same shape, streamed through the store.
+pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_init: Option<&Phi>, o: &RegisterOptions) -> Result<RegisterResult> {
+    let n = im1.shape();
+    if im2.shape() != n {
+        bail!("image 2 ({:?}) and image 1 ({:?}) differ in shape", im2.shape(), n);
+    }
+    if let Some(m) = mask1 {
+        if m.shape() != n {
+            bail!("mask is {:?} but image 1 is {:?}", m.shape(), n);
+        }
+    }
+    let mut margin = o.margin.unwrap_or([1 + (0.1 * *n.iter().min().unwrap() as f64) as usize; 3]);
+    if *margin.iter().min().unwrap() < 1 {
+        margin = [1; 3];
+    }
+    if (0..3).any(|a| 2 * margin[a] >= n[a]) {
+        bail!("margin {:?} leaves nothing of image 1 ({:?})", margin, n);
+    }
+    let nc: [usize; 3] = std::array::from_fn(|a| n[a] - 2 * margin[a]);
+    let mut phi = match phi_init {
+        Some(p) if o.rigid => phi::rigid_part(p),
+        Some(p) => *p,
+        None => Phi::identity(),
+    };
+    let mut setup = Setup {
+        im1,
+        im2,
+        mask: mask1,
+        n,
+        margin,
+        nc,
+        cen: std::array::from_fn(|a| ((nc[a] as f64 - 1.0) / 2.0) as f32),
+        order: o.order,
+        update_gradient: o.update_gradient,
+        identity_unwarped: phi_init.is_none(),
+    };
+    let mut sums = setup.pass(&phi, true)?;
+    setup.identity_unwarped = false;
+    let mut m = sums.m;
+    let mut error = sums.error();
+    let (mut iterations, mut dpn) = (0usize, 100.0f64);
+    let (mut singular_m, mut singular_phi, mut status) = (false, false, 0i32);
+    while iterations < o.max_iterations && dpn > o.delta_phi_min {
+        let error_prev = error;
+        if o.update_gradient {
+            m = sums.m;
+        }
+        let Some(minv) = m.try_inverse() else {
+            singular_m = true;
+            break;
+        };
+        let delta = minv * sums.a;
+        let mut dm = Phi::identity();
+        for i in 0..3 {
+            for k in 0..4 {
+                dm[(i, k)] += delta[4 * i + k];
+            }
+        }
+        if o.rigid {
+            let dr = phi::rigid_part(&dm);
+            dpn = (dr - Phi::identity()).fixed_view::<3, 4>(0, 0).norm();
+            phi *= dr;
+        } else {
+            dpn = delta.norm();
+            phi *= dm;
+        }
+        if phi.try_inverse().is_none() {
+            singular_phi = true;
+            break;
+        }
+        sums = setup.pass(&phi, o.update_gradient)?;
+        error = sums.error();
+        if error_prev < 0.8 * error && iterations > o.max_iterations / 2 {
+            status = -1;
+            break;
+        }
+        let det_u = phi::f_block(&phi).determinant().abs();
+        if !(0.2..=3.0).contains(&det_u) {
+            status = -3;
+            break;
+        }
+        iterations += 1;
+    }
+    if iterations >= o.max_iterations {
+        status = 1;
+    }
+    if dpn <= o.delta_phi_min {
+        status = 2;
+    }
+    if singular_m {
+        status = -2;
+    } else if singular_phi {
+        status = -4;
+    }
+    Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
+}
