@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use nalgebra::Vector3;
 
-use super::output_names::stem;
+use super::output_names::{open_matching, stem};
 use super::ReadOpts;
 use crate::field::parquet::{FieldMeta, ParquetWriter};
 use crate::field::tsv::TsvWriter;
@@ -184,20 +184,8 @@ fn warm(vol: &Volume, lo: [i64; 3], hi: [i64; 3]) {
 fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(im1p, cache.clone())?;
-    let im2 = Volume::open(im2p, cache.clone())?;
-    if im1.shape() != im2.shape() {
-        bail!("{}: shape {:?} differs from {} {:?}", im2p.display(), im2.shape(), im1p.display(), im1.shape());
-    }
-    let mask = match &a.mask_file1 {
-        Some(p) => {
-            let m = Volume::open(p, cache.clone())?;
-            if m.shape() != im1.shape() {
-                bail!("{}: mask shape {:?} differs from image 1 {:?}", p.display(), m.shape(), im1.shape());
-            }
-            Some(m)
-        }
-        None => None,
-    };
+    let im2 = open_matching(im2p, &cache, im1.shape(), "image")?;
+    let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let Some(hws) = three(a.half_window_size, &a.half_window_size3) else {
         bail!("--half-window-size (-hws) is required");
     };

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 use crate::field::PhiField;
+use crate::store::{ChunkCache, Volume};
 
 /// File name without its extension (`im1.tif` → `im1`, `im1.zarr` → `im1`).
 pub fn stem(p: &Path) -> String {
@@ -39,4 +40,13 @@ pub fn read_registration(path: &Path, bin_ratio: f64) -> Result<PhiField> {
     }
     f.rescale(bin_ratio);
     Ok(f)
+}
+
+/// Opens a second image or a mask that must have image 1's shape (`what` names it in errors).
+pub fn open_matching(path: &Path, cache: &std::sync::Arc<ChunkCache>, shape: [usize; 3], what: &str) -> Result<Volume> {
+    let v = Volume::open(path, cache.clone())?;
+    if v.shape() != shape {
+        bail!("{}: {what} shape {:?} differs from image 1 {:?}", path.display(), v.shape(), shape);
+    }
+    Ok(v)
 }

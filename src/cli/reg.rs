@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use super::output_names::{out_dir, read_registration, stem};
+use super::output_names::{open_matching, out_dir, read_registration, stem};
 use super::ReadOpts;
 use crate::field::parquet::{self, FieldMeta};
 use crate::field::{tsv, FieldKind, FieldRow, Layout, PhiField};
@@ -78,20 +78,8 @@ pub fn run(a: RegArgs) -> Result<()> {
     }
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
-    let im2 = Volume::open(&a.im2, cache.clone())?;
-    if im1.shape() != im2.shape() {
-        bail!("{}: shape {:?} differs from {} {:?}", a.im2.display(), im2.shape(), a.im1.display(), im1.shape());
-    }
-    let mask = match &a.mask_file1 {
-        Some(p) => {
-            let m = Volume::open(p, cache.clone())?;
-            if m.shape() != im1.shape() {
-                bail!("{}: mask shape {:?} differs from image 1 {:?}", p.display(), m.shape(), im1.shape());
-            }
-            Some(m)
-        }
-        None => None,
-    };
+    let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
+    let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let centre = image_centre(im1.shape());
     let init = match &a.phi_file {
         Some(p) => {

@@ -251,39 +251,57 @@ pub fn register(
             singular_m = true;
             break;
         };
-        let delta = minv * av;
-        let mut dm = Phi::identity();
-        for i in 0..3 {
-            for k in 0..4 {
-                dm[(i, k)] += delta[4 * i + k];
-            }
-        }
-        if o.rigid {
-            let dr = phi::rigid_part(&dm);
-            let diff = dr - Phi::identity();
-            dpn = diff.fixed_view::<3, 4>(0, 0).norm();
-            phi *= dr;
-        } else {
-            dpn = delta.norm();
-            phi *= dm;
-        }
+        let (next, norm) = apply_delta(&phi, &(minv * av), o.rigid);
+        phi = next;
+        dpn = norm;
         if phi.try_inverse().is_none() {
             singular_phi = true;
             break;
         }
         im2def_c = warp_region(im2, &phi, c2o, nc, o.order);
         error = error_calc(&r1.view(), &im2def_c.view());
-        if error_prev < 0.8 * error && iterations > o.max_iterations / 2 {
-            status = -1;
-            break;
-        }
-        let det_u = phi::f_block(&phi).determinant().abs();
-        if !(0.2..=3.0).contains(&det_u) {
-            status = -3;
+        if let Some(s) = divergence(error_prev, error, iterations, &phi, o) {
+            status = s;
             break;
         }
         iterations += 1;
     }
+    let status = final_status(status, iterations, dpn, singular_m, singular_phi, o);
+    Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
+}
+
+/// One Gauss–Newton step: Φ composed on the right with I + δ (or its rigid part), and the
+/// norm spam tests for convergence.
+pub(crate) fn apply_delta(phi: &Phi, delta: &SVector<f64, 12>, rigid: bool) -> (Phi, f64) {
+    let mut dm = Phi::identity();
+    for i in 0..3 {
+        for k in 0..4 {
+            dm[(i, k)] += delta[4 * i + k];
+        }
+    }
+    if rigid {
+        let dr = phi::rigid_part(&dm);
+        ((phi * dr), (dr - Phi::identity()).fixed_view::<3, 4>(0, 0).norm())
+    } else {
+        (phi * dm, delta.norm())
+    }
+}
+
+/// spam's divergence tests inside the loop: −1 when the error grew by more than 25 % after
+/// half the iterations, −3 when |det F| leaves [0.2, 3].
+pub(crate) fn divergence(error_prev: f64, error: f64, iterations: usize, phi: &Phi, o: &RegisterOptions) -> Option<i32> {
+    if error_prev < 0.8 * error && iterations > o.max_iterations / 2 {
+        return Some(-1);
+    }
+    let det_u = phi::f_block(phi).determinant().abs();
+    if !(0.2..=3.0).contains(&det_u) {
+        return Some(-3);
+    }
+    None
+}
+
+/// spam's status rules after the loop, applied in its order (a later rule wins).
+pub(crate) fn final_status(mut status: i32, iterations: usize, dpn: f64, singular_m: bool, singular_phi: bool, o: &RegisterOptions) -> i32 {
     if iterations >= o.max_iterations {
         status = 1;
     }
@@ -295,7 +313,7 @@ pub fn register(
     } else if singular_phi {
         status = -4;
     }
-    Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
+    status
 }
 
 /// Rounds to the nearest power of two (spam's rule for bin levels).

@@ -15,7 +15,7 @@ use ndarray::Array3;
 use rayon::prelude::*;
 
 use super::interp::{bspline_coefficients, tricubic, trilinear_slice, BackwardMap};
-use super::register::{RegisterOptions, RegisterResult};
+use super::register::{apply_delta, divergence, final_status, RegisterOptions, RegisterResult};
 use crate::phi::{self, Phi};
 use crate::store::Volume;
 
@@ -253,48 +253,21 @@ pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_
             singular_m = true;
             break;
         };
-        let delta = minv * sums.a;
-        let mut dm = Phi::identity();
-        for i in 0..3 {
-            for k in 0..4 {
-                dm[(i, k)] += delta[4 * i + k];
-            }
-        }
-        if o.rigid {
-            let dr = phi::rigid_part(&dm);
-            dpn = (dr - Phi::identity()).fixed_view::<3, 4>(0, 0).norm();
-            phi *= dr;
-        } else {
-            dpn = delta.norm();
-            phi *= dm;
-        }
+        let (next, norm) = apply_delta(&phi, &(minv * sums.a), o.rigid);
+        phi = next;
+        dpn = norm;
         if phi.try_inverse().is_none() {
             singular_phi = true;
             break;
         }
         sums = setup.pass(&phi, o.update_gradient)?;
         error = sums.error();
-        if error_prev < 0.8 * error && iterations > o.max_iterations / 2 {
-            status = -1;
-            break;
-        }
-        let det_u = phi::f_block(&phi).determinant().abs();
-        if !(0.2..=3.0).contains(&det_u) {
-            status = -3;
+        if let Some(s) = divergence(error_prev, error, iterations, &phi, o) {
+            status = s;
             break;
         }
         iterations += 1;
     }
-    if iterations >= o.max_iterations {
-        status = 1;
-    }
-    if dpn <= o.delta_phi_min {
-        status = 2;
-    }
-    if singular_m {
-        status = -2;
-    } else if singular_phi {
-        status = -4;
-    }
+    let status = final_status(status, iterations, dpn, singular_m, singular_phi, o);
     Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
 }
