@@ -50,10 +50,11 @@ pub fn trilinear_slice(data: &[f32], stride: [usize; 2], q: [f32; 3]) -> f32 {
     let rz = (q[0] - iz as f32) as f64;
     let ry = (q[1] - iy as f32) as f64;
     let rx = (q[2] - ix as f32) as f64;
-    let b = iz * stride[0] + iy * stride[1] + ix;
-    let p = &data[b..b + stride[0] + stride[1] + 2];
     let (sz, sy) = (stride[0], stride[1]);
-    let c = |o: usize| p[o] as f64;
+    let b = iz * sz + iy * sy + ix;
+    assert!(b + sz + sy + 1 < data.len(), "trilinear sample outside its box");
+    // SAFETY: the largest offset read is b + sz + sy + 1, checked just above.
+    let c = |o: usize| unsafe { *data.get_unchecked(b + o) } as f64;
     let x00 = c(0) * (1.0 - rx) + c(1) * rx;
     let x01 = c(sy) * (1.0 - rx) + c(sy + 1) * rx;
     let x10 = c(sz) * (1.0 - rx) + c(sz + 1) * rx;

@@ -202,7 +202,8 @@ pub fn register(
     let r1s: Vec<f32> = r1.iter().copied().collect();
     let build_m = |j: &[[f64; 12]], im2def_c: &Array3<f32>| -> SMatrix<f64, 12, 12> {
         let d2 = im2def_c.as_slice().expect("contiguous");
-        let mut m = SMatrix::<f64, 12, 12>::zeros();
+        // The upper triangle in a flat array: plain loops the compiler vectorises.
+        let mut upper = [0f64; 144];
         for k in 0..n_c {
             if r1s[k].is_nan() || d2[k].is_nan() {
                 continue;
@@ -210,14 +211,17 @@ pub fn register(
             let row = &j[k];
             for p in 0..12 {
                 let rp = row[p];
+                let dst = &mut upper[p * 12..p * 12 + 12];
                 for q in p..12 {
-                    m[(p, q)] += rp * row[q];
+                    dst[q] += rp * row[q];
                 }
             }
         }
+        let mut m = SMatrix::<f64, 12, 12>::zeros();
         for p in 0..12 {
-            for q in 0..p {
-                m[(p, q)] = m[(q, p)];
+            for q in p..12 {
+                m[(p, q)] = upper[p * 12 + q];
+                m[(q, p)] = upper[p * 12 + q];
             }
         }
         m
