@@ -50,7 +50,52 @@ impl SynthSpec {
 
     /// The stored value of voxel `p`: exact value plus noise, rounded for integer types.
     pub fn voxel(&self, image: u8, p: [usize; 3]) -> f64 {
-        let mut v = self.exact_value(image, [p[0] as f64, p[1] as f64, p[2] as f64]);
+        self.finish_voxel(image, p, self.exact_value(image, [p[0] as f64, p[1] as f64, p[2] as f64]))
+    }
+
+    /// Planes `[z0, z1)` of image `image` in the stored type.
+    pub fn planes(&self, image: u8, z0: usize, z1: usize) -> TypedBuf {
+        let (ny, nx) = (self.shape[1], self.shape[2]);
+        let vals: Vec<f32> = if self.deformation.fields.is_empty() {
+            // Affine (or no) deformation: splat bumps plane by plane, in parallel.
+            let k = self.reference_map(image);
+            let mut vals = vec![0f32; (z1 - z0) * ny * nx];
+            vals.par_chunks_mut(ny * nx).enumerate().for_each(|(i, plane)| {
+                let z = z0 + i;
+                let mut buf = vec![self.texture.base; 64 * nx];
+                for y in (0..ny).step_by(64) {
+                    let rows = 64.min(ny - y);
+                    let b = &mut buf[..rows * nx];
+                    b.iter_mut().for_each(|v| *v = self.texture.base);
+                    self.texture.splat_affine([z, y, 0], [1, rows, nx], &k, b);
+                    for (j, v) in b.iter().enumerate() {
+                        plane[y * nx + j] = self.finish_voxel(image, [z, y + j / nx, j % nx], *v) as f32;
+                    }
+                }
+            });
+            vals
+        } else {
+            let rows: Vec<(usize, usize)> = (z0..z1).flat_map(|z| (0..ny).map(move |y| (z, y))).collect();
+            rows.par_iter().flat_map_iter(|&(z, y)| (0..nx).map(move |x| self.voxel(image, [z, y, x]) as f32)).collect()
+        };
+        TypedBuf::from_f32(self.dtype, &vals)
+    }
+
+    /// The affine map from voxel x of image `image` to its reference point (identity for image 1).
+    fn reference_map(&self, image: u8) -> [[f64; 4]; 3] {
+        let inv = if image == 1 { crate::phi::identity() } else { self.deformation.phi.try_inverse().expect("invertible Φ") };
+        let c = self.deformation.centre;
+        // X = c + K (x − c) + k  =  K x + (c − K c + k)
+        std::array::from_fn(|i| {
+            let ki = [inv[(i, 0)], inv[(i, 1)], inv[(i, 2)]];
+            let off = c[i] - (ki[0] * c[0] + ki[1] * c[1] + ki[2] * c[2]) + inv[(i, 3)];
+            [ki[0], ki[1], ki[2], off]
+        })
+    }
+
+    /// Noise and rounding applied to an exact value.
+    fn finish_voxel(&self, image: u8, p: [usize; 3], exact: f64) -> f64 {
+        let mut v = exact;
         if self.noise > 0.0 {
             let idx = ((p[0] * self.shape[1] + p[1]) * self.shape[2] + p[2]) as u64;
             v += self.noise * texture::noise(self.texture.seed, image as u64, idx);
@@ -59,17 +104,6 @@ impl SynthSpec {
             v = v.round();
         }
         v
-    }
-
-    /// Planes `[z0, z1)` of image `image` in the stored type.
-    pub fn planes(&self, image: u8, z0: usize, z1: usize) -> TypedBuf {
-        let (ny, nx) = (self.shape[1], self.shape[2]);
-        let rows: Vec<(usize, usize)> = (z0..z1).flat_map(|z| (0..ny).map(move |y| (z, y))).collect();
-        let vals: Vec<f32> = rows
-            .par_iter()
-            .flat_map_iter(|&(z, y)| (0..nx).map(move |x| self.voxel(image, [z, y, x]) as f32))
-            .collect();
-        TypedBuf::from_f32(self.dtype, &vals)
     }
 
     /// Writes image `image` to `path` (created; callers handle `.partial` naming).

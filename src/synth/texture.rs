@@ -67,6 +67,90 @@ impl Texture {
         v
     }
 
+    /// The bump of lattice cell `c` (cell size `s`): centre, radius and amplitude.
+    #[inline]
+    fn bump(seed: u64, c: [i64; 3], s: f64) -> ([f64; 3], f64, f64) {
+        let h = cell_hash(seed, c);
+        let centre = [
+            (c[0] as f64 + unit(mix64(h ^ 1))) * s,
+            (c[1] as f64 + unit(mix64(h ^ 2))) * s,
+            (c[2] as f64 + unit(mix64(h ^ 3))) * s,
+        ];
+        (centre, s * (0.6 + 0.4 * unit(mix64(h ^ 4))), 0.25 + 0.75 * unit(mix64(h ^ 5)))
+    }
+
+    /// Adds the texture, sampled at `map(x)` for every voxel x of the box `lo + [0, dims)`, to
+    /// `out` (Z-major), where `map` is the affine map X = K·x + k (rows of `k_mat`). Each bump is
+    /// visited once and splatted onto the voxels it covers, instead of every voxel visiting its
+    /// 27 neighbouring cells per octave; the values equal [`eval`](Self::eval)'s up to the
+    /// order of the sums.
+    pub fn splat_affine(&self, lo: [usize; 3], dims: [usize; 3], k_mat: &[[f64; 4]; 3], out: &mut [f64]) {
+        // The forward map (reference → box) to find each bump's footprint in the box.
+        let m = nalgebra::Matrix4::new(
+            k_mat[0][0], k_mat[0][1], k_mat[0][2], k_mat[0][3],
+            k_mat[1][0], k_mat[1][1], k_mat[1][2], k_mat[1][3],
+            k_mat[2][0], k_mat[2][1], k_mat[2][2], k_mat[2][3],
+            0.0, 0.0, 0.0, 1.0,
+        );
+        let fwd = m.try_inverse().expect("an invertible affine map");
+        // Reference-space bounding box of the output box.
+        let (mut rlo, mut rhi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+        for &z in &[lo[0] as f64, (lo[0] + dims[0]) as f64 - 1.0] {
+            for &y in &[lo[1] as f64, (lo[1] + dims[1]) as f64 - 1.0] {
+                for &x in &[lo[2] as f64, (lo[2] + dims[2]) as f64 - 1.0] {
+                    for a in 0..3 {
+                        let v = k_mat[a][0] * z + k_mat[a][1] * y + k_mat[a][2] * x + k_mat[a][3];
+                        rlo[a] = rlo[a].min(v);
+                        rhi[a] = rhi[a].max(v);
+                    }
+                }
+            }
+        }
+        // Half-extent in the box of a reference-space ball of radius 1 along each axis.
+        let reach: [f64; 3] = std::array::from_fn(|a| (fwd[(a, 0)].powi(2) + fwd[(a, 1)].powi(2) + fwd[(a, 2)].powi(2)).sqrt());
+        let mut cell = self.cell;
+        let mut amp = self.contrast;
+        for k in 0..self.octaves.max(1) {
+            let seed = self.seed.wrapping_add(k as u64 * 0x1000_0001);
+            let c0: [i64; 3] = std::array::from_fn(|a| ((rlo[a] - cell) / cell).floor() as i64);
+            let c1: [i64; 3] = std::array::from_fn(|a| ((rhi[a] + cell) / cell).floor() as i64);
+            for i in c0[0]..=c1[0] {
+                for j in c0[1]..=c1[1] {
+                    for l in c0[2]..=c1[2] {
+                        let (c, r, a) = Self::bump(seed, [i, j, l], cell);
+                        let r2 = r * r;
+                        // Centre in box coordinates and the footprint's bounding box.
+                        let cb: [f64; 3] = std::array::from_fn(|d| fwd[(d, 0)] * c[0] + fwd[(d, 1)] * c[1] + fwd[(d, 2)] * c[2] + fwd[(d, 3)]);
+                        let b0: [i64; 3] = std::array::from_fn(|d| ((cb[d] - r * reach[d]).floor() as i64).max(lo[d] as i64));
+                        let b1: [i64; 3] = std::array::from_fn(|d| ((cb[d] + r * reach[d]).ceil() as i64).min((lo[d] + dims[d]) as i64 - 1));
+                        if (0..3).any(|d| b1[d] < b0[d]) {
+                            continue;
+                        }
+                        for z in b0[0]..=b1[0] {
+                            for y in b0[1]..=b1[1] {
+                                let row = ((z as usize - lo[0]) * dims[1] + (y as usize - lo[1])) * dims[2];
+                                for x in b0[2]..=b1[2] {
+                                    let (zf, yf, xf) = (z as f64, y as f64, x as f64);
+                                    let mut d2 = 0.0;
+                                    for d in 0..3 {
+                                        let v = k_mat[d][0] * zf + k_mat[d][1] * yf + k_mat[d][2] * xf + k_mat[d][3];
+                                        d2 += (v - c[d]) * (v - c[d]);
+                                    }
+                                    if d2 < r2 {
+                                        let w = 1.0 - d2 / r2;
+                                        out[row + (x as usize - lo[2])] += amp * a * w * w * w;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            cell *= 4.0;
+            amp *= 0.5;
+        }
+    }
+
     /// Sum of the bumps of one lattice of cell size `s`.
     #[inline]
     fn bumps(&self, p: [f64; 3], s: f64, seed: u64) -> f64 {
