@@ -120,3 +120,28 @@ fn synthetic_translation_is_recovered() {
         }
     }
 }
+
+#[test]
+fn smooth_affine_field_gives_f() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("s");
+    dvc(&["synth", &s(&dir), "--shape", "72", "--speckle", "5", "--translate", "0.4", "-0.3", "0.2", "--rotate", "2", "0", "1",
+        "--zoom", "1.01", "0.995", "1.0", "--truth-ns", "18", "-q"]);
+    dvc(&["ldic", &s(&dir.join("im1.zarr")), &s(&dir.join("im2.zarr")), "-ns", "18", "-hws", "10", "-o", "3",
+        "-pf", &s(&dir.join("truth-registration.tsv")), "-od", &s(d.path()), "-q"]);
+    let got = PhiField::read(&d.path().join("im1-im2-ldic.parquet")).unwrap();
+    let truth = PhiField::read(&dir.join("truth.parquet")).unwrap();
+    let mut checked = 0;
+    for i in 0..got.len() {
+        assert_eq!(got.return_status[i], 2.0);
+        for r in 0..3 {
+            for c in 0..3 {
+                let e = (got.phis[i][(r, c)] - truth.phis[i][(r, c)]).abs();
+                assert!(e < 2e-3, "node {i} F[{r}][{c}] off by {e}");
+            }
+            assert!((got.phis[i][(r, 3)] - truth.phis[i][(r, 3)]).abs() < 0.01);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 27);
+}

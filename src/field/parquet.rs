@@ -264,3 +264,40 @@ pub fn read_field(path: &Path) -> Result<PhiField> {
     }
     Ok(field)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_fields_are_written_in_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.parquet");
+        let kind = FieldKind::Grid { dims: [2, 500, 200], spacing: [1.0; 3] };
+        let mut w = ParquetWriter::create(&path, Layout::Ldic, &kind, &FieldMeta::for_command("test", serde_json::json!({}))).unwrap();
+        for i in 0..200_000i64 {
+            let p = Vector3::new((i / 100_000) as f64, ((i / 200) % 500) as f64, (i % 200) as f64);
+            w.write_row(FieldRow {
+                id: i,
+                position: p,
+                phi: phi::identity(),
+                cc: 0.0,
+                error: 0.0,
+                iterations: 1.0,
+                return_status: 2.0,
+                delta_phi_norm: 0.0,
+                label_dilate: 0.0,
+            })
+            .unwrap();
+            // Never more than one row group waits in memory.
+            assert!(w.rows.len() < ROW_GROUP);
+        }
+        w.finish().unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let b = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        assert_eq!(b.metadata().num_row_groups(), 4);
+        assert_eq!(b.metadata().file_metadata().num_rows(), 200_000);
+        let back = read_field(&path).unwrap();
+        assert_eq!(back.ids[199_999], 199_999);
+    }
+}
