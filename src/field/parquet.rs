@@ -26,7 +26,7 @@ use crate::phi;
 use crate::store::output::PendingOutput;
 
 /// Rows per row group (and per buffered batch).
-pub const ROW_GROUP: usize = 65536;
+pub const ROW_GROUP: usize = 16384;
 
 const FLOAT_COLS: [&str; 15] = [
     "Zpos", "Ypos", "Xpos", "Fzz", "Fzy", "Fzx", "Zdisp", "Fyz", "Fyy", "Fyx", "Ydisp", "Fxz", "Fxy", "Fxx", "Xdisp",
@@ -295,7 +295,7 @@ mod tests {
         w.finish().unwrap();
         let f = std::fs::File::open(&path).unwrap();
         let b = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
-        assert_eq!(b.metadata().num_row_groups(), 4);
+        assert_eq!(b.metadata().num_row_groups(), 200_000usize.div_ceil(ROW_GROUP));
         assert_eq!(b.metadata().file_metadata().num_rows(), 200_000);
         let back = read_field(&path).unwrap();
         assert_eq!(back.ids[199_999], 199_999);
