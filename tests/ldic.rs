@@ -145,3 +145,60 @@ fn smooth_affine_field_gives_f() {
     }
     assert_eq!(checked, 27);
 }
+
+#[test]
+fn thresholds_series_and_outputs() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    let (im1, im2, im3) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im2.tif")), s(&ex.join("inputs/im3.tif")));
+    // Grey thresholds that no window passes: every node is skipped (-5), t is NaN.
+    let out = dvc(&["ldic", &im1, &im2, "-hws", "5", "-ns", "15", "-glt", "1e9", "-od", &od, "-pre", "glt", "-notsv", "-q"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-5  27"));
+    assert!(!d.path().join("glt-ldic.tsv").exists(), "-notsv writes no TSV");
+    let f = PhiField::read(&d.path().join("glt-ldic.parquet")).unwrap();
+    assert!(f.return_status.iter().all(|&r| r == -5.0) && f.phis.iter().all(|p| p[(0, 3)].is_nan()));
+    let out = dvc(&["ldic", &im1, &im2, "-hws", "5", "-ns", "15", "-ght", "0", "-od", &od, "-pre", "ght", "-q"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-5  27"));
+    // Three images, incremental pairs: (im1, im2) and (im2, im3), each named after its pair.
+    dvc(&["ldic", &im1, &im2, &im3, "-sei", "-hws", "5", "-ns", "15", "-od", &od, "-rig", "-q"]);
+    for p in ["im1-im2-ldic.tsv", "im2-im3-ldic.tsv"] {
+        let f = PhiField::read(&d.path().join(p)).unwrap();
+        assert_eq!(f.len(), 27, "{p}");
+        // Rigid: every converged F is a rotation.
+        for (i, phi) in f.phis.iter().enumerate() {
+            if f.return_status[i] == 2.0 {
+                let m = dvc_stream::phi::f_block(phi);
+                assert!((m.transpose() * m - nalgebra::Matrix3::identity()).abs().max() < 1e-5, "{p} node {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_fail_with_one_line() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    let (im1, im2) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im2.tif")));
+    let other = tempfile::tempdir().unwrap();
+    let small = other.path().join("small.tif");
+    dvc_stream::store::tiff_write::write_tiff(&small, [4, 4, 4], &dvc_stream::store::TypedBuf::U8(vec![1; 64])).unwrap();
+    let small = s(&small);
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_dvc-stream")).args(args).output().unwrap();
+    for (args, says) in [
+        (vec!["ldic", &im1, &im2, "-ns", "15", "-od", &od], "half-window-size"),
+        (vec!["ldic", &im1, &im2, "-hws", "5", "-od", &od], "node-spacing"),
+        (vec!["ldic", &im1, &im2, "-hws", "5", "-ns", "10", "-pf", &s(&ex.join("ldic/im1-im2-ldic.tsv")), "-od", &od], "differs from --node-spacing"),
+        (vec!["ldic", &im1, &im2, "-hws", "5", "-pf", &s(&ex.join("pixelSearch/psLab-pixelSearch.tsv")), "-od", &od], "label field"),
+        (vec!["ldic", &im1, &small, "-hws", "5", "-ns", "15", "-od", &od], "small.tif"),
+        (vec!["ldic", &im1, &im2, "-hws", "5", "-ns", "15", "-mf1", &small, "-od", &od], "mask shape"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(e.contains(says), "'{says}' in {e}");
+    }
+    assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written by failed runs");
+}
