@@ -228,6 +228,7 @@ pub fn register(
     };
     let mut jac = jacobian(&g);
     let mut m = build_m(&jac, &im2def_c);
+    let (mut acc, _) = residual_sums(&r1s, im2def_c.as_slice().expect("contiguous"), &jac);
     let (mut singular_m, mut singular_phi) = (false, false);
     let mut status = 0i32;
     while iterations < o.max_iterations && dpn > o.delta_phi_min {
@@ -238,17 +239,9 @@ pub fn register(
             jac = jacobian(&g);
             m = build_m(&jac, &im2def_c);
         }
-        let mut acc = [0f64; 12];
-        let d2 = im2def_c.as_slice().expect("contiguous");
-        for k in 0..n_c {
-            let diff = (r1s[k] - d2[k]) as f64;
-            if diff.is_nan() {
-                continue;
-            }
-            let row = &jac[k];
-            for (a, r) in acc.iter_mut().zip(row) {
-                *a += diff * r;
-            }
+        if o.update_gradient {
+            // A with the new Jacobian.
+            (acc, _) = residual_sums(&r1s, im2def_c.as_slice().expect("contiguous"), &jac);
         }
         let av = SVector::<f64, 12>::from_column_slice(&acc);
         let Some(minv) = m.try_inverse() else {
@@ -263,7 +256,8 @@ pub fn register(
             break;
         }
         im2def_c = warp_region(im2, &phi, c2o, nc, o.order);
-        error = error_calc(&r1.view(), &im2def_c.view());
+        // One pass gives both this iteration's error and the next iteration's A.
+        (acc, error) = residual_sums(&r1s, im2def_c.as_slice().expect("contiguous"), &jac);
         if let Some(s) = divergence(error_prev, error, iterations, &phi, o) {
             status = s;
             break;
@@ -272,6 +266,27 @@ pub fn register(
     }
     let status = final_status(status, iterations, dpn, singular_m, singular_phi, o);
     Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
+}
+
+/// A = Σ (im1 − im2def)·J over voxels where both are defined, and spam's error
+/// nansum((im1 − im2def)²) / nansum(im1), in one pass.
+fn residual_sums(r1: &[f32], def: &[f32], jac: &[[f64; 12]]) -> ([f64; 12], f64) {
+    let mut acc = [0f64; 12];
+    let (mut num, mut den) = (0f64, 0f64);
+    for ((&a, &b), row) in r1.iter().zip(def).zip(jac) {
+        if !a.is_nan() {
+            den += a as f64;
+        }
+        let diff = (a - b) as f64;
+        if diff.is_nan() {
+            continue;
+        }
+        num += diff * diff;
+        for (x, r) in acc.iter_mut().zip(row) {
+            *x += diff * r;
+        }
+    }
+    (acc, (num / den) as f32 as f64)
 }
 
 /// One Gauss–Newton step: Φ composed on the right with I + δ (or its rigid part), and the
