@@ -287,6 +287,14 @@ impl TiffSource {
     }
 }
 
+/// Appends the (Y, X) part of `ext` of a decoded page of width `nx` to `out`, as f32.
+fn push_page_box(page: &TypedBuf, nx: usize, ext: &[std::ops::Range<usize>; 3], out: &mut Vec<f32>) {
+    for y in ext[1].clone() {
+        let row = y * nx;
+        out.extend(ext[2].clone().map(|x| page.get_f64(row + x) as f32));
+    }
+}
+
 /// Decodes raw sample bytes in the file's byte order.
 pub fn bytes_to_typed(b: &[u8], dtype: DType, be: bool) -> TypedBuf {
     macro_rules! conv {
@@ -359,13 +367,7 @@ impl VolumeSource for TiffSource {
             }
         } else {
             for z in ext[0].clone() {
-                let page = self.decode_page(z)?;
-                for y in ext[1].clone() {
-                    let row = y * self.shape[2];
-                    for x in ext[2].clone() {
-                        out.push(page.get_f64(row + x) as f32);
-                    }
-                }
+                push_page_box(&self.decode_page(z)?, self.shape[2], &ext, &mut out);
             }
         }
         Ok((out, (n * self.dtype.size()) as u64))
@@ -471,13 +473,7 @@ impl VolumeSource for TiffSlicesSource {
         let n = ext[0].len() * ext[1].len() * ext[2].len();
         let mut out = Vec::with_capacity(n);
         for z in ext[0].clone() {
-            let page = self.decode(z)?;
-            for y in ext[1].clone() {
-                let row = y * self.shape[2];
-                for x in ext[2].clone() {
-                    out.push(page.get_f64(row + x) as f32);
-                }
-            }
+            push_page_box(&self.decode(z)?, self.shape[2], &ext, &mut out);
         }
         Ok((out, (n * self.dtype.size()) as u64))
     }
