@@ -1,24 +1,12 @@
 """Files written by dvc-stream read by other implementations (zarr-python, tifffile, pandas,
 DuckDB), and files written by tifffile read by dvc-stream. Run by tests/run-all.sh."""
-import json
-import os
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import zarr
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / "target" / "debug"
-EXAMPLES = ROOT.parent / "shared" / "spec" / "examples"
-
-
-def run(*args):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return r
+from helpers import BIN, EXAMPLES, run
 
 
 def spam_binning(a, b):

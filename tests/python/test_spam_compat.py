@@ -1,8 +1,6 @@
 """spam 0.9.1 itself reads dvc-stream's files, and spam's registration agrees with ours on
 synthetic data that spam never saw."""
 import importlib.resources  # noqa: F401  (spam 0.9.1 needs it imported first)
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -10,15 +8,7 @@ import tifffile
 import spam.DIC
 import spam.helpers
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / "target" / "debug"
-EXAMPLES = ROOT.parent / "shared" / "spec" / "examples"
-
-
-def run(*args):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return r
+from helpers import BIN, EXAMPLES, run
 
 
 def test_spam_reads_our_registration(tmp_path):
