@@ -153,6 +153,9 @@ fn bad_inputs_fail_with_one_line() {
     let small = dir.path().join("small.tif");
     dvc_stream::store::tiff_write::write_tiff(&small, [4, 4, 4], &dvc_stream::store::TypedBuf::U8(vec![1; 64])).unwrap();
     fails(&dvc(&["reg", &im1, &s(&small), "-q"]), "small.tif");
+    let flat = dir.path().join("flat.tif");
+    dvc_stream::store::tiff_write::write_tiff(&flat, [1, 30, 30], &dvc_stream::store::TypedBuf::U8(vec![1; 900])).unwrap();
+    fails(&dvc(&["reg", &s(&flat), &s(&flat), "-q"]), "2D image");
     fails(&dvc(&["reg", &im1, &im1, "-mf1", &s(&small), "-q"]), "mask shape");
     fails(&dvc(&["reg", &im1, &s(&dir.path().join("missing.tif")), "-q"]), "missing.tif: no such file");
     fails(&dvc(&["convert-field", &s(&ex.join("reg/im1-im2-registration.tsv")), &s(&dir.path().join("x.csv"))]), "x.csv");

@@ -184,6 +184,9 @@ fn warm(vol: &Volume, lo: [i64; 3], hi: [i64; 3]) {
 fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(im1p, cache.clone())?;
+    if im1.shape()[0] == 1 {
+        bail!("{}: is a 2D image; ldic handles 3D volumes only (2D correlation is not implemented yet)", im1p.display());
+    }
     let im2 = open_matching(im2p, &cache, im1.shape(), "image")?;
     let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let Some(hws) = three(a.half_window_size, &a.half_window_size3) else {

@@ -78,6 +78,9 @@ pub fn run(a: RegArgs) -> Result<()> {
     }
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
+    if im1.shape()[0] == 1 {
+        bail!("{}: is a 2D image; reg handles 3D volumes only (2D registration is not implemented yet)", a.im1.display());
+    }
     let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
     let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let centre = image_centre(im1.shape());
