@@ -30,23 +30,17 @@ pub struct DeformImageArgs {
     /// Apply only the rigid part (rotation and translation) [spam: -rr].
     #[arg(long = "rigid-only")]
     pub rigid_only: bool,
-    /// 1 = trilinear (spam's), 3 = Keys cubic.
-    #[arg(long = "interpolation-order", default_value_t = 1)]
+    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
+    #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
     pub interpolation_order: usize,
-    /// Output folder [spam: -od]; default: the image's folder.
-    #[arg(long = "out-dir")]
-    pub out_dir: Option<PathBuf>,
-    /// Output prefix [spam: -pre]; default: the image's name.
-    #[arg(long)]
-    pub prefix: Option<String>,
+    #[command(flatten)]
+    pub out: super::OutputOpts,
     /// Output path; `.zarr` writes an OME-Zarr store, anything else a TIFF. Default
     /// <out-dir>/<prefix>-reg-def.tif as spam names it.
     #[arg(long)]
     pub output: Option<PathBuf>,
     #[arg(long)]
     pub overwrite: bool,
-    #[arg(long = "number-of-processes")]
-    pub number_of_processes: Option<usize>,
     #[command(flatten)]
     pub read: ReadOpts,
 }
@@ -83,10 +77,7 @@ pub fn deform_to(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize, out:
 }
 
 pub fn run(a: DeformImageArgs) -> Result<()> {
-    super::set_threads(a.number_of_processes);
-    if ![1, 3].contains(&a.interpolation_order) {
-        bail!("--interpolation-order must be 1 (trilinear) or 3 (cubic)");
-    }
+    a.read.threads();
     let cache = a.read.cache()?;
     let im = Volume::open(&a.image, cache.clone())?;
     let reg = read_registration(&a.phi_file, a.phi_file_bin_ratio)?;
@@ -98,8 +89,8 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
     let out = match &a.output {
         Some(o) => o.clone(),
         None => {
-            let dir = out_dir(&a.out_dir, &a.image)?;
-            dir.join(format!("{}-reg-def.tif", a.prefix.clone().unwrap_or_else(|| stem(&a.image))))
+            let dir = out_dir(&a.out.out_dir, &a.image)?;
+            dir.join(format!("{}-reg-def.tif", a.out.prefix.clone().unwrap_or_else(|| stem(&a.image))))
         }
     };
     if out.exists() && !a.overwrite && a.output.is_some() {

@@ -70,8 +70,8 @@ pub struct LdicArgs {
     pub max_iterations: usize,
     #[arg(long = "min-delta-phi", default_value_t = 0.001)]
     pub min_delta_phi: f64,
-    /// 1 = trilinear (spam's), 3 = Keys cubic [spam: -o].
-    #[arg(long = "interpolation-order", default_value_t = 1)]
+    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
+    #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
     pub interpolation_order: usize,
     #[arg(long = "update-gradient")]
     pub update_gradient: bool,
@@ -84,10 +84,8 @@ pub struct LdicArgs {
     /// Pairs of consecutive images instead of (IM1, IMk) [spam: -sei].
     #[arg(long = "series-incremental")]
     pub series_incremental: bool,
-    #[arg(long = "out-dir")]
-    pub out_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub prefix: Option<String>,
+    #[command(flatten)]
+    pub out: super::OutputOpts,
     /// Also write the field as legacy VTK [spam: -vtk].
     #[arg(long = "vtk-out")]
     pub vtk_out: bool,
@@ -97,8 +95,6 @@ pub struct LdicArgs {
     /// Do not write the spam TSV (the Parquet table is always written) [spam: -notsv].
     #[arg(long = "no-tsv")]
     pub no_tsv: bool,
-    #[arg(long = "number-of-processes")]
-    pub number_of_processes: Option<usize>,
     #[command(flatten)]
     pub read: ReadOpts,
 }
@@ -209,7 +205,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             order: a.interpolation_order,
         },
     };
-    let dir = match &a.out_dir {
+    let dir = match &a.out.out_dir {
         Some(d) => d.clone(),
         None => im1p.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(".")),
     };
@@ -250,7 +246,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
         }
     };
     let bar = crate::progress::bar(n as u64, "ldic", a.read.progress());
-    let threads = a.number_of_processes.unwrap_or_else(rayon::current_num_threads).max(1);
+    let threads = a.read.threads().max(1);
     let t0 = Instant::now();
     scheduler::run(
         &tiles,
@@ -369,14 +365,10 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
 }
 
 pub fn run(a: LdicArgs) -> Result<()> {
-    super::set_threads(a.number_of_processes);
-    if ![1, 3].contains(&a.interpolation_order) {
-        bail!("--interpolation-order must be 1 (trilinear) or 3 (cubic)");
-    }
     for k in 1..a.images.len() {
         let first = if a.series_incremental { &a.images[k - 1] } else { &a.images[0] };
         let second = &a.images[k];
-        let prefix = match (&a.prefix, a.images.len()) {
+        let prefix = match (&a.out.prefix, a.images.len()) {
             (Some(p), 2) => p.clone(),
             _ => format!("{}-{}", stem(first), stem(second)),
         };

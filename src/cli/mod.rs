@@ -57,9 +57,37 @@ pub struct ReadOpts {
     /// No progress bars.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Worker threads [spam: -np]; default: every core.
+    #[arg(long = "number-of-processes", value_name = "N")]
+    pub number_of_processes: Option<usize>,
+}
+
+/// Where spam-style commands write their results.
+#[derive(Args, Debug, Clone)]
+pub struct OutputOpts {
+    /// Output folder [spam: -od]; default: next to the first image, as spam does.
+    #[arg(long = "out-dir")]
+    pub out_dir: Option<std::path::PathBuf>,
+    /// Output prefix [spam: -pre]; default: named from the inputs, as spam does.
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+/// `-o`: 1 = trilinear (spam's C kernel), 3 = cubic B-spline (spam's Python path).
+pub fn parse_order(s: &str) -> Result<usize, String> {
+    match s {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        other => Err(format!("'{other}' is not an interpolation order (use 1 for trilinear or 3 for cubic B-spline)")),
+    }
 }
 
 impl ReadOpts {
+    /// Applies `--number-of-processes` to the worker pool and returns the worker count.
+    pub fn threads(&self) -> usize {
+        set_threads(self.number_of_processes);
+        self.number_of_processes.filter(|&n| n > 0).unwrap_or_else(rayon::current_num_threads)
+    }
     pub fn cache(&self) -> anyhow::Result<Arc<ChunkCache>> {
         let bytes = match &self.cache_bytes {
             Some(s) => parse_bytes(s).map_err(|e| anyhow::anyhow!("--cache-bytes: {e}"))?,

@@ -52,30 +52,20 @@ pub struct RegArgs {
     /// Convergence threshold on ‖δΦ‖ [spam: -dp].
     #[arg(long = "min-delta-phi", default_value_t = 1e-4)]
     pub min_delta_phi: f64,
-    /// 1 = trilinear (spam's), 3 = Keys cubic [spam: -o].
-    #[arg(long = "interpolation-order", default_value_t = 1)]
+    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
+    #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
     pub interpolation_order: usize,
-    /// Output folder [spam: -od]; default: the folder of im1.
-    #[arg(long = "out-dir")]
-    pub out_dir: Option<PathBuf>,
-    /// Output prefix [spam: -pre]; default <im1>-<im2>.
-    #[arg(long)]
-    pub prefix: Option<String>,
+    #[command(flatten)]
+    pub out: super::OutputOpts,
     /// Write image 1 deformed by the result as <im1>-reg-def.tif [spam: -def].
     #[arg(long = "save-deformed-image1")]
     pub save_deformed_image1: bool,
-    /// Worker threads [spam: -np]; default all cores.
-    #[arg(long = "number-of-processes")]
-    pub number_of_processes: Option<usize>,
     #[command(flatten)]
     pub read: ReadOpts,
 }
 
 pub fn run(a: RegArgs) -> Result<()> {
-    super::set_threads(a.number_of_processes);
-    if ![1, 3].contains(&a.interpolation_order) {
-        bail!("--interpolation-order must be 1 (trilinear) or 3 (cubic)");
-    }
+    a.read.threads();
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
     if im1.shape()[0] == 1 {
@@ -112,8 +102,8 @@ pub fn run(a: RegArgs) -> Result<()> {
         },
     };
     let r = register_multiscale(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?;
-    let dir = out_dir(&a.out_dir, &a.im1)?;
-    let prefix = a.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
+    let dir = out_dir(&a.out.out_dir, &a.im1)?;
+    let prefix = a.out.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
     let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
     field.push(FieldRow {
         id: 1,

@@ -100,6 +100,7 @@ pub fn grey_stats(vol: &Volume, progress: bool) -> Result<GreyStats> {
 }
 
 pub fn run(a: StatsArgs) -> Result<()> {
+    a.read.threads();
     let cache = a.read.cache()?;
     let vol = Volume::open(&a.volume, cache.clone())?.level(a.bin)?;
     let shape = vol.shape();

@@ -78,7 +78,6 @@ fn kv(k: &str, v: String) -> KeyValue {
 pub struct ParquetWriter {
     pending: PendingOutput,
     writer: ArrowWriter<File>,
-    layout: Layout,
     schema: SchemaRef,
     rows: Vec<FieldRow>,
 }
@@ -112,7 +111,7 @@ impl ParquetWriter {
         let schema = schema(layout);
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|e| anyhow!("{}: cannot start Parquet file ({e})", path.display()))?;
-        Ok(ParquetWriter { pending, writer, layout, schema, rows: Vec::with_capacity(ROW_GROUP) })
+        Ok(ParquetWriter { pending, writer, schema, rows: Vec::with_capacity(ROW_GROUP) })
     }
 
     /// Buffers a row; a full row group is written out at once.
@@ -128,7 +127,7 @@ impl ParquetWriter {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let batch = rows_to_batch(&self.schema, &self.rows, self.layout)?;
+        let batch = rows_to_batch(&self.schema, &self.rows)?;
         self.writer
             .write(&batch)
             .map_err(|e| anyhow!("{}: {e}", self.pending.final_path().display()))?;
@@ -146,7 +145,7 @@ impl ParquetWriter {
     }
 }
 
-fn rows_to_batch(schema: &SchemaRef, rows: &[FieldRow], _layout: Layout) -> Result<RecordBatch> {
+fn rows_to_batch(schema: &SchemaRef, rows: &[FieldRow]) -> Result<RecordBatch> {
     let mut id = Int64Builder::with_capacity(rows.len());
     let mut floats: Vec<Float64Builder> = (0..FLOAT_COLS.len()).map(|_| Float64Builder::with_capacity(rows.len())).collect();
     let (mut cc, mut err, mut dpn) = (Float64Builder::new(), Float64Builder::new(), Float64Builder::new());
@@ -257,7 +256,6 @@ pub fn read_field(path: &Path) -> Result<PhiField> {
                 label_dilate: ld.value(i) as f64,
             });
         }
-        let _ = ids.len();
     }
     if let FieldKind::Grid { .. } = field.kind {
         field.kind = PhiField::grid_from_positions(&field.positions);

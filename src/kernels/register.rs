@@ -20,7 +20,7 @@ pub struct RegisterOptions {
     pub delta_phi_min: f64,
     pub update_gradient: bool,
     pub rigid: bool,
-    /// 1 = trilinear (spam's C kernel), 3 = Keys cubic.
+    /// 1 = trilinear (spam's C kernel), 3 = cubic B-spline.
     pub order: usize,
 }
 

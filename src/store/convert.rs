@@ -124,12 +124,11 @@ fn add_rows<T: Copy + Into<f64>>(page: &[T], nx: usize, top: [usize; 3], s: [usi
 }
 
 impl LevelAccumulator {
-    fn add_page(&mut self, z: usize, slab: &TypedBuf, p: usize, ny: usize, nx: usize) -> Result<()> {
+    fn add_page(&mut self, z: usize, slab: &TypedBuf, p: usize, plane: usize, nx: usize) -> Result<()> {
         let b = self.bin;
         if z < self.top[0] || z >= self.top[0] + self.shape[0] * b {
             return Ok(());
         }
-        let plane = ny * nx;
         let r = p * plane..(p + 1) * plane;
         let (t, s) = (self.top, self.shape);
         match slab {
@@ -233,7 +232,7 @@ impl PyramidWriter {
             || {
                 accs.par_iter_mut().try_for_each(|acc| {
                     for p in 0..n {
-                        acc.add_page(z0 + p, &slab, p, shape[1], shape[2])?;
+                        acc.add_page(z0 + p, &slab, p, plane, shape[2])?;
                     }
                     Ok::<(), anyhow::Error>(())
                 })
