@@ -84,20 +84,6 @@ fn warp_region(im2: &ArrayView3<f32>, phi: &Phi, origin: [usize; 3], dims: [usiz
     })
 }
 
-/// spam's `_errorCalc`: nansum((a − b)²) / nansum(a), reported as f32.
-fn error_calc(a: &ArrayView3<f32>, b: &ArrayView3<f32>) -> f64 {
-    let (mut num, mut den) = (0f64, 0f64);
-    for (x, y) in a.iter().zip(b.iter()) {
-        let d = (*x - *y) as f64;
-        if !d.is_nan() {
-            num += d * d;
-        }
-        if !x.is_nan() {
-            den += *x as f64;
-        }
-    }
-    (num / den) as f32 as f64
-}
 
 /// Single-scale registration of `im1` (fixed) onto `im2` (moving, same size or larger,
 /// centred on im1). `mask1` excludes im1 voxels that are false.
@@ -139,41 +125,19 @@ pub fn register(
             }
         });
     }
-    let mut phi = match phi_init {
-        Some(p) => {
-            if o.rigid {
-                phi::rigid_part(p)
-            } else {
-                *p
-            }
-        }
-        None => Phi::identity(),
-    };
     let crop2 = |a: &Array3<f32>| a.slice(s![c2o[0]..c2o[0] + nc[0], c2o[1]..c2o[1] + nc[1], c2o[2]..c2o[2] + nc[2]]).to_owned();
     // Cubic sampling reads B-spline coefficients of im2, computed once.
     let coeffs = if o.order == 3 { Some(super::interp::bspline_coefficients(im2)) } else { None };
     let im2s = coeffs.as_ref().map(|c| c.view()).unwrap_or_else(|| im2.view());
     let im2 = &im2s;
-    // With no initial Φ spam compares with im2 itself (no border zeroing).
-    let full2 = |phi: &Phi| warp_region(im2, phi, [0; 3], n2, o.order);
-    let mut im2def_c = if phi_init.is_some() {
-        if o.update_gradient { crop2(&full2(&phi)) } else { warp_region(im2, &phi, c2o, nc, o.order) }
-    } else {
-        crop2(&im2.to_owned())
-    };
-    let mut error = error_calc(&r1.view(), &im2def_c.view());
-    let mut iterations = 0usize;
-    let mut dpn = 100.0f64;
-
     // Local coordinates of crop voxels about the crop centre (f32, as spam).
     let cen: [f32; 3] = std::array::from_fn(|a| ((nc[a] as f64 - 1.0) / 2.0) as f32);
     let grad_of = |img: &ArrayView3<f32>, origin: [usize; 3]| -> [Array3<f32>; 3] {
         let g = gradient(img);
         g.map(|gi| gi.slice(s![origin[0]..origin[0] + nc[0], origin[1]..origin[1] + nc[1], origin[2]..origin[2] + nc[2]]).to_owned())
     };
-    let mut g = grad_of(im1, [margin[0], margin[1], margin[2]]);
     // The Jacobian row of every crop voxel, J[4i + j] = g_i · X_j, laid out flat once (and
-    // again each iteration with --update-gradient), so that M and A are plain dot products.
+    // again at each evaluation with --update-gradient), so that M and A are dot products.
     let n_c = nc[0] * nc[1] * nc[2];
     let jacobian = |g: &[Array3<f32>; 3]| -> Vec<[f64; 12]> {
         let gs: [&[f32]; 3] = std::array::from_fn(|i| g[i].as_slice().expect("contiguous gradient"));
@@ -200,8 +164,7 @@ pub fn register(
         j
     };
     let r1s: Vec<f32> = r1.iter().copied().collect();
-    let build_m = |j: &[[f64; 12]], im2def_c: &Array3<f32>| -> SMatrix<f64, 12, 12> {
-        let d2 = im2def_c.as_slice().expect("contiguous");
+    let build_m = |j: &[[f64; 12]], d2: &[f32]| -> SMatrix<f64, 12, 12> {
         // The upper triangle in a flat array: plain loops the compiler vectorises.
         let mut upper = [0f64; 144];
         for k in 0..n_c {
@@ -226,38 +189,72 @@ pub fn register(
         }
         m
     };
-    let mut jac = jacobian(&g);
-    let mut m = build_m(&jac, &im2def_c);
-    let (mut acc, _) = residual_sums(&r1s, im2def_c.as_slice().expect("contiguous"), &jac);
-    let (mut singular_m, mut singular_phi) = (false, false);
-    let mut status = 0i32;
+    // Without --update-gradient the Jacobian comes from im1 and never changes.
+    let mut jac = if o.update_gradient { Vec::new() } else { jacobian(&grad_of(im1, margin)) };
+    // With no initial Φ spam first compares with im2 itself (no border zeroing).
+    let mut unwarped = phi_init.is_none();
+    let evaluate = |phi: &Phi, need_m: bool| -> Result<Evaluation> {
+        let def = if o.update_gradient {
+            // The gradient of the whole deformed im2, cropped: the crop is never on its border.
+            let full = if unwarped { im2.to_owned() } else { warp_region(im2, phi, [0; 3], n2, o.order) };
+            jac = jacobian(&grad_of(&full.view(), c2o));
+            crop2(&full)
+        } else if unwarped {
+            crop2(&im2.to_owned())
+        } else {
+            warp_region(im2, phi, c2o, nc, o.order)
+        };
+        unwarped = false;
+        let d2 = def.as_slice().expect("contiguous");
+        let (a, error) = residual_sums(&r1s, d2, &jac);
+        Ok(Evaluation { a: SVector::from_column_slice(&a), error, m: need_m.then(|| build_m(&jac, d2)) })
+    };
+    gauss_newton(phi_init, o, evaluate)
+}
+
+/// What one evaluation of Φ gives the Gauss–Newton loop: A = Σ (im1 − im2def)·J, spam's
+/// error, and M = Σ J Jᵀ when asked.
+pub(crate) struct Evaluation {
+    pub a: SVector<f64, 12>,
+    pub error: f64,
+    pub m: Option<SMatrix<f64, 12, 12>>,
+}
+
+/// spam's Gauss–Newton loop (spam-compat.md §3.2, steps 4–9), shared by the in-memory and the
+/// streamed registrations: they differ only in how they `evaluate` a Φ. M is asked for at the
+/// first evaluation, and at every evaluation with --update-gradient.
+pub(crate) fn gauss_newton(
+    phi_init: Option<&Phi>,
+    o: &RegisterOptions,
+    mut evaluate: impl FnMut(&Phi, bool) -> Result<Evaluation>,
+) -> Result<RegisterResult> {
+    let mut phi = match phi_init {
+        Some(p) if o.rigid => phi::rigid_part(p),
+        Some(p) => *p,
+        None => Phi::identity(),
+    };
+    let first = evaluate(&phi, true)?;
+    let mut m = first.m.expect("M is computed at the first evaluation");
+    let (mut a, mut error) = (first.a, first.error);
+    let (mut iterations, mut dpn) = (0usize, 100.0f64);
+    let (mut singular_m, mut singular_phi, mut status) = (false, false, 0i32);
     while iterations < o.max_iterations && dpn > o.delta_phi_min {
         let error_prev = error;
-        if o.update_gradient {
-            let full = full2(&phi);
-            g = grad_of(&full.view(), c2o);
-            jac = jacobian(&g);
-            m = build_m(&jac, &im2def_c);
-        }
-        if o.update_gradient {
-            // A with the new Jacobian.
-            (acc, _) = residual_sums(&r1s, im2def_c.as_slice().expect("contiguous"), &jac);
-        }
-        let av = SVector::<f64, 12>::from_column_slice(&acc);
         let Some(minv) = m.try_inverse() else {
             singular_m = true;
             break;
         };
-        let (next, norm) = apply_delta(&phi, &(minv * av), o.rigid);
-        phi = next;
-        dpn = norm;
+        (phi, dpn) = apply_delta(&phi, &(minv * a), o.rigid);
         if phi.try_inverse().is_none() {
             singular_phi = true;
             break;
         }
-        im2def_c = warp_region(im2, &phi, c2o, nc, o.order);
-        // One pass gives both this iteration's error and the next iteration's A.
-        (acc, error) = residual_sums(&r1s, im2def_c.as_slice().expect("contiguous"), &jac);
+        // One evaluation gives this iteration's error and the next iteration's A (and M).
+        let e = evaluate(&phi, o.update_gradient)?;
+        (a, error) = (e.a, e.error);
+        if let Some(new_m) = e.m {
+            m = new_m;
+        }
         if let Some(s) = divergence(error_prev, error, iterations, &phi, o) {
             status = s;
             break;
@@ -291,7 +288,7 @@ fn residual_sums(r1: &[f32], def: &[f32], jac: &[[f64; 12]]) -> ([f64; 12], f64)
 
 /// One Gauss–Newton step: Φ composed on the right with I + δ (or its rigid part), and the
 /// norm spam tests for convergence.
-pub(crate) fn apply_delta(phi: &Phi, delta: &SVector<f64, 12>, rigid: bool) -> (Phi, f64) {
+fn apply_delta(phi: &Phi, delta: &SVector<f64, 12>, rigid: bool) -> (Phi, f64) {
     let mut dm = Phi::identity();
     for i in 0..3 {
         for k in 0..4 {
@@ -308,7 +305,7 @@ pub(crate) fn apply_delta(phi: &Phi, delta: &SVector<f64, 12>, rigid: bool) -> (
 
 /// spam's divergence tests inside the loop: −1 when the error grew by more than 25 % after
 /// half the iterations, −3 when |det F| leaves [0.2, 3].
-pub(crate) fn divergence(error_prev: f64, error: f64, iterations: usize, phi: &Phi, o: &RegisterOptions) -> Option<i32> {
+fn divergence(error_prev: f64, error: f64, iterations: usize, phi: &Phi, o: &RegisterOptions) -> Option<i32> {
     if error_prev < 0.8 * error && iterations > o.max_iterations / 2 {
         return Some(-1);
     }
@@ -320,7 +317,7 @@ pub(crate) fn divergence(error_prev: f64, error: f64, iterations: usize, phi: &P
 }
 
 /// spam's status rules after the loop, applied in its order (a later rule wins).
-pub(crate) fn final_status(mut status: i32, iterations: usize, dpn: f64, singular_m: bool, singular_phi: bool, o: &RegisterOptions) -> i32 {
+fn final_status(mut status: i32, iterations: usize, dpn: f64, singular_m: bool, singular_phi: bool, o: &RegisterOptions) -> i32 {
     if iterations >= o.max_iterations {
         status = 1;
     }

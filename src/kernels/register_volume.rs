@@ -15,8 +15,8 @@ use ndarray::Array3;
 use rayon::prelude::*;
 
 use super::interp::{bspline_coefficients, tricubic, trilinear_slice, BackwardMap};
-use super::register::{apply_delta, divergence, final_status, RegisterOptions, RegisterResult};
-use crate::phi::{self, Phi};
+use super::register::{gauss_newton, Evaluation, RegisterOptions, RegisterResult};
+use crate::phi::Phi;
 use crate::store::Volume;
 
 /// Crop voxels per block (Z, Y, X): small enough that a worker's boxes stay around a MiB.
@@ -221,11 +221,6 @@ pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_
         bail!("margin {:?} leaves nothing of image 1 ({:?})", margin, n);
     }
     let nc: [usize; 3] = std::array::from_fn(|a| n[a] - 2 * margin[a]);
-    let mut phi = match phi_init {
-        Some(p) if o.rigid => phi::rigid_part(p),
-        Some(p) => *p,
-        None => Phi::identity(),
-    };
     let mut setup = Setup {
         im1,
         im2,
@@ -238,36 +233,9 @@ pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_
         update_gradient: o.update_gradient,
         identity_unwarped: phi_init.is_none(),
     };
-    let mut sums = setup.pass(&phi, true)?;
-    setup.identity_unwarped = false;
-    let mut m = sums.m;
-    let mut error = sums.error();
-    let (mut iterations, mut dpn) = (0usize, 100.0f64);
-    let (mut singular_m, mut singular_phi, mut status) = (false, false, 0i32);
-    while iterations < o.max_iterations && dpn > o.delta_phi_min {
-        let error_prev = error;
-        if o.update_gradient {
-            m = sums.m;
-        }
-        let Some(minv) = m.try_inverse() else {
-            singular_m = true;
-            break;
-        };
-        let (next, norm) = apply_delta(&phi, &(minv * sums.a), o.rigid);
-        phi = next;
-        dpn = norm;
-        if phi.try_inverse().is_none() {
-            singular_phi = true;
-            break;
-        }
-        sums = setup.pass(&phi, o.update_gradient)?;
-        error = sums.error();
-        if let Some(s) = divergence(error_prev, error, iterations, &phi, o) {
-            status = s;
-            break;
-        }
-        iterations += 1;
-    }
-    let status = final_status(status, iterations, dpn, singular_m, singular_phi, o);
-    Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
+    gauss_newton(phi_init, o, |phi, need_m| {
+        let sums = setup.pass(phi, need_m)?;
+        setup.identity_unwarped = false;
+        Ok(Evaluation { a: sums.a, error: sums.error(), m: need_m.then_some(sums.m) })
+    })
 }
