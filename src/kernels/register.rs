@@ -377,7 +377,7 @@ pub fn register_multiscale(
     loop {
         let (l1, l2) = (im1.level(b)?, im2.level(b)?);
         let m = match mask1 {
-            Some(mv) if b > 1 => Some(Volume::new(std::sync::Arc::new(crate::store::binning::MaskBinnedSource::new(mv.clone(), b)), mv.cache().clone())),
+            Some(mv) if b > 1 => Some(Volume::new(std::sync::Arc::new(crate::store::binning::BinnedSource::mask(mv.clone(), b)), mv.cache().clone())),
             Some(mv) => Some(mv.clone()),
             None => None,
         };

@@ -36,6 +36,16 @@ pub fn block_mean(sum: f64, count: usize, dtype: DType) -> f64 {
     }
 }
 
+/// How a binned voxel is made from its b³ block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BinRule {
+    /// spam's `binning`: the block mean (floor for integer types).
+    Mean,
+    /// spam's binned masks: the mask is turned into 0/100, binned with the integer floor mean
+    /// and kept where > 0, i.e. a voxel is in (1) when at least ⌈b³/100⌉ of its block is.
+    Mask,
+}
+
 /// A volume binned by `bin`, computed from its full-resolution volume box by box.
 pub struct BinnedSource {
     base: Volume,
@@ -43,16 +53,25 @@ pub struct BinnedSource {
     shape: [usize; 3],
     top: [usize; 3],
     chunk: [usize; 3],
+    rule: BinRule,
 }
 
 impl BinnedSource {
+    /// Grey levels binned as spam bins images.
     pub fn new(base: Volume, bin: usize) -> BinnedSource {
+        Self::with_rule(base, bin, BinRule::Mean)
+    }
+
+    /// A mask binned as spam bins masks (values 1 = in, 0 = out).
+    pub fn mask(base: Volume, bin: usize) -> BinnedSource {
+        Self::with_rule(base, bin, BinRule::Mask)
+    }
+
+    fn with_rule(base: Volume, bin: usize, rule: BinRule) -> BinnedSource {
         let n = base.shape();
         let shape = binned_shape(n, bin);
-        let top = binning_top(n, bin);
         let c = (64 / bin).max(4);
-        let chunk = std::array::from_fn(|a| c.min(shape[a]).max(1));
-        BinnedSource { base, bin, shape, top, chunk }
+        BinnedSource { top: binning_top(n, bin), chunk: std::array::from_fn(|a| c.min(shape[a]).max(1)), base, bin, shape, rule }
     }
 }
 
@@ -64,7 +83,10 @@ impl VolumeSource for BinnedSource {
         self.chunk
     }
     fn dtype(&self) -> DType {
-        self.base.dtype()
+        match self.rule {
+            BinRule::Mean => self.base.dtype(),
+            BinRule::Mask => DType::U8,
+        }
     }
     fn path(&self) -> &Path {
         self.base.path()
@@ -82,66 +104,56 @@ impl VolumeSource for BinnedSource {
             o[1]..o[1] + (e[1] * b) as i64,
             o[2]..o[2] + (e[2] * b) as i64,
         )?;
-        let dtype = self.base.dtype();
+        let mask = self.rule == BinRule::Mask;
         let mut sums = vec![0f64; e[0] * e[1] * e[2]];
         for ((z, y, x), &v) in full.indexed_iter() {
-            sums[((z / b) * e[1] + y / b) * e[2] + x / b] += v as f64;
+            let add = if mask { f64::from(u8::from(v != 0.0 && !v.is_nan())) } else { v as f64 };
+            sums[((z / b) * e[1] + y / b) * e[2] + x / b] += add;
         }
         let count = b * b * b;
-        let out: Vec<f32> = sums.iter().map(|&s| block_mean(s, count, dtype) as f32).collect();
+        let out: Vec<f32> = match self.rule {
+            BinRule::Mean => {
+                let dtype = self.base.dtype();
+                sums.iter().map(|&s| block_mean(s, count, dtype) as f32).collect()
+            }
+            BinRule::Mask => {
+                let need = count.div_ceil(100) as f64;
+                sums.iter().map(|&s| if s >= need { 1.0 } else { 0.0 }).collect()
+            }
+        };
         Ok((out, 0))
     }
 }
 
-/// A mask binned as spam bins masks: the mask is turned into 0/100, binned with the integer
-/// floor mean and kept where > 0, i.e. a binned voxel is in when at least ⌈b³/100⌉ of its
-/// voxels are. Values are 1 (in) or 0 (out).
-pub struct MaskBinnedSource {
-    base: Volume,
-    bin: usize,
-    shape: [usize; 3],
-    top: [usize; 3],
-    chunk: [usize; 3],
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemorySource;
+    use crate::store::ChunkCache;
+    use std::sync::Arc;
 
-impl MaskBinnedSource {
-    pub fn new(base: Volume, bin: usize) -> MaskBinnedSource {
-        let n = base.shape();
-        let shape = binned_shape(n, bin);
-        let c = (64 / bin).max(4);
-        MaskBinnedSource { top: binning_top(n, bin), chunk: std::array::from_fn(|a| c.min(shape[a]).max(1)), base, bin, shape }
-    }
-}
-
-impl VolumeSource for MaskBinnedSource {
-    fn shape(&self) -> [usize; 3] {
-        self.shape
-    }
-    fn chunk_shape(&self) -> [usize; 3] {
-        self.chunk
-    }
-    fn dtype(&self) -> DType {
-        DType::U8
-    }
-    fn path(&self) -> &Path {
-        self.base.path()
-    }
-    fn bin(&self) -> usize {
-        self.bin
-    }
-    fn read_chunk(&self, idx: [usize; 3]) -> Result<(Vec<f32>, u64)> {
-        let b = self.bin;
-        let ext = chunk_extent(self.shape, self.chunk, idx);
-        let e = [ext[0].len(), ext[1].len(), ext[2].len()];
-        let o: [i64; 3] = std::array::from_fn(|a| (self.top[a] + ext[a].start * b) as i64);
-        let full = self.base.read_box(o[0]..o[0] + (e[0] * b) as i64, o[1]..o[1] + (e[1] * b) as i64, o[2]..o[2] + (e[2] * b) as i64)?;
-        let mut counts = vec![0usize; e[0] * e[1] * e[2]];
-        for ((z, y, x), &v) in full.indexed_iter() {
-            if v != 0.0 && !v.is_nan() {
-                counts[((z / b) * e[1] + y / b) * e[2] + x / b] += 1;
-            }
+    fn volume(n: usize, on: &[[usize; 3]]) -> Volume {
+        let mut data = vec![0f32; n * n * n];
+        for p in on {
+            data[(p[0] * n + p[1]) * n + p[2]] = 1.0;
         }
-        let need = (b * b * b).div_ceil(100);
-        Ok((counts.iter().map(|&c| if c >= need { 1.0 } else { 0.0 }).collect(), 0))
+        let src = MemorySource { path: "m".into(), shape: [n; 3], chunk: [n; 3], data: Arc::new(data) };
+        Volume::new(Arc::new(src), ChunkCache::new(1 << 20))
+    }
+
+    #[test]
+    fn masks_bin_as_spam_bins_them() {
+        // bin 4: one voxel of 64 is enough (⌈64/100⌉ = 1).
+        let m = volume(8, &[[5, 6, 7]]);
+        let b = Volume::new(Arc::new(BinnedSource::mask(m, 4)), ChunkCache::new(1 << 20)).read_all().unwrap();
+        assert_eq!(b.iter().filter(|v| **v == 1.0).count(), 1);
+        assert_eq!(b[[1, 1, 1]], 1.0);
+        // bin 8: ⌈512/100⌉ = 6 voxels are needed.
+        let five: Vec<[usize; 3]> = (0..5).map(|i| [i, 0, 0]).collect();
+        let six: Vec<[usize; 3]> = (0..6).map(|i| [i, 0, 0]).collect();
+        for (on, want) in [(five, 0.0), (six, 1.0)] {
+            let b = Volume::new(Arc::new(BinnedSource::mask(volume(8, &on), 8)), ChunkCache::new(1 << 20)).read_all().unwrap();
+            assert_eq!(b[[0, 0, 0]], want);
+        }
     }
 }
