@@ -60,3 +60,32 @@ pub fn deformed_planes(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize
     });
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemorySource;
+    use crate::store::ChunkCache;
+    use std::sync::Arc;
+
+    #[test]
+    fn material_moves_by_phi_and_the_border_stays_zero() {
+        let n = 12;
+        let data: Vec<f32> = (0..n * n * n).map(|i| i as f32).collect();
+        let src = MemorySource { path: "m".into(), shape: [n; 3], chunk: [5; 3], data: Arc::new(data) };
+        let vol = Volume::new(Arc::new(src), ChunkCache::new(1 << 20));
+        let mut phi = Phi::identity();
+        phi[(0, 3)] = 1.0;
+        let c = [(n as f64 - 1.0) / 2.0; 3];
+        let out = deformed_planes(&vol, &phi, c, 1, 0, n).unwrap();
+        let at = |z: usize, y: usize, x: usize| out[(z * n + y) * n + x];
+        // Material at z appears at z + 1.
+        assert_eq!(at(5, 5, 5), ((4 * n + 5) * n + 5) as f32);
+        // Sources outside [1, N − 1) are never sampled (spam's C kernel).
+        assert_eq!(at(1, 5, 5), 0.0);
+        assert_eq!(at(5, 0, 5), 0.0);
+        // Slabs give the same values as the whole volume.
+        let slab = deformed_planes(&vol, &phi, c, 1, 4, 7).unwrap();
+        assert_eq!(&slab[..], &out[4 * n * n..7 * n * n]);
+    }
+}

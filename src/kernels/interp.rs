@@ -204,17 +204,6 @@ impl BackwardMap {
     }
 }
 
-/// spam's `applyPhi`: the image deformed so that material at X appears at Φ(X), warped about
-/// the image centre (order 1 or 3). A singular Φ is replaced by the identity, as spam does.
-pub fn apply_phi(im: &ArrayView3<f32>, phi: &Phi, order: usize) -> Array3<f32> {
-    let d = im.dim();
-    let c = [(d.0 as f64 - 1.0) / 2.0, (d.1 as f64 - 1.0) / 2.0, (d.2 as f64 - 1.0) / 2.0];
-    let inv = phi.try_inverse().unwrap_or_else(Phi::identity);
-    let map = BackwardMap::from_phi(&inv, c);
-    let coeffs = if order == 3 { Some(bspline_coefficients(im)) } else { None };
-    let src = coeffs.as_ref().map(|c| c.view()).unwrap_or_else(|| im.view());
-    Array3::from_shape_fn(d, |(z, y, x)| sample(&src, map.apply([z as f32, y as f32, x as f32]), order))
-}
 
 #[cfg(test)]
 mod tests {
@@ -237,13 +226,4 @@ mod tests {
         assert_eq!(sample(&v, [0.5, 3.0, 3.0], 1), 0.0, "outermost layer is never sampled");
     }
 
-    #[test]
-    fn apply_phi_translates() {
-        let im = Array3::from_shape_fn((12, 12, 12), |(z, y, x)| (z * 100 + y * 10 + x) as f32);
-        let mut phi = Phi::identity();
-        phi[(0, 3)] = 1.0;
-        let out = apply_phi(&im.view(), &phi, 1);
-        // Material at z moves to z + 1.
-        assert_eq!(out[[5, 5, 5]], im[[4, 5, 5]]);
-    }
 }

@@ -3,7 +3,7 @@
 //! and the multiscale driver of §3.3 reading pyramid levels from the store.
 
 use anyhow::{bail, Result};
-use nalgebra::{Matrix3, SMatrix, SVector, Vector3};
+use nalgebra::{SMatrix, SVector, Vector3};
 use ndarray::{s, Array3, ArrayView3};
 
 use super::gradient::gradient;
@@ -412,7 +412,3 @@ pub fn image_centre(n: [usize; 3]) -> Vector3<f64> {
     Vector3::new((n[0] as f64 - 1.0) / 2.0, (n[1] as f64 - 1.0) / 2.0, (n[2] as f64 - 1.0) / 2.0)
 }
 
-/// |F − I| summed, for tests and reports.
-pub fn f_deviation(phi: &Phi) -> f64 {
-    (phi::f_block(phi) - Matrix3::identity()).abs().sum()
-}

@@ -165,10 +165,6 @@ impl ChunkCache {
         }
     }
 
-    /// Whether a chunk is resident (used by the prefetcher to skip work).
-    pub fn contains(&self, volume: u64, idx: [u32; 3]) -> bool {
-        self.inner.contains_key(&(volume, idx))
-    }
 
     pub fn stats(&self) -> CacheStats {
         CacheStats {

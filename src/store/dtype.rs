@@ -141,17 +141,6 @@ impl TypedBuf {
         }
     }
 
-    /// All values as f32 (what the kernels use).
-    pub fn to_f32(&self) -> Vec<f32> {
-        match self {
-            TypedBuf::U8(v) => v.iter().map(|&a| a as f32).collect(),
-            TypedBuf::U16(v) => v.iter().map(|&a| a as f32).collect(),
-            TypedBuf::I16(v) => v.iter().map(|&a| a as f32).collect(),
-            TypedBuf::U32(v) => v.iter().map(|&a| a as f32).collect(),
-            TypedBuf::F32(v) => v.clone(),
-            TypedBuf::F64(v) => v.iter().map(|&a| a as f32).collect(),
-        }
-    }
 
     /// Builds a buffer of `dtype` from f32 values, truncating and saturating integers.
     pub fn from_f32(dtype: DType, values: &[f32]) -> TypedBuf {
@@ -165,15 +154,4 @@ impl TypedBuf {
         }
     }
 
-    /// Bytes in little-endian order (for raw writers).
-    pub fn to_le_bytes(&self) -> Vec<u8> {
-        match self {
-            TypedBuf::U8(v) => v.clone(),
-            TypedBuf::U16(v) => v.iter().flat_map(|a| a.to_le_bytes()).collect(),
-            TypedBuf::I16(v) => v.iter().flat_map(|a| a.to_le_bytes()).collect(),
-            TypedBuf::U32(v) => v.iter().flat_map(|a| a.to_le_bytes()).collect(),
-            TypedBuf::F32(v) => v.iter().flat_map(|a| a.to_le_bytes()).collect(),
-            TypedBuf::F64(v) => v.iter().flat_map(|a| a.to_le_bytes()).collect(),
-        }
-    }
 }

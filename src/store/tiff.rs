@@ -295,29 +295,6 @@ fn push_page_box(page: &TypedBuf, nx: usize, ext: &[std::ops::Range<usize>; 3], 
     }
 }
 
-/// Decodes raw sample bytes in the file's byte order.
-pub fn bytes_to_typed(b: &[u8], dtype: DType, be: bool) -> TypedBuf {
-    macro_rules! conv {
-        ($t:ty, $n:expr, $var:ident) => {
-            TypedBuf::$var(
-                b.chunks_exact($n)
-                    .map(|c| {
-                        let a: [u8; $n] = c.try_into().unwrap();
-                        if be { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }
-                    })
-                    .collect(),
-            )
-        };
-    }
-    match dtype {
-        DType::U8 => TypedBuf::U8(b.to_vec()),
-        DType::U16 => conv!(u16, 2, U16),
-        DType::I16 => conv!(i16, 2, I16),
-        DType::U32 => conv!(u32, 4, U32),
-        DType::F32 => conv!(f32, 4, F32),
-        DType::F64 => conv!(f64, 8, F64),
-    }
-}
 
 /// Concatenates page buffers of one type.
 pub fn concat_typed(dtype: DType, pages: Vec<TypedBuf>) -> TypedBuf {
