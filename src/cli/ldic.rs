@@ -159,19 +159,34 @@ fn plan(a: &LdicArgs, shape: [usize; 3]) -> Result<Plan> {
     }
 }
 
-/// Loads into the cache every chunk a box overlaps.
-fn warm(vol: &Volume, lo: [i64; 3], hi: [i64; 3]) {
-    let s = vol.shape();
-    let c = vol.chunk_shape();
-    let l: [usize; 3] = std::array::from_fn(|k| lo[k].clamp(0, s[k] as i64) as usize);
-    let h: [usize; 3] = std::array::from_fn(|k| hi[k].clamp(0, s[k] as i64) as usize);
-    if (0..3).any(|k| h[k] <= l[k]) {
-        return;
+/// The bounding box of several boxes.
+#[derive(Default)]
+struct BoxUnion(Option<([i64; 3], [i64; 3])>);
+
+impl BoxUnion {
+    fn add(&mut self, (lo, hi): ([i64; 3], [i64; 3])) {
+        self.0 = Some(match self.0 {
+            None => (lo, hi),
+            Some((l, h)) => (std::array::from_fn(|k| l[k].min(lo[k])), std::array::from_fn(|k| h[k].max(hi[k]))),
+        });
     }
-    for z in l[0] / c[0]..=(h[0] - 1) / c[0] {
-        for y in l[1] / c[1]..=(h[1] - 1) / c[1] {
-            for x in l[2] / c[2]..=(h[2] - 1) / c[2] {
-                let _ = vol.chunk([z, y, x]);
+
+    /// Loads into the cache every chunk the box overlaps.
+    fn warm(&self, vol: &Volume) {
+        let Some((lo, hi)) = self.0 else { return };
+        let s = vol.shape();
+        let c = vol.chunk_shape();
+        let l: [usize; 3] = std::array::from_fn(|k| lo[k].clamp(0, s[k] as i64) as usize);
+        let h: [usize; 3] = std::array::from_fn(|k| hi[k].clamp(0, s[k] as i64) as usize);
+        if (0..3).any(|k| h[k] <= l[k]) {
+            return;
+        }
+        for z in l[0] / c[0]..=(h[0] - 1) / c[0] {
+            for y in l[1] / c[1]..=(h[1] - 1) / c[1] {
+                for x in l[2] / c[2]..=(h[2] - 1) / c[2] {
+                    // A failed read is reported by the worker that needs the chunk.
+                    let _ = vol.chunk([z, y, x]);
+                }
             }
         }
     }
@@ -253,19 +268,22 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
         n,
         threads,
         |tile| {
+            // The boxes every window of the tile reads, as one box per image: each chunk is
+            // loaded once, however many windows share it.
+            let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
             for &i in &tile.points {
                 let p = &plan.nodes[i];
-                let (l1, h1) = window1_box(p, hws);
-                warm(&im1, l1, h1);
-                if let Some(m) = &mask {
-                    warm(m, l1, h1);
-                }
+                b1.add(window1_box(p, hws));
                 let g = phi::translation(&plan.guesses[i]);
                 if g.iter().all(|v| v.is_finite()) {
-                    let (l2, h2) = window2_box(p, hws, &g.map(round_even), margin);
-                    warm(&im2, l2, h2);
+                    b2.add(window2_box(p, hws, &g.map(round_even), margin));
                 }
             }
+            b1.warm(&im1);
+            if let Some(m) = &mask {
+                b1.warm(m);
+            }
+            b2.warm(&im2);
         },
         |tile| {
             tile.points
