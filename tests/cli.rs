@@ -160,3 +160,68 @@ fn bad_inputs_fail_with_one_line() {
     fails(&dvc(&["reg", &im1, &s(&dir.path().join("missing.tif")), "-q"]), "missing.tif: no such file");
     fails(&dvc(&["convert-field", &s(&ex.join("reg/im1-im2-registration.tsv")), &s(&dir.path().join("x.csv"))]), "x.csv");
 }
+
+#[test]
+fn reg_options_pfb_m3_and_cubic() {
+    let ex = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let od = s(dir.path());
+    let (im1, im2) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im2.tif")));
+    // A guess measured on a 2× binned image: half the translation, positions halved, -pfb 2.
+    let half = dir.path().join("half.tsv");
+    let text = std::fs::read_to_string(ex.join("reg/im1-im2-registration.tsv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(|l| l.to_string()).collect();
+    let mut f: Vec<f64> = lines[1].split('\t').map(|v| v.parse().unwrap()).collect();
+    for k in [1, 2, 3, 7, 11, 15] {
+        f[k] /= 2.0;
+    }
+    lines[1] = f.iter().map(|v| format!("{v:.7}")).collect::<Vec<_>>().join("\t");
+    std::fs::write(&half, lines.join("\n") + "\n").unwrap();
+    ok(&dvc(&["reg", &im1, &im2, "-bb", "1", "-pf", &s(&half), "-pfb", "2", "-m3", "6", "6", "6", "-o", "3", "-od", &od, "-pre", "p", "-q"]));
+    let got = PhiField::read(&dir.path().join("p-registration.tsv")).unwrap();
+    let want = PhiField::read(&ex.join("reg/im1-im2-registration.tsv")).unwrap();
+    assert_eq!(got.return_status[0], 2.0);
+    for k in 0..3 {
+        assert!((got.phis[0][(k, 3)] - want.phis[0][(k, 3)]).abs() < 0.01, "axis {k}");
+    }
+    // -o accepts 1 or 3 only; clap refuses anything else with status 2.
+    let out = dvc(&["reg", &im1, &im2, "-o", "2", "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an interpolation order"));
+}
+
+#[test]
+fn deform_image_rigid_only_and_spam_naming() {
+    let ex = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let od = s(dir.path());
+    let im1 = s(&ex.join("inputs/im1.tif"));
+    let reg = s(&ex.join("reg/im1-im3-registration.tsv"));
+    ok(&dvc(&["deform-image", &im1, "-pf", &reg, "-od", &od, "-q"]));
+    ok(&dvc(&["deform-image", &im1, "-pf", &reg, "-rr", "-od", &od, "-pre", "rigid", "-q"]));
+    let cache = dvc_stream::store::ChunkCache::new(1 << 24);
+    let full = dvc_stream::store::Volume::open(&dir.path().join("im1-reg-def.tif"), cache.clone()).unwrap();
+    let rigid = dvc_stream::store::Volume::open(&dir.path().join("rigid-reg-def.tif"), cache).unwrap();
+    assert_eq!(full.dtype(), dvc_stream::store::DType::U16, "the input's type is kept");
+    // The registration holds a 2 % stretch along Z: dropping it changes the image.
+    let (a, b) = (full.read_all().unwrap(), rigid.read_all().unwrap());
+    let differ = a.iter().zip(b.iter()).filter(|(x, y)| x != y).count();
+    assert!(differ > a.len() / 4, "{differ} voxels differ");
+}
+
+#[test]
+fn stats_reads_pyramid_levels_and_synth_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("s");
+    ok(&dvc(&["synth", &s(&d), "--shape", "40", "--field", "shear:0.01", "--noise", "50", "--dtype", "uint16", "--truth-ns", "10", "-q"]));
+    let truth = PhiField::read(&d.join("truth.tsv")).unwrap();
+    // Shear u_x = γ (Z − c): ∂u_x/∂Z = γ at every node.
+    assert!(truth.phis.iter().all(|p| (p[(2, 0)] - 0.01).abs() < 1e-12));
+    let out = dvc(&["stats", &s(&d.join("im1.zarr")), "--bin", "2", "-q"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("shape (Z Y X): 20 20 20") && text.contains("dtype: uint16"), "{text}");
+    let out = dvc(&["synth", &s(&d), "--field", "twist:1", "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field 'twist'"));
+}

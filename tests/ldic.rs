@@ -202,3 +202,32 @@ fn bad_arguments_fail_with_one_line() {
     }
     assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written by failed runs");
 }
+
+#[test]
+fn per_axis_options_and_apply_f() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    let (im1, im3) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im3.tif")));
+    let reg = s(&ex.join("reg/im1-im3-registration.tsv"));
+    dvc(&["ldic", &im1, &im3, "-hws", "5", "-ns", "15", "-m", "3", "-pf", &reg, "-od", &od, "-pre", "a", "-q"]);
+    dvc(&["ldic", &im1, &im3, "-hws3", "5", "5", "5", "-ns3", "15", "15", "15", "-m3", "3", "3", "3", "-pf", &reg, "-od", &od, "-pre", "b", "-q"]);
+    assert_eq!(std::fs::read(d.path().join("a-ldic.tsv")).unwrap(), std::fs::read(d.path().join("b-ldic.tsv")).unwrap());
+    // -F no: nodes get only the translation of the registration; the result still converges
+    // to the same field (the 2° rotation is within reach of Gauss–Newton).
+    dvc(&["ldic", &im1, &im3, "-hws", "5", "-ns", "15", "-F", "no", "-pf", &reg, "-od", &od, "-pre", "c", "-q"]);
+    let (a, c) = (PhiField::read(&d.path().join("a-ldic.tsv")).unwrap(), PhiField::read(&d.path().join("c-ldic.tsv")).unwrap());
+    for i in 0..a.len() {
+        assert_eq!(c.return_status[i], 2.0);
+        assert!((a.phis[i][(0, 3)] - c.phis[i][(0, 3)]).abs() < 0.01);
+    }
+    // -mc 1: with the half-masked image, windows touching the mask are skipped too.
+    let mask = s(&ex.join("inputs/mask1.tif"));
+    let base = dvc(&["ldic", &im1, &im3, "-hws", "5", "-ns", "10", "-pf", &reg, "-mf1", &mask, "-od", &od, "-pre", "m1", "-q"]);
+    let strict = dvc(&["ldic", &im1, &im3, "-hws", "5", "-ns", "10", "-pf", &reg, "-mf1", &mask, "-mc", "1", "-od", &od, "-pre", "m2", "-q"]);
+    let skipped = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).lines().find(|l| l.trim_start().starts_with("-5")).map(|l| l.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap()).unwrap_or(0)
+    };
+    assert_eq!(skipped(&base), 25);
+    assert!(skipped(&strict) > 25, "stricter coverage skips more windows");
+}

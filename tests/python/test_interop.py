@@ -76,9 +76,14 @@ def test_slice_folder_and_sharding(tmp_path):
     for z in range(a.shape[0]):
         tifffile.imwrite(folder / f"scan_{z}.tif", a[z])
     out = tmp_path / "s.zarr"
-    run(BIN / "tiff2zarr", folder, out, "--chunk", "4", "--shard", "2", "--codec", "zstd:3", "-q")
+    run(BIN / "tiff2zarr", folder, out, "--chunk", "4", "--shard", "2", "--codec", "zstd:3",
+        "--levels", "2", "--voxel-size", "2", "1.5", "1.5", "--unit", "micrometer", "-q")
     g = zarr.open_group(str(out), mode="r")
     np.testing.assert_array_equal(g["0"][:], a)
+    ms = g.attrs["ome"]["multiscales"][0]
+    assert [ax["unit"] for ax in ms["axes"]] == ["micrometer"] * 3
+    scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
+    assert scales == [[2.0, 1.5, 1.5], [4.0, 3.0, 3.0]]
 
 
 def test_zarr_python_store_read_by_dvc_stream(tmp_path):
