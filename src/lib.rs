@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod field;
 pub mod kernels;
+pub mod label;
 pub mod phi;
 pub mod progress;
 pub mod scheduler;

@@ -61,6 +61,36 @@ pub fn plan_grid_tiles(dims: [usize; 3], per_tile: [usize; 3]) -> Vec<Tile> {
     tiles
 }
 
+/// Tiles for scattered points (labels): points are grouped by the chunk holding them,
+/// chunks ordered slab by slab and along a Morton curve inside a slab, at most `per_tile`
+/// points per tile. Points with a non-finite position go in tiles of their own at the end.
+pub fn plan_point_tiles(positions: &[[f64; 3]], chunk: [usize; 3], per_tile: usize) -> Vec<Tile> {
+    let per_tile = per_tile.max(1);
+    let mut keyed: Vec<((u64, u64), usize)> = positions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if p.iter().all(|v| v.is_finite()) {
+                let c: [u32; 3] = std::array::from_fn(|a| (p[a].max(0.0) as usize / chunk[a].max(1)) as u32);
+                ((c[0] as u64, morton2(c[1], c[2])), i)
+            } else {
+                ((u64::MAX, u64::MAX), i)
+            }
+        })
+        .collect();
+    keyed.sort();
+    let mut tiles: Vec<Tile> = Vec::new();
+    let mut last = None;
+    for (k, i) in keyed {
+        match tiles.last_mut() {
+            Some(t) if last == Some(k) && t.points.len() < per_tile => t.points.push(i),
+            _ => tiles.push(Tile { points: vec![i] }),
+        }
+        last = Some(k);
+    }
+    tiles
+}
+
 /// Runs `work` on every tile with `threads` workers while `prefetch` warms the cache for the
 /// tiles ahead, and calls `sink` with each point's result in point order (0, 1, 2, …).
 /// `work` returns (point, result) pairs for the points of its tile.
@@ -141,6 +171,40 @@ where
     outcome
 }
 
+/// The bounding box of several boxes.
+#[derive(Default)]
+pub struct BoxUnion(Option<([i64; 3], [i64; 3])>);
+
+impl BoxUnion {
+    pub fn add(&mut self, (lo, hi): ([i64; 3], [i64; 3])) {
+        self.0 = Some(match self.0 {
+            None => (lo, hi),
+            Some((l, h)) => (std::array::from_fn(|k| l[k].min(lo[k])), std::array::from_fn(|k| h[k].max(hi[k]))),
+        });
+    }
+
+    /// Loads into the cache every chunk the box overlaps.
+    pub fn warm(&self, vol: &crate::store::Volume) {
+        let Some((lo, hi)) = self.0 else { return };
+        let s = vol.shape();
+        let c = vol.chunk_shape();
+        let l: [usize; 3] = std::array::from_fn(|k| lo[k].clamp(0, s[k] as i64) as usize);
+        let h: [usize; 3] = std::array::from_fn(|k| hi[k].clamp(0, s[k] as i64) as usize);
+        if (0..3).any(|k| h[k] <= l[k]) {
+            return;
+        }
+        for z in l[0] / c[0]..=(h[0] - 1) / c[0] {
+            for y in l[1] / c[1]..=(h[1] - 1) / c[1] {
+                for x in l[2] / c[2]..=(h[2] - 1) / c[2] {
+                    // A failed read is reported by the worker that needs the chunk.
+                    let _ = vol.chunk([z, y, x]);
+                }
+            }
+        }
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +221,14 @@ mod tests {
         }
         assert!(seen.iter().all(|&c| c == 1));
         assert_eq!(tiles.len(), 3 * 3 * 3);
+    }
+
+    #[test]
+    fn point_tiles_group_by_chunk_and_cover_every_point() {
+        let pos = [[1.0, 1.0, 1.0], [40.0, 1.0, 1.0], [2.0, 3.0, 4.0], [f64::NAN, 0.0, 0.0], [3.0, 3.0, 3.0], [41.0, 2.0, 2.0]];
+        let tiles = plan_point_tiles(&pos, [32, 32, 32], 2);
+        let got: Vec<Vec<usize>> = tiles.iter().map(|t| t.points.clone()).collect();
+        assert_eq!(got, vec![vec![0, 2], vec![4], vec![1, 5], vec![3]]);
     }
 
     #[test]

@@ -9,14 +9,15 @@ use clap::Args;
 use nalgebra::Vector3;
 
 use super::output_names::{open_matching, stem};
+use super::grid_plan::{self, three};
 use super::ReadOpts;
 use crate::field::parquet::{FieldMeta, ParquetWriter};
 use crate::field::tsv::TsvWriter;
 use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
-use crate::field::{make_grid, FieldKind, FieldRow, Layout, PhiField};
+use crate::field::{FieldKind, FieldRow, Layout};
 use crate::kernels::local::{correlate_point, window1_box, window2_box, round_even, LocalOptions, PointResult};
 use crate::kernels::register::RegisterOptions;
-use crate::phi::{self, ApplyF, Phi};
+use crate::phi::{self, ApplyF};
 use crate::scheduler;
 use crate::store::dtype::TypedBuf;
 use crate::store::tiff_write::write_tiff;
@@ -99,99 +100,6 @@ pub struct LdicArgs {
     pub read: ReadOpts,
 }
 
-fn three(one: Option<usize>, three: &Option<Vec<usize>>) -> Option<[usize; 3]> {
-    match three {
-        Some(v) => Some([v[0], v[1], v[2]]),
-        None => one.map(|v| [v; 3]),
-    }
-}
-
-/// The grid, the initial Φ of every node and the file values kept by --skip.
-struct Plan {
-    nodes: Vec<Vector3<f64>>,
-    dims: [usize; 3],
-    spacing: [HeaderNum; 3],
-    guesses: Vec<Phi>,
-    keep: Option<PhiField>,
-}
-
-fn plan(a: &LdicArgs, shape: [usize; 3]) -> Result<Plan> {
-    let ns = three(a.node_spacing, &a.node_spacing3);
-    let guess = match &a.phi_file {
-        Some(p) => {
-            let mut f = PhiField::read(p)?;
-            f.rescale(a.phi_file_bin_ratio);
-            Some((p.clone(), f))
-        }
-        None => None,
-    };
-    match guess {
-        Some((p, f)) if f.kind != FieldKind::Registration => {
-            let FieldKind::Grid { dims, spacing } = f.kind else {
-                bail!("{}: a label field cannot guide ldic (use ddic)", p.display());
-            };
-            if let Some(ns) = ns {
-                if (0..3).any(|k| dims[k] > 1 && (ns[k] as f64 - spacing[k]).abs() > 1e-5 * spacing[k].abs()) {
-                    bail!("{}: node spacing {:?} differs from --node-spacing {:?}", p.display(), spacing, ns);
-                }
-            }
-            let keep = if a.skip { Some(f.clone()) } else { None };
-            Ok(Plan { nodes: f.positions.clone(), dims, spacing: spacing.map(HeaderNum::Float), guesses: f.phis.clone(), keep })
-        }
-        other => {
-            let Some(ns) = ns else { bail!("--node-spacing (-ns) is needed unless --phi-file is a field") };
-            if ns.contains(&0) {
-                bail!("--node-spacing must be positive");
-            }
-            if a.skip {
-                bail!("--skip needs a field as --phi-file");
-            }
-            let (nodes, dims) = make_grid(shape, ns);
-            if nodes.is_empty() {
-                bail!("no node fits in the {:?} image with spacing {:?}", shape, ns);
-            }
-            let guesses = match other {
-                Some((_, f)) => nodes.iter().map(|n| phi::registration_to_point(&f.phis[0], &f.positions[0], n, a.apply_f)).collect(),
-                None => vec![Phi::identity(); nodes.len()],
-            };
-            Ok(Plan { nodes, dims, spacing: ns.map(|v| HeaderNum::Int(v as i64)), guesses, keep: None })
-        }
-    }
-}
-
-/// The bounding box of several boxes.
-#[derive(Default)]
-struct BoxUnion(Option<([i64; 3], [i64; 3])>);
-
-impl BoxUnion {
-    fn add(&mut self, (lo, hi): ([i64; 3], [i64; 3])) {
-        self.0 = Some(match self.0 {
-            None => (lo, hi),
-            Some((l, h)) => (std::array::from_fn(|k| l[k].min(lo[k])), std::array::from_fn(|k| h[k].max(hi[k]))),
-        });
-    }
-
-    /// Loads into the cache every chunk the box overlaps.
-    fn warm(&self, vol: &Volume) {
-        let Some((lo, hi)) = self.0 else { return };
-        let s = vol.shape();
-        let c = vol.chunk_shape();
-        let l: [usize; 3] = std::array::from_fn(|k| lo[k].clamp(0, s[k] as i64) as usize);
-        let h: [usize; 3] = std::array::from_fn(|k| hi[k].clamp(0, s[k] as i64) as usize);
-        if (0..3).any(|k| h[k] <= l[k]) {
-            return;
-        }
-        for z in l[0] / c[0]..=(h[0] - 1) / c[0] {
-            for y in l[1] / c[1]..=(h[1] - 1) / c[1] {
-                for x in l[2] / c[2]..=(h[2] - 1) / c[2] {
-                    // A failed read is reported by the worker that needs the chunk.
-                    let _ = vol.chunk([z, y, x]);
-                }
-            }
-        }
-    }
-}
-
 fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(im1p, cache.clone())?;
@@ -204,7 +112,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
         bail!("--half-window-size (-hws) is required");
     };
     let margin = three(Some(a.margin), &a.margin3).unwrap();
-    let plan = plan(a, im1.shape())?;
+    let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, three(a.node_spacing, &a.node_spacing3), im1.shape(), a.skip)?;
     let o = LocalOptions {
         hws,
         margin,
@@ -270,7 +178,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
         |tile| {
             // The boxes every window of the tile reads, as one box per image: each chunk is
             // loaded once, however many windows share it.
-            let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
+            let (mut b1, mut b2) = (scheduler::BoxUnion::default(), scheduler::BoxUnion::default());
             for &i in &tile.points {
                 let p = &plan.nodes[i];
                 b1.add(window1_box(p, hws));

@@ -6,8 +6,11 @@
 pub mod convert_field;
 pub mod deform_image;
 pub mod demo;
+pub mod grid_plan;
 pub mod ldic;
 pub mod output_names;
+pub mod pixel_search;
+pub mod pixel_search_propagate;
 pub mod reg;
 pub mod spam_flags;
 pub mod stats;
@@ -43,6 +46,11 @@ pub enum Command {
     DeformImage(deform_image::DeformImageArgs),
     /// Local DVC on a regular grid, streamed through the chunk cache (spam-ldic).
     Ldic(ldic::LdicArgs),
+    /// Integer displacement of every grid node or label by NCC search (spam-pixelSearch).
+    PixelSearch(pixel_search::PixelSearchArgs),
+    /// Pixel search spreading out from one known point, each guess from its neighbours
+    /// (spam-pixelSearchPropagate).
+    PixelSearchPropagate(pixel_search_propagate::PropagateArgs),
 }
 
 /// Options shared by commands that read volumes.
@@ -122,6 +130,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Reg(a) => reg::run(a),
         Command::DeformImage(a) => deform_image::run(a),
         Command::Ldic(a) => ldic::run(a),
+        Command::PixelSearch(a) => pixel_search::run(a),
+        Command::PixelSearchPropagate(a) => pixel_search_propagate::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -6,7 +6,9 @@
 //! (written in row groups as results arrive), [`vtk`] the legacy VTK files spam writes.
 
 pub mod format;
+pub mod neighbours;
 pub mod parquet;
+pub mod sink;
 pub mod tsv;
 pub mod vtk;
 

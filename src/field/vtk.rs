@@ -85,6 +85,15 @@ pub enum HeaderNum {
     Float(f64),
 }
 
+impl HeaderNum {
+    pub fn value(self) -> f64 {
+        match self {
+            HeaderNum::Int(i) => i as f64,
+            HeaderNum::Float(f) => f,
+        }
+    }
+}
+
 impl std::fmt::Display for HeaderNum {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -61,6 +61,42 @@ pub fn deformed_planes(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize
     Ok(out)
 }
 
+/// A small in-memory box warped by Φ about `centre` (spam's C `applyPhi`, order 1): material
+/// at X appears at Φ(X); voxels whose source is outside `[1, N − 1)` are 0. Used on
+/// imagettes, which are small enough to hold.
+pub fn warp_array(a: &ndarray::ArrayView3<f32>, phi: &Phi, centre: [f64; 3]) -> Array3<f32> {
+    let d = a.dim();
+    let n = [d.0, d.1, d.2];
+    let inv = phi.try_inverse().unwrap_or_else(Phi::identity);
+    let map = BackwardMap::from_phi(&inv, centre);
+    Array3::from_shape_fn(d, |(z, y, x)| {
+        let q = map.apply([z as f32, y as f32, x as f32]);
+        if in_bounds(q, n, 1) {
+            trilinear(a, q)
+        } else {
+            0.0
+        }
+    })
+}
+
+/// A boolean mask warped like [`warp_array`] with nearest-neighbour sampling (spam warps
+/// label masks with order 0; C `round`, ties away from zero), false outside.
+pub fn warp_mask(m: &ndarray::ArrayView3<bool>, phi: &Phi, centre: [f64; 3]) -> Array3<bool> {
+    let d = m.dim();
+    let n = [d.0 as f32, d.1 as f32, d.2 as f32];
+    let inv = phi.try_inverse().unwrap_or_else(Phi::identity);
+    let map = BackwardMap::from_phi(&inv, centre);
+    Array3::from_shape_fn(d, |(z, y, x)| {
+        let q = map.apply([z as f32, y as f32, x as f32]).map(|v| v.round());
+        // Unlike spam, a coordinate that rounds to N is outside (spam reads past the row).
+        if (0..3).all(|k| q[k] >= 0.0 && q[k] < n[k]) {
+            m[[q[0] as usize, q[1] as usize, q[2] as usize]]
+        } else {
+            false
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

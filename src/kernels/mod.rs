@@ -6,5 +6,8 @@ pub mod deform;
 pub mod gradient;
 pub mod interp;
 pub mod local;
+pub mod ncc;
+pub mod pixel_search;
+pub mod propagate;
 pub mod register;
 pub mod register_volume;

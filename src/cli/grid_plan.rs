@@ -1,0 +1,71 @@
+//! The nodes of a grid command (ldic, pixel-search) and each node's initial Φ, from
+//! `-ns` and `-pf` as spam decides them (spam-compat.md §3.6 step 1).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use nalgebra::Vector3;
+
+use crate::field::vtk::HeaderNum;
+use crate::field::{make_grid, FieldKind, PhiField};
+use crate::phi::{self, ApplyF, Phi};
+
+pub fn three(one: Option<usize>, three: &Option<Vec<usize>>) -> Option<[usize; 3]> {
+    match three {
+        Some(v) => Some([v[0], v[1], v[2]]),
+        None => one.map(|v| [v; 3]),
+    }
+}
+
+/// The grid, the initial Φ of every node and the file values kept by --skip.
+pub struct Plan {
+    pub nodes: Vec<Vector3<f64>>,
+    pub dims: [usize; 3],
+    pub spacing: [HeaderNum; 3],
+    pub guesses: Vec<Phi>,
+    pub keep: Option<PhiField>,
+}
+
+pub fn plan(phi_file: &Option<PathBuf>, bin_ratio: f64, apply_f: ApplyF, ns: Option<[usize; 3]>, shape: [usize; 3], skip: bool) -> Result<Plan> {
+    let guess = match phi_file {
+        Some(p) => {
+            let mut f = PhiField::read(p)?;
+            f.rescale(bin_ratio);
+            Some((p.clone(), f))
+        }
+        None => None,
+    };
+    match guess {
+        Some((p, f)) if f.kind != FieldKind::Registration => {
+            let FieldKind::Grid { dims, spacing } = f.kind else {
+                bail!("{}: a label field cannot guide a grid correlation (use its label mode or ddic)", p.display());
+            };
+            if let Some(ns) = ns {
+                if (0..3).any(|k| dims[k] > 1 && (ns[k] as f64 - spacing[k]).abs() > 1e-5 * spacing[k].abs()) {
+                    bail!("{}: node spacing {:?} differs from --node-spacing {:?}", p.display(), spacing, ns);
+                }
+            }
+            let keep = if skip { Some(f.clone()) } else { None };
+            Ok(Plan { nodes: f.positions.clone(), dims, spacing: spacing.map(HeaderNum::Float), guesses: f.phis.clone(), keep })
+        }
+        other => {
+            let Some(ns) = ns else { bail!("--node-spacing (-ns) is needed unless --phi-file is a field") };
+            if ns.contains(&0) {
+                bail!("--node-spacing must be positive");
+            }
+            if skip {
+                bail!("--skip needs a field as --phi-file");
+            }
+            let (nodes, dims) = make_grid(shape, ns);
+            if nodes.is_empty() {
+                bail!("no node fits in the {:?} image with spacing {:?}", shape, ns);
+            }
+            let guesses = match other {
+                Some((_, f)) => nodes.iter().map(|n| phi::registration_to_point(&f.phis[0], &f.positions[0], n, apply_f)).collect(),
+                None => vec![Phi::identity(); nodes.len()],
+            };
+            Ok(Plan { nodes, dims, spacing: ns.map(|v| HeaderNum::Int(v as i64)), guesses, keep: None })
+        }
+    }
+}
+

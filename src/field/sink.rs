@@ -1,0 +1,59 @@
+//! Where a correlation's rows go as they arrive: always a Parquet table, the spam TSV unless
+//! the user turned it off, and an in-memory copy only when a VTK or TIFF (which need the
+//! whole grid at once) was asked for.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::parquet::{FieldMeta, ParquetWriter};
+use super::tsv::TsvWriter;
+use super::{FieldKind, FieldRow, Layout, PhiField};
+
+pub struct FieldSink {
+    parquet: ParquetWriter,
+    tsv: Option<TsvWriter>,
+    kept: Option<PhiField>,
+    statuses: std::collections::BTreeMap<i64, usize>,
+}
+
+impl FieldSink {
+    /// `<stem>.parquet` and (if `tsv`) `<stem>.tsv` in `dir`; rows are kept in memory if `keep`.
+    pub fn create(dir: &Path, stem: &str, layout: Layout, kind: &FieldKind, meta: &FieldMeta, tsv: bool, keep: bool) -> Result<FieldSink> {
+        Ok(FieldSink {
+            parquet: ParquetWriter::create(&dir.join(format!("{stem}.parquet")), layout, kind, meta)?,
+            tsv: if tsv { Some(TsvWriter::create(&dir.join(format!("{stem}.tsv")), layout)?) } else { None },
+            kept: if keep { Some(PhiField::new(kind.clone(), layout)) } else { None },
+            statuses: Default::default(),
+        })
+    }
+
+    pub fn push(&mut self, row: FieldRow) -> Result<()> {
+        *self.statuses.entry(row.return_status as i64).or_default() += 1;
+        if let Some(t) = self.tsv.as_mut() {
+            t.write_row(&row)?;
+        }
+        if let Some(k) = self.kept.as_mut() {
+            k.push(row.clone());
+        }
+        self.parquet.write_row(row)
+    }
+
+    /// Completes the files (renamed into place) and returns the kept rows, if any, and the
+    /// number of rows per return status.
+    pub fn finish(self) -> Result<(Option<PhiField>, std::collections::BTreeMap<i64, usize>)> {
+        self.parquet.finish()?;
+        if let Some(t) = self.tsv {
+            t.finish()?;
+        }
+        Ok((self.kept, self.statuses))
+    }
+}
+
+/// Prints the "returnStatus  count" summary every correlation ends with.
+pub fn print_statuses(counts: &std::collections::BTreeMap<i64, usize>) {
+    println!("returnStatus  count");
+    for (s, c) in counts.iter().rev() {
+        println!("{s:>12}  {c}");
+    }
+}
