@@ -12,6 +12,7 @@ pub mod output_names;
 pub mod pixel_search;
 pub mod pixel_search_propagate;
 pub mod reg;
+pub mod regular_strain;
 pub mod spam_flags;
 pub mod stats;
 pub mod synth;
@@ -51,6 +52,8 @@ pub enum Command {
     /// Pixel search spreading out from one known point, each guess from its neighbours
     /// (spam-pixelSearchPropagate).
     PixelSearchPropagate(pixel_search_propagate::PropagateArgs),
+    /// Strain components from a displacement field: Q8 cells, Geers or raw (spam-regularStrain).
+    RegularStrain(regular_strain::RegularStrainArgs),
 }
 
 /// Options shared by commands that read volumes.
@@ -132,6 +135,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Ldic(a) => ldic::run(a),
         Command::PixelSearch(a) => pixel_search::run(a),
         Command::PixelSearchPropagate(a) => pixel_search_propagate::run(a),
+        Command::RegularStrain(a) => regular_strain::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -184,6 +184,40 @@ pub fn write_field(path: &Path, field: &PhiField, meta: &FieldMeta) -> Result<()
     w.finish()
 }
 
+/// Writes a table of named f64 columns (an integer id column first) with the run's
+/// metadata: the form of tables that are not Φ fields (strain components).
+pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)], meta: &FieldMeta) -> Result<()> {
+    let n = columns.first().map(|c| c.1.len()).unwrap_or(0);
+    let mut fields = vec![Field::new(id_name, DataType::Int64, false)];
+    fields.extend(columns.iter().map(|(name, _)| Field::new(name, DataType::Float64, false)));
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let pending = PendingOutput::new(path, true)?;
+    let file = File::create(pending.path()).with_context(|| format!("{}: cannot create", path.display()))?;
+    let kvs = vec![
+        kv("tool", meta.tool.clone()),
+        kv("version", env!("CARGO_PKG_VERSION").to_string()),
+        kv("command_line", meta.command_line.clone()),
+        kv("parameters", meta.parameters.to_string()),
+    ];
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .set_key_value_metadata(Some(kvs))
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| anyhow!("{}: cannot start Parquet file ({e})", path.display()))?;
+    for start in (0..n.max(1)).step_by(ROW_GROUP) {
+        let end = (start + ROW_GROUP).min(n);
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(start as i64..end as i64))];
+        for (_, v) in columns {
+            cols.push(Arc::new(Float64Array::from(v[start..end].to_vec())));
+        }
+        w.write(&RecordBatch::try_new(schema.clone(), cols)?).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    w.close().map_err(|e| anyhow!("{}: cannot finish Parquet file ({e})", path.display()))?;
+    pending.commit()?;
+    Ok(())
+}
+
 /// The key-value metadata of a Parquet file written by dvc-stream.
 pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
     let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;

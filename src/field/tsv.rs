@@ -99,6 +99,32 @@ pub fn write_field(path: &Path, field: &PhiField) -> Result<()> {
     w.finish()
 }
 
+/// Writes named columns in spam's `%.7f` format, the id column first (spam's strain TSV).
+pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)]) -> Result<()> {
+    let pending = crate::store::output::PendingOutput::new(path, true)?;
+    let f = std::fs::File::create(pending.path()).with_context(|| format!("{}: cannot create", path.display()))?;
+    let mut out = std::io::BufWriter::new(f);
+    let mut head = vec![id_name.to_string()];
+    head.extend(columns.iter().map(|c| c.0.clone()));
+    let n = columns.first().map(|c| c.1.len()).unwrap_or(0);
+    let mut text = head.join("\t");
+    text.push('\n');
+    out.write_all(text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+    for i in 0..n {
+        let mut l = c_fixed7(i as f64);
+        for (_, v) in columns {
+            l.push('\t');
+            l.push_str(&c_fixed7(v[i]));
+        }
+        l.push('\n');
+        out.write_all(l.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    out.flush().with_context(|| format!("{}: cannot write", path.display()))?;
+    drop(out);
+    pending.commit()?;
+    Ok(())
+}
+
 /// A TSV being written row by row.
 pub struct TsvWriter {
     pending: crate::store::output::PendingOutput,

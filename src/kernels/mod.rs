@@ -11,3 +11,4 @@ pub mod pixel_search;
 pub mod propagate;
 pub mod register;
 pub mod register_volume;
+pub mod strain;

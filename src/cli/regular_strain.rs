@@ -1,0 +1,267 @@
+//! `dvc-stream regular-strain -pf FIELD`: spam-regularStrain — strain components from a
+//! displacement field by Q8 cells (default), Geers' least-squares fit (`-g`) or the F the
+//! field carries (`-raw`); written as Parquet, spam's strain TSV, VTK and TIFF.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use nalgebra::{Matrix3, Vector3};
+
+use super::output_names::stem;
+use crate::field::neighbours::PointIndex;
+use crate::field::parquet::{self, FieldMeta};
+use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
+use crate::field::{tsv, FieldKind, PhiField};
+use crate::kernels::strain;
+use crate::phi::{self, decompose_f};
+use crate::store::dtype::TypedBuf;
+use crate::store::tiff_write::write_tiff;
+
+/// A strain component spam offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Component {
+    /// det F − 1.
+    Vol,
+    /// ‖U det(F)^(−1/3) − I‖.
+    Dev,
+    /// tr(e), small strain.
+    Volss,
+    /// ‖e − tr(e)/3 I‖.
+    Devss,
+    /// Rotation vector in degrees (rz ry rx).
+    R,
+    /// Diagonal of U (zz zy zx).
+    Z,
+    /// Right stretch tensor U.
+    #[value(name = "U")]
+    U,
+    /// Small strain tensor e = (F + Fᵀ)/2 − I.
+    E,
+    /// Principal stretches − 1, ascending (Upmin Upmid Upmax).
+    #[value(name = "Up")]
+    Up,
+}
+
+#[derive(Args, Debug)]
+pub struct RegularStrainArgs {
+    /// The displacement field: a grid (ldic, pixel-search, ...) or, for -g and -raw, any
+    /// field of points [spam: -pf].
+    #[arg(long = "phi-file")]
+    pub phi_file: PathBuf,
+    /// Components to compute [spam: -comp].
+    #[arg(long = "strain-components", num_args = 1.., value_enum, default_values_t = [Component::Vol, Component::Dev])]
+    pub components: Vec<Component>,
+    /// Keep every node, whatever its return status [spam: -nomaskBad].
+    #[arg(long = "no-mask-bad")]
+    pub no_mask_bad: bool,
+    /// Nodes with a lower return status are masked [spam: -rst].
+    #[arg(long = "return-status-threshold", default_value_t = 2, allow_negative_numbers = true)]
+    pub return_status_threshold: i64,
+    /// Geers: neighbourhood radius in units of the largest node spacing [spam: -r].
+    #[arg(long, default_value_t = 1.5)]
+    pub radius: f64,
+    /// Geers' least-squares fit instead of Q8 cells [spam: -g].
+    #[arg(long)]
+    pub geers: bool,
+    /// Q8 cells (the default; spam's older `-cub` spelling) [spam: -cub].
+    #[arg(long, conflicts_with_all = ["geers", "raw"])]
+    pub q8: bool,
+    /// F straight from the field, no shape function [spam: -raw].
+    #[arg(long, conflicts_with = "geers")]
+    pub raw: bool,
+    #[command(flatten)]
+    pub out: super::OutputOpts,
+    /// Also write one TIFF per component on the grid [spam: -tif].
+    #[arg(long = "tiff-out")]
+    pub tiff_out: bool,
+    /// Do not write the spam TSV (the Parquet table is always written) [spam: -notsv].
+    #[arg(long = "no-tsv")]
+    pub no_tsv: bool,
+    /// Also write a VTK file [spam: -vtk].
+    #[arg(long = "vtk-out")]
+    pub vtk_out: bool,
+    /// Keep NaN in the VTK instead of 0 [spam: -vtkln].
+    #[arg(long = "vtk-leave-nans")]
+    pub vtk_leave_nans: bool,
+    /// Worker threads [spam: -np].
+    #[arg(long = "number-of-processes", value_name = "N")]
+    pub number_of_processes: Option<usize>,
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Named output columns of one component.
+fn columns(c: Component) -> Vec<&'static str> {
+    match c {
+        Component::Vol => vec!["vol"],
+        Component::Dev => vec!["dev"],
+        Component::Volss => vec!["volss"],
+        Component::Devss => vec!["devss"],
+        Component::R => vec!["rz", "ry", "rx"],
+        Component::Z => vec!["zz", "zy", "zx"],
+        Component::U => vec!["Uzz", "Uzy", "Uzx", "Uyy", "Uyx", "Uxx"],
+        Component::E => vec!["ezz", "ezy", "ezx", "eyy", "eyx", "exx"],
+        Component::Up => vec!["Upmin", "Upmid", "Upmax"],
+    }
+}
+
+fn name(c: Component) -> &'static str {
+    match c {
+        Component::Vol => "vol",
+        Component::Dev => "dev",
+        Component::Volss => "volss",
+        Component::Devss => "devss",
+        Component::R => "r",
+        Component::Z => "z",
+        Component::U => "U",
+        Component::E => "e",
+        Component::Up => "Up",
+    }
+}
+
+/// Upper triangle of a symmetric tensor, spam's order.
+fn upper(m: &Matrix3<f64>) -> [f64; 6] {
+    [m[(0, 0)], m[(0, 1)], m[(0, 2)], m[(1, 1)], m[(1, 2)], m[(2, 2)]]
+}
+
+pub fn run(a: RegularStrainArgs) -> Result<()> {
+    super::set_threads(a.number_of_processes);
+    let field = PhiField::read(&a.phi_file)?;
+    if field.kind == FieldKind::Registration {
+        bail!("{}: holds a single registration; regular-strain needs a field", a.phi_file.display());
+    }
+    let grid = match field.kind {
+        FieldKind::Grid { dims, spacing } if dims.iter().product::<usize>() == field.len() => Some((dims, spacing)),
+        _ => None,
+    };
+    if grid.is_none() && !(a.geers || a.raw) {
+        bail!("{}: is not a regular grid; use --geers (-g) or --raw on scattered points or labels", a.phi_file.display());
+    }
+    let two_d = grid.is_some_and(|(d, _)| d[0] == 1);
+    // Masking: bad nodes lose their displacement (and, in raw mode, their F).
+    let n = field.len();
+    let mut masked = 0usize;
+    let mut u: Vec<Vector3<f64>> = Vec::with_capacity(n);
+    let mut fs_raw: Vec<Matrix3<f64>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let bad = !a.no_mask_bad && field.return_status[i] < a.return_status_threshold as f64;
+        let is_label_zero = field.layout.is_labels() && field.ids[i] == 0;
+        if bad || is_label_zero {
+            masked += 1;
+            u.push(Vector3::from_element(f64::NAN));
+            fs_raw.push(Matrix3::from_element(f64::NAN));
+        } else {
+            u.push(phi::translation(&field.phis[i]));
+            fs_raw.push(phi::f_block(&field.phis[i]));
+        }
+    }
+    if masked as f64 > 0.99 * n as f64 {
+        bail!(
+            "{}: {masked} of {n} points have a return status below {} (use --return-status-threshold or --no-mask-bad)",
+            a.phi_file.display(),
+            a.return_status_threshold
+        );
+    }
+    let (mode, positions, out_dims, fs) = if a.raw {
+        ("raw", field.positions.clone(), grid.map(|g| g.0), fs_raw)
+    } else if a.geers {
+        let r = match grid {
+            Some((_, sp)) => a.radius * sp.iter().cloned().fold(0.0, f64::max),
+            None => {
+                // Scattered points: the radius is in units of the mean nearest-neighbour distance.
+                let index = PointIndex::new(&field.positions);
+                let d: Vec<f64> = field.positions.iter().filter(|p| p[0].is_finite()).map(|p| index.nearest(p, 2).get(1).map(|x| x.1).unwrap_or(0.0)).collect();
+                a.radius * d.iter().sum::<f64>() / d.len().max(1) as f64
+            }
+        };
+        ("Geers", field.positions.clone(), grid.map(|g| g.0), strain::geers(&field.positions, &u, r, two_d))
+    } else {
+        let (dims, spacing) = grid.unwrap();
+        let (cd, pos, fs) = strain::q8(dims, spacing, field.positions[0], &u);
+        (if two_d { "Q4" } else { "Q8" }, pos, Some(cd), fs)
+    };
+    let decomp: Vec<phi::Decomposition> = {
+        use rayon::prelude::*;
+        fs.par_iter().map(|f| decompose_f(f, two_d)).collect()
+    };
+    // Columns in the order asked for.
+    let mut cols: Vec<(String, Vec<f64>)> = vec![
+        ("Zpos".into(), positions.iter().map(|p| p[0]).collect()),
+        ("Ypos".into(), positions.iter().map(|p| p[1]).collect()),
+        ("Xpos".into(), positions.iter().map(|p| p[2]).collect()),
+    ];
+    let value = |c: Component, d: &phi::Decomposition| -> Vec<f64> {
+        match c {
+            Component::Vol => vec![d.vol],
+            Component::Dev => vec![d.dev],
+            Component::Volss => vec![d.volss],
+            Component::Devss => vec![d.devss],
+            Component::R => d.r.iter().copied().collect(),
+            Component::Z => d.z.iter().copied().collect(),
+            Component::U => upper(&d.u).to_vec(),
+            Component::E => upper(&d.e).to_vec(),
+            Component::Up => d.up.iter().copied().collect(),
+        }
+    };
+    let mut comps = a.components.clone();
+    comps.dedup();
+    for &c in &comps {
+        for (k, cname) in columns(c).into_iter().enumerate() {
+            cols.push((cname.to_string(), decomp.iter().map(|d| value(c, d)[k]).collect()));
+        }
+    }
+    let dir = match &a.out.out_dir {
+        Some(d) => d.clone(),
+        None => a.phi_file.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(".")),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", dir.display()))?;
+    let pre = a.out.prefix.clone().unwrap_or_else(|| stem(&a.phi_file));
+    let base = dir.join(format!("{pre}-strain-{mode}"));
+    let params = serde_json::json!({
+        "phi_file": a.phi_file, "components": comps.iter().map(|c| name(*c)).collect::<Vec<_>>(), "mode": mode,
+        "radius": a.radius, "return_status_threshold": a.return_status_threshold, "no_mask_bad": a.no_mask_bad,
+    });
+    parquet::write_columns(&base.with_extension("parquet"), "StrainPointNumber", &cols, &FieldMeta::for_command("regular-strain", params))?;
+    if !a.no_tsv {
+        tsv::write_columns(&base.with_extension("tsv"), "StrainPointNumber", &cols)?;
+    }
+    if a.tiff_out {
+        let Some(dims) = out_dims else { bail!("--tiff-out needs a grid field") };
+        for &c in &comps {
+            let names = columns(c);
+            for (k, cname) in names.iter().enumerate() {
+                // spam: vol-Q8.tif, rz-Q8.tif, Uzy-Q8.tif (component name, then mode).
+                let v: Vec<f32> = decomp.iter().map(|d| value(c, d)[k] as f32).collect();
+                write_tiff(&dir.join(format!("{pre}-{cname}-{mode}.tif")), dims, &TypedBuf::F32(v))?;
+            }
+        }
+    }
+    if a.vtk_out {
+        let fix = |v: f64| if a.vtk_leave_nans || v.is_finite() { v } else { 0.0 };
+        let mut arrays = Vec::new();
+        for &c in &comps {
+            let vals = match c {
+                Component::Vol | Component::Dev | Component::Volss | Component::Devss => VtkValues::Scalars(decomp.iter().map(|d| fix(value(c, d)[0])).collect()),
+                Component::R | Component::Z | Component::Up => VtkValues::Vectors(decomp.iter().map(|d| Vector3::from_iterator(value(c, d)).map(fix)).collect()),
+                Component::U => VtkValues::Tensors(decomp.iter().map(|d| d.u.map(fix)).collect()),
+                Component::E => VtkValues::Tensors(decomp.iter().map(|d| d.e.map(fix)).collect()),
+            };
+            arrays.push(VtkArray::new(name(c), vals));
+        }
+        let path = base.with_extension("vtk");
+        let text = match (grid, out_dims) {
+            (Some((_, sp)), Some(dims)) => {
+                let first = field.positions[0];
+                let origin: [HeaderNum; 3] = std::array::from_fn(|k| HeaderNum::Float(if mode == "Q8" || mode == "Q4" { first[k] } else { first[k] - sp[k] / 2.0 }));
+                vtk::structured_points(&path.to_string_lossy(), dims, sp.map(HeaderNum::Float), origin, &arrays)
+            }
+            _ => vtk::glyphs(&positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect::<Vec<_>>(), &arrays),
+        };
+        vtk::write(&path, &text)?;
+    }
+    if !a.quiet {
+        eprintln!("regular-strain ({mode}): {} points from {} ({masked} masked) → {}", positions.len(), a.phi_file.display(), base.display());
+    }
+    Ok(())
+}
