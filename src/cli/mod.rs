@@ -6,9 +6,11 @@
 pub mod convert_field;
 pub mod deform_image;
 pub mod demo;
+pub mod filter_phi_field;
 pub mod grid_plan;
 pub mod ldic;
 pub mod output_names;
+pub mod pass_phi_field;
 pub mod pixel_search;
 pub mod pixel_search_propagate;
 pub mod reg;
@@ -54,6 +56,10 @@ pub enum Command {
     PixelSearchPropagate(pixel_search_propagate::PropagateArgs),
     /// Strain components from a displacement field: Q8 cells, Geers or raw (spam-regularStrain).
     RegularStrain(regular_strain::RegularStrainArgs),
+    /// Carry a registration or a field onto a new grid or label centres (spam-passPhiField).
+    PassPhiField(pass_phi_field::PassPhiFieldArgs),
+    /// Find bad points of a field and correct them, or median-filter it (spam-filterPhiField).
+    FilterPhiField(filter_phi_field::FilterPhiFieldArgs),
 }
 
 /// Options shared by commands that read volumes.
@@ -136,6 +142,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::PixelSearch(a) => pixel_search::run(a),
         Command::PixelSearchPropagate(a) => pixel_search_propagate::run(a),
         Command::RegularStrain(a) => regular_strain::run(a),
+        Command::PassPhiField(a) => pass_phi_field::run(a),
+        Command::FilterPhiField(a) => filter_phi_field::run(a),
     };
     match result {
         Ok(()) => 0,

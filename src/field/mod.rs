@@ -5,7 +5,9 @@
 //! [`tsv`] reads and writes them byte-compatibly, [`parquet`] holds the typed Arrow table
 //! (written in row groups as results arrive), [`vtk`] the legacy VTK files spam writes.
 
+pub mod filter;
 pub mod format;
+pub mod interpolate;
 pub mod neighbours;
 pub mod parquet;
 pub mod sink;
