@@ -43,7 +43,7 @@ pub struct FilterPhiFieldArgs {
     /// Select as bad the points with a correlation coefficient ≤ --scc-threshold [spam: -scc].
     #[arg(long = "select-cc")]
     pub select_cc: bool,
-    #[arg(long = "scc-threshold", default_value_t = 0.99)]
+    #[arg(long = "scc-threshold", default_value_t = 0.99, allow_negative_numbers = true)]
     pub scc_threshold: f64,
     /// Select as bad the points whose local quadratic coherency is ≥ 0.1 [spam: -slqc].
     #[arg(long = "select-lqc")]
@@ -202,7 +202,14 @@ pub fn run(a: FilterPhiFieldArgs) -> Result<()> {
             }
         }
         for i in 0..n {
-            if !ignored[i] {
+            if ignored[i] {
+                // As spam: an ignored point has no Φ at all in the filtered field.
+                out.phis[i] = Phi::from_element(f64::NAN);
+                out.phis[i][(3, 3)] = 1.0;
+                for c in 0..3 {
+                    out.phis[i][(3, c)] = 0.0;
+                }
+            } else {
                 if a.apply_f == ApplyF::No {
                     let t = phi::translation(&out.phis[i]);
                     out.phis[i] = Phi::identity();

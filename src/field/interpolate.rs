@@ -45,8 +45,8 @@ impl PhiInterpolator {
         self.points.is_empty()
     }
 
-    /// Φ at `target`: weights 1/(d + 1e-6); `mode` decides what is averaged (all 12 entries,
-    /// the same then made rigid, or only t with F = I). With `surrounded`, a target outside
+    /// Φ at `target`: weights 1/(d + 1e-6); `mode` decides what is averaged (all 12 entries
+    /// with each t moved to the target, the same then made rigid, or only t with F = I). With `surrounded`, a target outside
     /// the box of its neighbours (or away from a single neighbour) gets NaN, as does a target
     /// with no neighbour in the radius.
     pub fn at(&self, target: &Vector3<f64>, nb: Neighbours, mode: ApplyF, surrounded: bool) -> Phi {
@@ -69,12 +69,23 @@ impl PhiInterpolator {
                 q
             }
         };
+        // Each neighbour's Φ expressed at the target (spam-compat.md eq. 2): its t plus the
+        // lever arm (F − I)(target − X). An affine field is then interpolated exactly;
+        // spam averages the bare t and is off by the lever arm (docs/spam-differences.md).
+        // With -F no only t is passed on, as measured at the neighbour.
+        let moved = |i: usize| -> Phi {
+            let p = self.phis[i];
+            if mode == ApplyF::No {
+                return p;
+            }
+            phi::move_to(&p, &self.points[i], target)
+        };
         if found.len() == 1 {
             let (i, d) = found[0];
             if surrounded && d > 0.0 {
                 return nan_phi();
             }
-            return shape(self.phis[i]);
+            return shape(moved(i));
         }
         if surrounded {
             for a in 0..3 {
@@ -89,7 +100,7 @@ impl PhiInterpolator {
         let mut wsum = 0.0;
         for (i, d) in &found {
             let w = 1.0 / (d + 1e-6);
-            acc += self.phis[*i] * w;
+            acc += moved(*i) * w;
             wsum += w;
         }
         let mut p = acc / wsum;
@@ -126,6 +137,14 @@ mod tests {
         assert!((p[(2, 3)] - 1.5).abs() < 1e-6 && p[(0, 0)] == 1.0);
         assert!(ip.at(&Vector3::new(0.0, 0.0, 20.0), Neighbours::Radius(5.0), ApplyF::All, false)[(0, 0)].is_nan());
         assert!(ip.at(&Vector3::new(0.0, 1.0, 5.0), Neighbours::Count(2), ApplyF::All, true)[(0, 0)].is_nan(), "outside the neighbours' box");
+        // One neighbour: its Φ, moved to the target (F − I = 0.1 along Z, no Z offset: same t).
         assert_eq!(ip.at(&Vector3::new(0.0, 0.0, 1.0), Neighbours::Radius(2.0), ApplyF::All, false), a, "one neighbour: copied");
+        // An affine field is interpolated exactly, anywhere between its points.
+        let g = nalgebra::Matrix3::new(0.01, 0.02, 0.0, -0.02, 0.01, 0.03, 0.0, 0.0, -0.01);
+        let pts: Vec<Vector3<f64>> = (0..20).map(|i| Vector3::new((i * 7 % 11) as f64 * 3.0, (i * 3 % 7) as f64 * 4.0, i as f64 * 2.0)).collect();
+        let phis: Vec<Phi> = pts.iter().map(|p| phi::from_f_t(&(nalgebra::Matrix3::identity() + g), &(g * p))).collect();
+        let ip = PhiInterpolator::new(&pts, &phis);
+        let q = Vector3::new(10.3, 12.1, 19.7);
+        assert!((phi::translation(&ip.at(&q, Neighbours::Count(6), ApplyF::All, false)) - g * q).norm() < 1e-9);
     }
 }
