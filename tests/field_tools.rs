@@ -408,3 +408,37 @@ fn filter_corrects_five_percent_of_corrupted_points() {
     let moved = (0..pts.len()).filter(|&i| g.return_status[i] == 1.0 && g.error[i] == 100.0).count();
     assert_eq!(moved, corrupted.len());
 }
+
+#[test]
+fn deform_image_by_a_field() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    // Row 31 (and 33, -disp): spam's residuals in the 20..40³ core are 188.6 and 202.5.
+    dvc(&["deform-image", &s(&ex.join("inputs/im1.tif")), "-pf", &s(&ex.join("ldic/im1-im3-ldic.tsv")), "-od", &od, "-q"]);
+    dvc(&["deform-image", &s(&ex.join("inputs/im1.tif")), "-pf", &s(&ex.join("ldic/im1-im3-ldic.tsv")), "-disp", "-od", &od, "-q"]);
+    let cache = dvc_stream::store::ChunkCache::new(1 << 24);
+    let read = |p: &Path| dvc_stream::store::Volume::open(p, cache.clone()).unwrap().read_box(20..40, 20..40, 20..40).unwrap();
+    let im3 = read(&ex.join("inputs/im3.tif"));
+    for (f, spam) in [("im1-def.tif", 188.6), ("im1-disp-def.tif", 202.5)] {
+        let v = dvc_stream::store::Volume::open(&d.path().join(f), cache.clone()).unwrap();
+        assert_eq!(v.dtype(), dvc_stream::store::DType::U16, "{f}: the input's type");
+        let a = read(&d.path().join(f));
+        let mean = a.iter().zip(im3.iter()).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / a.len() as f64;
+        assert!((mean - spam).abs() < 1.0, "{f}: residual {mean} vs spam's {spam}");
+    }
+    // A synthetic pair (rotation, translation and bending), im1 deformed by the true field on
+    // an 8-voxel grid, through a cache a quarter of the volume: im2 again, within 1 % of the
+    // grey range in the interior.
+    let dir = d.path().join("s");
+    dvc(&["synth", &s(&dir), "--shape", "80", "--speckle", "6", "--translate", "1.5", "-2.3", "0.7", "--rotate", "2", "0", "1", "--field", "bend:0.0005",
+        "--truth-ns", "8", "--format", "tiff", "-q"]);
+    let out = d.path().join("def.tif");
+    let o = dvc(&["deform-image", &s(&dir.join("im1.tif")), "-pf", &s(&dir.join("truth.parquet")), "-o", "3", "--cache-bytes", "512K", "--output", &s(&out), "--stats", "-q"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("capacity 512.0 KiB"));
+    let whole = |p: &Path| dvc_stream::store::Volume::open(p, cache.clone()).unwrap().read_box(12..68, 12..68, 12..68).unwrap();
+    let (got, want) = (whole(&out), whole(&dir.join("im2.tif")));
+    let range = want.iter().cloned().fold(f32::MIN, f32::max) - want.iter().cloned().fold(f32::MAX, f32::min);
+    let worst = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 0.01 * range, "worst {worst} of range {range}");
+}

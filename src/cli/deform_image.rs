@@ -1,5 +1,7 @@
-//! `dvc-stream deform-image IMAGE -pf PHI`: spam-deformImage for a single Φ, streamed slab
-//! by slab (Zarr with a pyramid, or TIFF when the output ends in .tif).
+//! `dvc-stream deform-image IMAGE -pf PHI`: spam-deformImage, streamed slab by slab (Zarr
+//! with a pyramid, or TIFF when the output ends in .tif). A registration warps by one Φ; a
+//! measured field warps each voxel by the inverse-distance average of its nearest points'
+//! inverse maps (see `kernels::deform::FieldWarp`).
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +10,8 @@ use clap::Args;
 
 use super::output_names::{out_dir, read_registration, stem};
 use super::ReadOpts;
-use crate::kernels::deform::deformed_planes;
+use crate::field::PhiField;
+use crate::kernels::deform::{deformed_planes, field_deformed_planes, FieldWarp};
 use crate::phi::{self, Phi};
 use crate::store::convert::{default_levels, PyramidWriter};
 use crate::store::dtype::TypedBuf;
@@ -21,9 +24,21 @@ use crate::store::Volume;
 pub struct DeformImageArgs {
     /// Volume to deform (TIFF, slice folder, Zarr).
     pub image: PathBuf,
-    /// Registration (one-row TSV or Parquet) [spam: -pf].
+    /// A registration (one row) or a measured field (TSV or Parquet) [spam: -pf].
     #[arg(long = "phi-file")]
     pub phi_file: PathBuf,
+    /// Field mode: points with a lower return status are not used [spam: -rst].
+    #[arg(long = "return-status-threshold", default_value_t = 2, allow_negative_numbers = true)]
+    pub return_status_threshold: i64,
+    /// Field mode: drop points farther than this from the image's Z axis [spam: -rad].
+    #[arg(long)]
+    pub radius: Option<f64>,
+    /// Field mode: neighbours averaged for each voxel [spam: -nn].
+    #[arg(long = "number-of-neighbours", default_value_t = 8)]
+    pub number_of_neighbours: usize,
+    /// Field mode: interpolate displacements only, not each point's F [spam: -disp].
+    #[arg(long = "interpolate-displacements")]
+    pub interpolate_displacements: bool,
     /// Bin ratio of --phi-file [spam: -pfb].
     #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
     pub phi_file_bin_ratio: f64,
@@ -47,10 +62,26 @@ pub struct DeformImageArgs {
 
 /// Writes `input` deformed by Φ about `centre` to `out` (TIFF or Zarr by extension).
 pub fn deform_to(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize, out: &Path, progress: bool) -> Result<()> {
+    write_planes(input, out, progress, 16, |z0, z1| deformed_planes(input, phi, centre, order, z0, z1))
+}
+
+/// Writes a volume of `input`'s shape and type, computed `depth` planes at a time by
+/// `planes(z0, z1)`, to `out` (an OME-Zarr store with its pyramid, or a TIFF), atomically.
+pub fn write_planes(input: &Volume, out: &Path, progress: bool, depth: usize, planes: impl Fn(usize, usize) -> Result<Vec<f32>>) -> Result<()> {
     let shape = input.shape();
     let dtype = input.dtype();
     let pending = PendingOutput::new(out, true)?;
     let bar = crate::progress::bar(shape[0] as u64, "deforming", progress);
+    // Planes [z0, z1) in pieces of at most `depth`.
+    let slab = |z0: usize, z1: usize| -> Result<Vec<f32>> {
+        let mut v = Vec::with_capacity((z1 - z0) * shape[1] * shape[2]);
+        for a in (z0..z1).step_by(depth.max(1)) {
+            let b = (a + depth.max(1)).min(z1);
+            v.extend(planes(a, b)?);
+            bar.inc((b - a) as u64);
+        }
+        Ok(v)
+    };
     if out.extension().is_some_and(|e| e == "zarr") {
         std::fs::create_dir_all(pending.path())?;
         let meta = ImageMeta { name: stem(out), voxel_size: [1.0; 3], unit: "pixel".into(), extra: Default::default() };
@@ -59,16 +90,15 @@ pub fn deform_to(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize, out:
         let d = w.slab_depth();
         for z0 in (0..shape[0]).step_by(d) {
             let z1 = (z0 + d).min(shape[0]);
-            w.write_planes(TypedBuf::from_f32(dtype, &deformed_planes(input, phi, centre, order, z0, z1)?))?;
-            bar.inc((z1 - z0) as u64);
+            w.write_planes(TypedBuf::from_f32(dtype, &slab(z0, z1)?))?;
         }
         w.finish()?;
     } else {
         let mut w = TiffStackWriter::create(pending.path(), shape, dtype, false)?;
-        for z0 in (0..shape[0]).step_by(16) {
-            let z1 = (z0 + 16).min(shape[0]);
-            w.write_pages(&TypedBuf::from_f32(dtype, &deformed_planes(input, phi, centre, order, z0, z1)?))?;
-            bar.inc((z1 - z0) as u64);
+        let d = depth.max(1);
+        for z0 in (0..shape[0]).step_by(d) {
+            let z1 = (z0 + d).min(shape[0]);
+            w.write_pages(&TypedBuf::from_f32(dtype, &slab(z0, z1)?))?;
         }
     }
     bar.finish_and_clear();
@@ -80,23 +110,53 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
     a.read.threads();
     let cache = a.read.cache()?;
     let im = Volume::open(&a.image, cache.clone())?;
-    let reg = read_registration(&a.phi_file, a.phi_file_bin_ratio)?;
-    let mut p = reg.phis[0];
-    if a.rigid_only {
-        p = phi::rigid_part(&p);
+    if !(a.phi_file_bin_ratio > 0.0) {
+        bail!("--phi-file-bin-ratio must be positive");
     }
-    let c = reg.positions[0];
+    let mut field = PhiField::read(&a.phi_file)?;
+    let is_field = field.len() > 1;
+    let suffix = if !is_field {
+        "reg-def"
+    } else if a.interpolate_displacements {
+        "disp-def"
+    } else {
+        "def"
+    };
     let out = match &a.output {
         Some(o) => o.clone(),
         None => {
             let dir = out_dir(&a.out.out_dir, &a.image)?;
-            dir.join(format!("{}-reg-def.tif", a.out.prefix.clone().unwrap_or_else(|| stem(&a.image))))
+            dir.join(format!("{}-{suffix}.tif", a.out.prefix.clone().unwrap_or_else(|| stem(&a.image))))
         }
     };
     if out.exists() && !a.overwrite && a.output.is_some() {
         bail!("{}: already exists (use --overwrite to replace it)", out.display());
     }
-    deform_to(&im, &p, [c[0], c[1], c[2]], a.interpolation_order, &out, !a.read.quiet)?;
+    if !is_field {
+        let reg = read_registration(&a.phi_file, a.phi_file_bin_ratio)?;
+        let mut p = reg.phis[0];
+        if a.rigid_only {
+            p = phi::rigid_part(&p);
+        }
+        let c = reg.positions[0];
+        deform_to(&im, &p, [c[0], c[1], c[2]], a.interpolation_order, &out, !a.read.quiet)?;
+    } else {
+        field.rescale(a.phi_file_bin_ratio);
+        let s = im.shape();
+        let axis = ((s[1] as f64 - 1.0) / 2.0, (s[2] as f64 - 1.0) / 2.0);
+        let keep: Vec<usize> = (0..field.len())
+            .filter(|&i| field.return_status[i] >= a.return_status_threshold as f64 && !(field.layout.is_labels() && field.ids[i] == 0))
+            .filter(|&i| a.radius.is_none_or(|r| ((field.positions[i][1] - axis.0).powi(2) + (field.positions[i][2] - axis.1).powi(2)).sqrt() <= r))
+            .collect();
+        let pts: Vec<_> = keep.iter().map(|&i| field.positions[i]).collect();
+        let phis: Vec<_> = keep.iter().map(|&i| field.phis[i]).collect();
+        let Some(warp) = FieldWarp::new(&pts, &phis, a.number_of_neighbours, a.interpolate_displacements) else {
+            bail!("{}: no point with a return status ≥ {} and a finite, invertible Φ", a.phi_file.display(), a.return_status_threshold);
+        };
+        // About 4 M voxels per piece: the source positions of a piece are held at once.
+        let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
+        write_planes(&im, &out, !a.read.quiet, depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
+    }
     println!("wrote {}", out.display());
     a.read.report(&cache);
     Ok(())
