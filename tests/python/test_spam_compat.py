@@ -6,6 +6,7 @@ import numpy as np
 import tifffile
 
 import spam.DIC
+import spam.deformation
 import spam.helpers
 
 from helpers import BIN, EXAMPLES, run
@@ -45,3 +46,27 @@ def test_spam_register_agrees_on_a_synthetic_pair(tmp_path):
     np.testing.assert_allclose(ours["PhiField"][0], ref["Phi"], atol=1e-6)
     assert ours["returnStatus"] == ref["returnStatus"]
     assert ours["iterations"] == ref["iterations"]
+
+
+def test_spam_reads_our_pixel_search_and_strain_and_computes_the_same_strain(tmp_path):
+    """spam reads our pixel-search TSVs (grid and labels), and spam's own Q8 strain of our
+    ldic field equals ours."""
+    im1, im2, im3 = (EXAMPLES / "inputs" / f for f in ("im1.tif", "im2.tif", "im3.tif"))
+    run(BIN / "dvc-stream", "pixel-search", im1, im2, "-ns", "15", "-hws", "5", "-od", tmp_path, "-q")
+    d = spam.helpers.readCorrelationTSV(str(tmp_path / "im1-im2-pixelSearch.tsv"), readPixelSearchCC=True)
+    assert list(d["fieldDims"]) == [3, 3, 3]
+    np.testing.assert_allclose(d["PhiField"][:, 0:3, 3], np.tile([1.0, -2.0, 1.0], (27, 1)))
+    assert (d["pixelSearchCC"] > 0.99).all()
+    run(BIN / "dvc-stream", "pixel-search", im1, im2, "-lab1", EXAMPLES / "inputs" / "lab1.tif", "-od", tmp_path, "-pre", "lab", "-q")
+    d = spam.helpers.readCorrelationTSV(str(tmp_path / "lab-pixelSearch.tsv"))
+    assert d["PhiField"].shape == (9, 4, 4)
+    run(BIN / "dvc-stream", "ldic", im1, im3, "-hws", "5", "-ns", "15", "-pf", EXAMPLES / "reg" / "im1-im3-registration.tsv",
+        "-od", tmp_path, "-q")
+    run(BIN / "dvc-stream", "regular-strain", "-pf", tmp_path / "im1-im3-ldic.tsv", "-comp", "vol", "e", "-q")
+    f = spam.helpers.readCorrelationTSV(str(tmp_path / "im1-im3-ldic.tsv"), readConvergence=True)
+    Fs = spam.deformation.FfieldRegularQ8(f["PhiField"][:, 0:3, -1].reshape(list(f["fieldDims"]) + [3]), nodeSpacing=[15.0, 15.0, 15.0])
+    ref = spam.deformation.decomposeFfield(Fs, ["vol", "e"])
+    import pandas as pd
+    ours = pd.read_csv(tmp_path / "im1-im3-ldic-strain-Q8.tsv", sep="\t")
+    np.testing.assert_allclose(ours["vol"], ref["vol"].ravel(), atol=2e-7)
+    np.testing.assert_allclose(ours["ezz"], ref["e"][..., 0, 0].ravel(), atol=2e-7)
