@@ -17,7 +17,7 @@ fn main() {
             let t = Instant::now();
             let reps = 3;
             for _ in 0..reps {
-                let b = search(&w1.view(), &big.view(), m, false).unwrap();
+                let b = search(&w1.view(), &big.view(), m, false, false).unwrap();
                 assert_eq!(b.offset, [r; 3]);
             }
             println!("hws {h:2} range ±{r:2} {name:6} {:8.2} ms", t.elapsed().as_secs_f64() * 1e3 / reps as f64);

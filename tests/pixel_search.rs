@@ -202,6 +202,17 @@ fn propagation_follows_a_20_voxel_gradient_where_plain_search_fails() {
     assert!(n > 1000);
     assert!(exact as f64 > 0.8 * n as f64, "{exact} of {n} exact");
     assert!(plain_wrong as f64 > 0.25 * n as f64, "plain ±5 search fails beyond its range ({plain_wrong} of {n})");
+    // With the zero-normalised coefficient, wrong matches score low, and spam's default
+    // -cct 0.9 is enough to keep them from guiding their neighbours.
+    dvc(&["pixel-search-propagate", &im1, &im2, "-sp", "48", "48", "48", "0", "0", "0", "-hws", "5", "-ns", "8", "-sr", "-2", "2", "-2", "2", "-2", "2",
+        "--zero-mean", "-od", &s(d.path()), "-pre", "zm", "-q"]);
+    let zm = PhiField::read(&d.path().join("zm-pixelSearchPropagate.parquet")).unwrap();
+    for i in 0..truth.len() {
+        let u = dvc_stream::phi::translation(&truth.phis[i]);
+        if inside(&truth.positions[i], &u, 5.0, 96.0) {
+            assert!((dvc_stream::phi::translation(&zm.phis[i]) - u.map(|v| v.round())).abs().max() <= 1.0, "node {i}");
+        }
+    }
 }
 
 #[test]

@@ -65,6 +65,11 @@ pub struct SearchArgs {
     /// Refine each integer peak by a parabola per axis (sub-voxel displacement).
     #[arg(long)]
     pub subvoxel: bool,
+    /// Score with the zero-normalised coefficient (each window's mean removed): insensitive
+    /// to brightness and contrast changes between scans, and near 0 at wrong offsets, so
+    /// CC thresholds mean something. Default: spam's non-centred coefficient.
+    #[arg(long = "zero-mean")]
+    pub zero_mean: bool,
     /// How the correlations are computed (results are the same; only speed differs).
     #[arg(long, value_enum, default_value = "auto")]
     pub method: SearchMethod,
@@ -274,6 +279,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
         apply_f: a.apply_f,
         method: s.method(),
         subvoxel: s.subvoxel,
+        zero_mean: s.zero_mean,
         label_dilate: s.label_dilate,
         volume_threshold: a.label_volume_threshold,
     };
@@ -285,7 +291,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
         "phi_file": a.phi_file, "phi_file_bin_ratio": a.phi_file_bin_ratio, "apply_f": a.apply_f,
         "mask_file1": s.mask_file1, "mask_file2": s.mask_file2, "mask_coverage": s.mask_coverage,
         "grey_low": s.grey_low_threshold, "grey_high": s.grey_high_threshold, "label_dilate": s.label_dilate,
-        "label_volume_threshold": a.label_volume_threshold, "subvoxel": s.subvoxel,
+        "label_volume_threshold": a.label_volume_threshold, "subvoxel": s.subvoxel, "zero_mean": s.zero_mean,
     });
     let mut meta = FieldMeta::for_command("pixel-search", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];

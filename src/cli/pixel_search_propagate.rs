@@ -141,6 +141,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
         apply_f: ApplyF::No,
         method: s.method(),
         subvoxel: s.subvoxel,
+        zero_mean: s.zero_mean,
         label_dilate: s.label_dilate,
         // spam-pixelSearchPropagate's fixed label volume threshold.
         volume_threshold: 27,
@@ -151,7 +152,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
         "im1": a.im1, "im2": a.im2, "start_point": a.start_point, "guiding_points_file": a.guiding_points_file,
         "labelled_file1": s.labelled_file1, "hws": hws, "search_range": s.search_range, "radius": opts.radius,
         "weighting_distance": opts.weighting_distance, "cc_threshold": opts.cc_threshold, "label_dilate": s.label_dilate,
-        "mask_file1": s.mask_file1, "mask_file2": s.mask_file2, "mask_coverage": s.mask_coverage, "subvoxel": s.subvoxel,
+        "mask_file1": s.mask_file1, "mask_file2": s.mask_file2, "mask_coverage": s.mask_coverage, "subvoxel": s.subvoxel, "zero_mean": s.zero_mean,
     });
     let mut meta = FieldMeta::for_command("pixel-search-propagate", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];

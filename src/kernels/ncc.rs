@@ -66,40 +66,70 @@ fn prepare(a: &ArrayView3<f32>) -> Prepared {
     Prepared { v, valid, any_nan, dims: [d.0, d.1, d.2] }
 }
 
-/// Σ over the window of `f(a, b)` with window 1 at offset `k` in window 2.
-fn sums_at(p1: &Prepared, p2: &Prepared, k: [usize; 3]) -> (f64, f64, f64) {
+/// The sums one offset's coefficient is made of, over the voxels valid in both windows:
+/// a = Σ i1·i2, b = Σ i1², c = Σ i2², s1 = Σ i1, s2 = Σ i2, n = count.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sums {
+    a: f64,
+    b: f64,
+    c: f64,
+    s1: f64,
+    s2: f64,
+    n: f64,
+}
+
+impl Sums {
+    /// spam's non-centred coefficient a/√(bc), or with `centred` the zero-normalised one
+    /// (window means removed), which ignores grey-level offsets between the scans.
+    fn score(&self, centred: bool) -> f64 {
+        let (a, b, c) = if centred {
+            if self.n < 2.0 {
+                return 0.0;
+            }
+            (self.a - self.s1 * self.s2 / self.n, self.b - self.s1 * self.s1 / self.n, self.c - self.s2 * self.s2 / self.n)
+        } else {
+            (self.a, self.b, self.c)
+        };
+        // Round-off can leave tiny negative sums where (almost) nothing overlaps.
+        if !(b > 0.0 && c > 0.0) {
+            return 0.0;
+        }
+        let d = (b * c).sqrt();
+        if d > 0.0 {
+            a / d
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The sums with window 1 at offset `k` in window 2.
+fn sums_at(p1: &Prepared, p2: &Prepared, k: [usize; 3]) -> Sums {
     let [n0, n1, n2] = p1.dims;
     let [_, m1, m2] = p2.dims;
-    let (mut a, mut b, mut c) = (0f64, 0f64, 0f64);
+    let mut s = Sums::default();
     for z in 0..n0 {
         for y in 0..n1 {
             let r1 = (z * n1 + y) * n2;
             let r2 = ((z + k[0]) * m1 + y + k[1]) * m2 + k[2];
             for x in 0..n2 {
                 let w = p1.valid[r1 + x] * p2.valid[r2 + x];
-                let (u, v) = (p1.v[r1 + x], p2.v[r2 + x]);
-                a += u * v * w;
-                b += u * u * w;
-                c += v * v * w;
+                let (u, v) = (p1.v[r1 + x] * w, p2.v[r2 + x] * w);
+                s.a += u * v;
+                s.b += u * u;
+                s.c += v * v;
+                s.s1 += u;
+                s.s2 += v;
+                s.n += w;
             }
         }
     }
-    (a, b, c)
-}
-
-fn coefficient(a: f64, b: f64, c: f64) -> f64 {
-    let d = (b * c).sqrt();
-    if d > 0.0 {
-        a / d
-    } else {
-        0.0
-    }
+    s
 }
 
 /// Exact coefficient of window 1 at offset `k` in window 2.
 pub fn cc_at(i1: &ArrayView3<f32>, i2: &ArrayView3<f32>, k: [usize; 3]) -> f64 {
-    let (a, b, c) = sums_at(&prepare(i1), &prepare(i2), k);
-    coefficient(a, b, c)
+    sums_at(&prepare(i1), &prepare(i2), k).score(false)
 }
 
 /// The number of offsets per axis, or None when window 2 is smaller than window 1.
@@ -148,7 +178,7 @@ fn costs(p1: &Prepared, p2: &Prepared, nk: [usize; 3]) -> (f64, f64) {
 
 /// Finds the offset with the highest coefficient (first strictly greater, in Z, Y, X order,
 /// from 0 as spam does). None when window 2 is smaller than window 1 on an axis.
-pub fn search(i1: &ArrayView3<f32>, i2: &ArrayView3<f32>, method: Method, subvoxel: bool) -> Option<Best> {
+pub fn search(i1: &ArrayView3<f32>, i2: &ArrayView3<f32>, method: Method, subvoxel: bool, centred: bool) -> Option<Best> {
     let p1 = prepare(i1);
     let p2 = prepare(i2);
     let nk = offsets(&p1, &p2)?;
@@ -160,7 +190,7 @@ pub fn search(i1: &ArrayView3<f32>, i2: &ArrayView3<f32>, method: Method, subvox
             f < d
         }
     };
-    let scores = if use_fft { scores_fft(&p1, &p2, nk) } else { scores_direct(&p1, &p2, nk) };
+    let scores = if use_fft { scores_fft(&p1, &p2, nk, centred) } else { scores_direct(&p1, &p2, nk, centred) };
     let mut best = [0usize; 3];
     let mut best_cc = 0f64;
     for (i, &s) in scores.iter().enumerate() {
@@ -173,8 +203,7 @@ pub fn search(i1: &ArrayView3<f32>, i2: &ArrayView3<f32>, method: Method, subvox
         return Some(Best { offset: [0; 3], cc: 0.0, subvoxel: [0.0; 3] });
     }
     // Re-score the winner exactly: FFT round-off must not reach the output.
-    let (a, b, c) = sums_at(&p1, &p2, best);
-    let cc = coefficient(a, b, c);
+    let cc = sums_at(&p1, &p2, best).score(centred);
     let mut sub = [0f64; 3];
     if subvoxel {
         for ax in 0..3 {
@@ -185,10 +214,8 @@ pub fn search(i1: &ArrayView3<f32>, i2: &ArrayView3<f32>, method: Method, subvox
             km[ax] -= 1;
             let mut kp = best;
             kp[ax] += 1;
-            let (a, b, c) = sums_at(&p1, &p2, km);
-            let cm = coefficient(a, b, c);
-            let (a, b, c) = sums_at(&p1, &p2, kp);
-            let cp = coefficient(a, b, c);
+            let cm = sums_at(&p1, &p2, km).score(centred);
+            let cp = sums_at(&p1, &p2, kp).score(centred);
             let curv = cm - 2.0 * cc + cp;
             if curv < 0.0 {
                 sub[ax] = (0.5 * (cm - cp) / curv).clamp(-0.5, 0.5);
@@ -223,21 +250,23 @@ pub fn error_at(i1: &ArrayView3<f32>, i2: &ArrayView3<f32>, k: [usize; 3]) -> f6
 }
 
 /// Scores of every offset by direct sums.
-fn scores_direct(p1: &Prepared, p2: &Prepared, nk: [usize; 3]) -> Vec<f64> {
+fn scores_direct(p1: &Prepared, p2: &Prepared, nk: [usize; 3], centred: bool) -> Vec<f64> {
     let mut out = Vec::with_capacity(nk.iter().product());
     if p1.any_nan || p2.any_nan {
         for kz in 0..nk[0] {
             for ky in 0..nk[1] {
                 for kx in 0..nk[2] {
-                    let (a, b, c) = sums_at(p1, p2, [kz, ky, kx]);
-                    out.push(coefficient(a, b, c));
+                    out.push(sums_at(p1, p2, [kz, ky, kx]).score(centred));
                 }
             }
         }
         return out;
     }
     let b: f64 = p1.v.iter().map(|u| u * u).sum();
+    let s1: f64 = p1.v.iter().sum();
+    let n = p1.v.len() as f64;
     let sq = SummedVolume::new(&p2.v, p2.dims, |v| v * v);
+    let lin = SummedVolume::new(&p2.v, p2.dims, |v| v);
     let [n0, n1, n2] = p1.dims;
     let [_, m1, m2] = p2.dims;
     for kz in 0..nk[0] {
@@ -252,7 +281,8 @@ fn scores_direct(p1: &Prepared, p2: &Prepared, nk: [usize; 3]) -> Vec<f64> {
                     }
                 }
                 let c = sq.box_sum([kz, ky, kx], p1.dims);
-                out.push(coefficient(a, b, c));
+                let s2 = lin.box_sum([kz, ky, kx], p1.dims);
+                out.push(Sums { a, b, c, s1, s2, n }.score(centred));
             }
         }
     }
@@ -416,7 +446,7 @@ impl Fft3 {
 }
 
 /// Scores of every offset by FFT cross-correlation.
-fn scores_fft(p1: &Prepared, p2: &Prepared, nk: [usize; 3]) -> Vec<f64> {
+fn scores_fft(p1: &Prepared, p2: &Prepared, nk: [usize; 3], centred: bool) -> Vec<f64> {
     let m: [usize; 3] = std::array::from_fn(|a| fft_size(p2.dims[a]));
     let fft = Fft3::new(m);
     let len = m[0] * m[1] * m[2];
@@ -431,13 +461,17 @@ fn scores_fft(p1: &Prepared, p2: &Prepared, nk: [usize; 3]) -> Vec<f64> {
         let mut prod: Vec<Complex<f64>> = f1.iter().zip(&f2).map(|(a, b)| a.conj() * b).collect();
         fft.run(&mut prod, true);
         let b: f64 = p1.v.iter().map(|u| u * u).sum();
+        let s1: f64 = p1.v.iter().sum();
+        let n = p1.v.len() as f64;
         let sq = SummedVolume::new(&p2.v, p2.dims, |v| v * v);
+        let lin = SummedVolume::new(&p2.v, p2.dims, |v| v);
         for kz in 0..nk[0] {
             for ky in 0..nk[1] {
                 for kx in 0..nk[2] {
                     let a = pick(&prod, false, kz, ky, kx);
                     let c = sq.box_sum([kz, ky, kx], p1.dims);
-                    out.push(coefficient(a, b, c));
+                    let s2 = lin.box_sum([kz, ky, kx], p1.dims);
+                    out.push(Sums { a, b, c, s1, s2, n }.score(centred));
                 }
             }
         }
@@ -455,14 +489,24 @@ fn scores_fft(p1: &Prepared, p2: &Prepared, nk: [usize; 3]) -> Vec<f64> {
     let mut c: Vec<Complex<f64>> = (0..len).map(|o| fw1[o].conj() * fq2[o]).collect();
     fft.run(&mut ab, true);
     fft.run(&mut c, true);
+    // Centred: also n = w1 ⋆ w2, s1 = v1 ⋆ w2, s2 = w1 ⋆ v2, in two more inverses.
+    let (mut nn, mut ss) = (Vec::new(), Vec::new());
+    if centred {
+        nn = (0..len).map(|o| fw1[o].conj() * fw2[o]).collect();
+        ss = (0..len).map(|o| fv1[o].conj() * fw2[o] + i * (fw1[o].conj() * fv2[o])).collect();
+        fft.run(&mut nn, true);
+        fft.run(&mut ss, true);
+    }
     for kz in 0..nk[0] {
         for ky in 0..nk[1] {
             for kx in 0..nk[2] {
-                let a = pick(&ab, false, kz, ky, kx);
-                let b = pick(&ab, true, kz, ky, kx);
-                let cc = pick(&c, false, kz, ky, kx);
-                // Round-off can leave tiny negative sums where nothing overlaps.
-                out.push(if b > 0.0 && cc > 0.0 { coefficient(a, b, cc) } else { 0.0 });
+                let mut sums = Sums { a: pick(&ab, false, kz, ky, kx), b: pick(&ab, true, kz, ky, kx), c: pick(&c, false, kz, ky, kx), ..Default::default() };
+                if centred {
+                    sums.n = pick(&nn, false, kz, ky, kx).round();
+                    sums.s1 = pick(&ss, false, kz, ky, kx);
+                    sums.s2 = pick(&ss, true, kz, ky, kx);
+                }
+                out.push(sums.score(centred));
             }
         }
     }
@@ -491,7 +535,7 @@ mod tests {
         let big = texture([30, 28, 26], 7);
         let w1 = crop(&big.view(), [9, 5, 11], [9, 11, 7]);
         for method in [Method::Direct, Method::Fft, Method::Auto] {
-            let b = search(&w1.view(), &big.view(), method, false).unwrap();
+            let b = search(&w1.view(), &big.view(), method, false, false).unwrap();
             assert_eq!(b.offset, [9, 5, 11], "{method:?}");
             assert_eq!(b.cc, 1.0, "{method:?}");
             assert_eq!(error_at(&w1.view(), &big.view(), b.offset), 0.0);
@@ -505,7 +549,7 @@ mod tests {
         let p1 = prepare(&w1.view());
         let p2 = prepare(&big.view());
         let nk = offsets(&p1, &p2).unwrap();
-        let (d, f) = (scores_direct(&p1, &p2, nk), scores_fft(&p1, &p2, nk));
+        let (d, f) = (scores_direct(&p1, &p2, nk, false), scores_fft(&p1, &p2, nk, false));
         assert!(d.iter().zip(&f).all(|(a, b)| (a - b).abs() < 1e-12));
         // Masks: NaN voxels in both windows.
         w1[[0, 0, 0]] = f32::NAN;
@@ -514,20 +558,44 @@ mod tests {
         big[[10, 0, 3]] = f32::NAN;
         let p1 = prepare(&w1.view());
         let p2 = prepare(&big.view());
-        let (d, f) = (scores_direct(&p1, &p2, nk), scores_fft(&p1, &p2, nk));
+        let (d, f) = (scores_direct(&p1, &p2, nk, false), scores_fft(&p1, &p2, nk, false));
         let worst = d.iter().zip(&f).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-8, "{worst} {:?} {:?}", &d[..4], &f[..4]);
-        let b = search(&w1.view(), &big.view(), Method::Fft, false).unwrap();
+        let b = search(&w1.view(), &big.view(), Method::Fft, false, false).unwrap();
         assert_eq!((b.offset, b.cc), ([4, 3, 5], 1.0));
+    }
+
+    #[test]
+    fn centred_scores_ignore_grey_offsets_and_agree_across_methods() {
+        let big = texture([20, 19, 21], 5);
+        // Window 2 is window 1's scan with a different brightness and contrast.
+        let shifted = big.mapv(|v| 0.5 * v + 3000.0);
+        let w1 = crop(&big.view(), [6, 4, 7], [7, 8, 6]);
+        for method in [Method::Direct, Method::Fft] {
+            let b = search(&w1.view(), &shifted.view(), method, false, true).unwrap();
+            assert_eq!(b.offset, [6, 4, 7], "{method:?}");
+            assert!((b.cc - 1.0).abs() < 1e-12, "{method:?} {}", b.cc);
+        }
+        let mut masked = shifted.clone();
+        masked[[8, 8, 8]] = f32::NAN;
+        let p1 = prepare(&w1.view());
+        let p2 = prepare(&masked.view());
+        let nk = offsets(&p1, &p2).unwrap();
+        let (d, f) = (scores_direct(&p1, &p2, nk, true), scores_fft(&p1, &p2, nk, true));
+        let worst = d.iter().zip(&f).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-6, "{worst}");
+        // Wrong offsets score near 0 centred, but near 1 without centring on this texture.
+        let wrong = sums_at(&p1, &prepare(&shifted.view()), [0, 0, 0]);
+        assert!(wrong.score(true).abs() < 0.3 && wrong.score(false) > 0.7, "{} {}", wrong.score(true), wrong.score(false));
     }
 
     #[test]
     fn no_positive_score_gives_offset_zero_and_cc_zero() {
         let w1 = Array3::from_elem((3, 3, 3), 1.0f32);
         let w2 = Array3::from_elem((5, 5, 5), -1.0f32);
-        let b = search(&w1.view(), &w2.view(), Method::Auto, false).unwrap();
+        let b = search(&w1.view(), &w2.view(), Method::Auto, false, false).unwrap();
         assert_eq!((b.offset, b.cc), ([0, 0, 0], 0.0));
-        assert!(search(&w2.view(), &w1.view(), Method::Auto, false).is_none());
+        assert!(search(&w2.view(), &w1.view(), Method::Auto, false, false).is_none());
     }
 
     #[test]
@@ -537,7 +605,7 @@ mod tests {
         let f = |z: f64, y: f64, x: f64| (-((z - 12.0).powi(2) + (y - 12.0).powi(2) + (x - 12.3).powi(2)) / 18.0).exp() as f32 + 0.01;
         let big = Array3::from_shape_fn((25, 25, 25), |(z, y, x)| f(z as f64, y as f64, x as f64));
         let w1 = Array3::from_shape_fn((11, 11, 11), |(z, y, x)| f(z as f64 + 7.0, y as f64 + 7.0, x as f64 + 7.4));
-        let b = search(&w1.view(), &big.view(), Method::Auto, true).unwrap();
+        let b = search(&w1.view(), &big.view(), Method::Auto, true, false).unwrap();
         assert_eq!(b.offset, [7, 7, 7]);
         assert!(b.subvoxel[0].abs() < 0.02 && b.subvoxel[1].abs() < 0.02, "{:?}", b.subvoxel);
         assert!(b.subvoxel[2] > 0.2 && b.subvoxel[2] <= 0.5, "{:?}", b.subvoxel);

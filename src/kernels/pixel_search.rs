@@ -33,6 +33,8 @@ pub struct PixelOptions {
     pub method: Method,
     /// Refine the integer peak with a parabola per axis.
     pub subvoxel: bool,
+    /// Zero-normalised coefficient (window means removed) instead of spam's non-centred one.
+    pub zero_mean: bool,
     /// Label mode: dilation of the label (and margin of its box).
     pub label_dilate: i64,
     /// Label mode: labels of at most this many voxels are not searched.
@@ -107,7 +109,7 @@ pub fn point_boxes(p: &Vector3<f64>, guess: &Phi, o: &PixelOptions) -> (([i64; 3
 /// Searches window 2 (`lo2` its origin in image 2) for window 1 and fills the result; `n`
 /// the rounded guess.
 fn finish(w1: &Array3<f32>, w2: &Array3<f32>, guess: &Phi, n: &Vector3<f64>, o: &PixelOptions, fail: i32) -> PixelResult {
-    let Some(best) = ncc::search(&w1.view(), &w2.view(), o.method, o.subvoxel) else {
+    let Some(best) = ncc::search(&w1.view(), &w2.view(), o.method, o.subvoxel, o.zero_mean) else {
         return PixelResult::failed(guess, fail);
     };
     let mut out = *guess;
