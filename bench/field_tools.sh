@@ -27,7 +27,7 @@ u[bad] += rng.normal(0, 3, (bad.sum(), 3))
 rows = np.zeros((len(pos), 21))
 rows[:, 0] = np.arange(len(pos)); rows[:, 1:4] = pos
 rows[:, [4, 9, 14]] = 1.0; rows[:, [7, 11, 15]] = u
-rows[:, 16] = np.where(bad, 0.5, 0.999); rows[:, 17] = np.where(bad, -1, 1); rows[:, 18] = 1; rows[:, 19] = 1; rows[:, 20] = 1
+rows[:, 16] = np.where(bad, 0.5, 0.999); rows[:, 17] = np.where(bad, -1, 2); rows[:, 18] = 1; rows[:, 19] = 1; rows[:, 20] = 1
 hdr = "NodeNumber\tZpos\tYpos\tXpos\tFzz\tFzy\tFzx\tZdisp\tFyz\tFyy\tFyx\tYdisp\tFxz\tFxy\tFxx\tXdisp\tpixelSearchCC\treturnStatus\terror\tdeltaPhiNorm\titerations"
 np.savetxt(f"{out}/field.tsv", rows, fmt="%.7f", delimiter="\t", header=hdr, comments="")
 print(f"{len(pos)} points, {bad.sum()} corrupted")

@@ -84,7 +84,7 @@ pub fn line(layout: Layout, r: &FieldRow) -> String {
         if i > 0 {
             s.push('\t');
         }
-        s.push_str(&c_fixed7(value(r, c)));
+        super::format::push_c_fixed7(&mut s, value(r, c));
     }
     s.push('\n');
     s
@@ -114,7 +114,7 @@ pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)])
         let mut l = c_fixed7(i as f64);
         for (_, v) in columns {
             l.push('\t');
-            l.push_str(&c_fixed7(v[i]));
+            super::format::push_c_fixed7(&mut l, v[i]);
         }
         l.push('\n');
         out.write_all(l.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
