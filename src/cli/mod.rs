@@ -45,7 +45,7 @@ pub enum Command {
     ConvertField(convert_field::ConvertFieldArgs),
     /// Multiscale registration of two volumes (spam-reg; spam's -bb, -pf, ... spellings work).
     Reg(reg::RegArgs),
-    /// Deform a volume by a registration Φ, streamed slab by slab (spam-deformImage).
+    /// Deform a volume by a registration Φ or a measured field, streamed slab by slab (spam-deformImage).
     DeformImage(deform_image::DeformImageArgs),
     /// Local DVC on a regular grid, streamed through the chunk cache (spam-ldic).
     Ldic(ldic::LdicArgs),
