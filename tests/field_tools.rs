@@ -2,7 +2,7 @@
 //! analytic fields (exact answers) and spam's example outputs (examples/README.md rows 7-9,
 //! 13-16, 19-23).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use dvc_stream::field::tsv::read_table;
@@ -10,19 +10,8 @@ use dvc_stream::field::{FieldKind, FieldRow, Layout, PhiField};
 use dvc_stream::phi::{self, decompose_f, Phi};
 use nalgebra::{Matrix3, Vector3};
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
-}
-
-fn dvc(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_dvc-stream")).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
+mod common;
+use common::{dvc, examples, s};
 
 /// An analytic displacement field: u(X) and its gradient.
 struct Analytic {

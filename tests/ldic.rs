@@ -1,24 +1,13 @@
 //! ldic against spam's example outputs (examples/README.md rows 4, 6, 10, 11) and exact
 //! synthetic truth.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use dvc_stream::field::PhiField;
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
-}
-
-fn dvc(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_dvc-stream")).args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
+mod common;
+use common::{dvc, examples, s};
 
 /// Every row of `want` (a full file or its first rows) against ours: the same status, and
 /// displacements within 0.01 voxel where both converged.

@@ -1,24 +1,13 @@
 //! pixel-search and pixel-search-propagate against spam's example outputs (examples/README.md
 //! rows 3, 17, 24, 27, 28, 29) and against exact synthetic truth.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use dvc_stream::field::PhiField;
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
-}
-
-fn dvc(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_dvc-stream")).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
+mod common;
+use common::{dvc, examples, s};
 
 /// The exact (f64) CC of the window of half-size `hws` at `p` in im1 and at `p + d` in im2.
 fn exact_cc(images: (&str, &str), p: nalgebra::Vector3<f64>, hws: i64, d: nalgebra::Vector3<f64>) -> f64 {

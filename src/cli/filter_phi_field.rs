@@ -9,8 +9,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use nalgebra::Vector3;
 
-use super::output_names::stem;
-use super::pass_phi_field::{field_out_dir, write_outputs};
+use super::output_names::{dir_beside, stem};
+use super::pass_phi_field::write_outputs;
 use crate::field::filter::{coherency, median_filter, quadratic_estimate, Hood};
 use crate::field::interpolate::{Neighbours, PhiInterpolator};
 use crate::field::neighbours::PointIndex;
@@ -231,7 +231,7 @@ pub fn run(a: FilterPhiFieldArgs) -> Result<()> {
     } else {
         message = "no point was selected as bad: the field is written unchanged".into();
     }
-    let dir = field_out_dir(&a.out.out_dir, &a.phi_file)?;
+    let dir = dir_beside(&a.out.out_dir, &a.phi_file)?;
     let mut name = format!("{}-filtered", a.out.prefix.clone().unwrap_or_else(|| stem(&a.phi_file)));
     if a.correct_lqf {
         name += "-LQC";

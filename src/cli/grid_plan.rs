@@ -17,6 +17,32 @@ pub fn three(one: Option<usize>, three: &Option<Vec<usize>>) -> Option<[usize; 3
     }
 }
 
+/// `-ns`/`-ns3` and `-hws`/`-hws3`, as ldic and pixel-search take them.
+#[derive(clap::Args, Debug)]
+pub struct GridArgs {
+    /// Node spacing on all axes [spam: -ns].
+    #[arg(long = "node-spacing")]
+    pub node_spacing: Option<usize>,
+    /// Node spacing Z Y X [spam: -ns3].
+    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"])]
+    pub node_spacing3: Option<Vec<usize>>,
+    /// Half window size on all axes [spam: -hws].
+    #[arg(long = "half-window-size")]
+    pub half_window_size: Option<usize>,
+    /// Half window size Z Y X [spam: -hws3].
+    #[arg(long = "half-window-size3", num_args = 3, value_names = ["Z", "Y", "X"])]
+    pub half_window_size3: Option<Vec<usize>>,
+}
+
+impl GridArgs {
+    pub fn node_spacing(&self) -> Option<[usize; 3]> {
+        three(self.node_spacing, &self.node_spacing3)
+    }
+    pub fn half_window(&self) -> Option<[usize; 3]> {
+        three(self.half_window_size, &self.half_window_size3)
+    }
+}
+
 /// The grid, the initial Φ of every node and the file values kept by --skip.
 pub struct Plan {
     pub nodes: Vec<Vector3<f64>>,

@@ -8,11 +8,11 @@ use anyhow::{bail, Result};
 use clap::Args;
 use nalgebra::Vector3;
 
-use super::output_names::{open_matching, stem};
+use super::output_names::{dir_beside, open_matching, stem};
 use super::grid_plan::{self, three};
 use super::ReadOpts;
-use crate::field::parquet::{FieldMeta, ParquetWriter};
-use crate::field::tsv::TsvWriter;
+use crate::field::parquet::FieldMeta;
+use crate::field::sink::{print_statuses, FieldSink};
 use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
 use crate::field::{FieldKind, FieldRow, Layout};
 use crate::kernels::local::{correlate_point, window1_box, window2_box, round_even, LocalOptions, PointResult};
@@ -28,18 +28,8 @@ pub struct LdicArgs {
     /// Two or more volumes: pairs (IM1, IMk), or consecutive pairs with --series-incremental.
     #[arg(required = true, num_args = 2..)]
     pub images: Vec<PathBuf>,
-    /// Node spacing on all axes [spam: -ns].
-    #[arg(long = "node-spacing")]
-    pub node_spacing: Option<usize>,
-    /// Node spacing Z Y X [spam: -ns3].
-    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"])]
-    pub node_spacing3: Option<Vec<usize>>,
-    /// Half window size on all axes [spam: -hws].
-    #[arg(long = "half-window-size")]
-    pub half_window_size: Option<usize>,
-    /// Half window size Z Y X [spam: -hws3].
-    #[arg(long = "half-window-size3", num_args = 3, value_names = ["Z", "Y", "X"])]
-    pub half_window_size3: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub grid: grid_plan::GridArgs,
     /// Guess: a registration (one row) or a field on the same grid (TSV or Parquet) [spam: -pf].
     #[arg(long = "phi-file")]
     pub phi_file: Option<PathBuf>,
@@ -108,11 +98,11 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     }
     let im2 = open_matching(im2p, &cache, im1.shape(), "image")?;
     let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
-    let Some(hws) = three(a.half_window_size, &a.half_window_size3) else {
+    let Some(hws) = a.grid.half_window() else {
         bail!("--half-window-size (-hws) is required");
     };
     let margin = three(Some(a.margin), &a.margin3).unwrap();
-    let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, three(a.node_spacing, &a.node_spacing3), im1.shape(), a.skip)?;
+    let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), a.skip)?;
     let o = LocalOptions {
         hws,
         margin,
@@ -128,19 +118,9 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             order: a.interpolation_order,
         },
     };
-    let dir = match &a.out.out_dir {
-        Some(d) => d.clone(),
-        None => im1p.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(".")),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", dir.display()))?;
+    let dir = dir_beside(&a.out.out_dir, im1p)?;
     let n = plan.nodes.len();
-    let kind = FieldKind::Grid {
-        dims: plan.dims,
-        spacing: plan.spacing.map(|h| match h {
-            HeaderNum::Int(i) => i as f64,
-            HeaderNum::Float(f) => f,
-        }),
-    };
+    let kind = FieldKind::Grid { dims: plan.dims, spacing: plan.spacing.map(|h| h.value()) };
     let params = serde_json::json!({
         "im1": im1p, "im2": im2p, "hws": hws, "margin": margin, "phi_file": a.phi_file, "apply_f": a.apply_f,
         "phi_file_bin_ratio": a.phi_file_bin_ratio, "mask_file1": a.mask_file1, "mask_coverage": a.mask_coverage,
@@ -150,16 +130,12 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     });
     let mut meta = FieldMeta::for_command("ldic", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];
-    let mut parquet = ParquetWriter::create(&dir.join(format!("{prefix}-ldic.parquet")), Layout::Ldic, &kind, &meta)?;
-    let mut tsv = if a.no_tsv { None } else { Some(TsvWriter::create(&dir.join(format!("{prefix}-ldic.tsv")), Layout::Ldic)?) };
+    // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
+    let mut sink = FieldSink::create(&dir, &format!("{prefix}-ldic"), Layout::Ldic, &kind, &meta, !a.no_tsv, false)?;
     let want_grids = a.vtk_out || a.tiff_out;
     let mut grids: Vec<Vec<f64>> = if want_grids { vec![Vec::with_capacity(n); 7] } else { vec![] };
-    let mut counts = std::collections::BTreeMap::<i32, usize>::new();
     let cs = im1.chunk_shape();
-    let ns_guess = plan.spacing.map(|h| match h {
-        HeaderNum::Int(i) => i.max(1) as usize,
-        HeaderNum::Float(f) => (f.round() as usize).max(1),
-    });
+    let ns_guess = plan.spacing.map(|h| (h.value().round() as usize).max(1));
     let per_tile: [usize; 3] = std::array::from_fn(|k| (cs[k] / ns_guess[k]).max(1));
     let tiles = scheduler::plan_grid_tiles(plan.dims, per_tile);
     let recompute = |i: usize| -> bool {
@@ -214,8 +190,13 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
                 .collect()
         },
         |i, r| {
-            *counts.entry(r.return_status).or_default() += 1;
-            let row = FieldRow {
+            if want_grids {
+                let t = phi::translation(&r.phi);
+                for (k, v) in [t[0], t[1], t[2], r.error, r.iterations as f64, r.return_status as f64, r.delta_phi_norm].into_iter().enumerate() {
+                    grids[k].push(v);
+                }
+            }
+            sink.push(FieldRow {
                 id: i as i64,
                 position: plan.nodes[i],
                 phi: r.phi,
@@ -225,27 +206,14 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
                 return_status: r.return_status as f64,
                 delta_phi_norm: r.delta_phi_norm,
                 label_dilate: 0.0,
-            };
-            if let Some(t) = tsv.as_mut() {
-                t.write_row(&row)?;
-            }
-            if want_grids {
-                let t = phi::translation(&r.phi);
-                for (k, v) in [t[0], t[1], t[2], r.error, r.iterations as f64, r.return_status as f64, r.delta_phi_norm].into_iter().enumerate() {
-                    grids[k].push(v);
-                }
-            }
-            parquet.write_row(row)?;
+            })?;
             bar.inc(1);
             Ok(())
         },
     )?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    parquet.finish()?;
-    if let Some(t) = tsv {
-        t.finish()?;
-    }
+    let (_, counts) = sink.finish()?;
     if a.tiff_out {
         let names = ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"];
         for (k, name) in names.iter().enumerate() {
@@ -282,10 +250,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             n as f64 / secs.max(1e-9)
         );
     }
-    println!("returnStatus  count");
-    for (s, c) in counts.iter().rev() {
-        println!("{s:>12}  {c}");
-    }
+    print_statuses(&counts);
     a.read.report(&cache);
     Ok(())
 }

@@ -26,6 +26,17 @@ pub fn out_dir(od: &Option<PathBuf>, im1: &Path) -> Result<PathBuf> {
     Ok(d)
 }
 
+/// `-od`, or the folder of `path` as given (`./` for a bare name): spam's rule for ldic and
+/// the field tools, whose outputs go next to their input.
+pub fn dir_beside(od: &Option<PathBuf>, path: &Path) -> Result<PathBuf> {
+    let d = match od {
+        Some(d) => d.clone(),
+        None => path.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(".")),
+    };
+    std::fs::create_dir_all(&d).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", d.display()))?;
+    Ok(d)
+}
+
 /// Reads a single registration Φ (a one-row file) for `-pf`, scaled by `-pfb`.
 pub fn read_registration(path: &Path, bin_ratio: f64) -> Result<PhiField> {
     let mut f = PhiField::read(path)?;

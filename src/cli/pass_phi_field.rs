@@ -9,7 +9,7 @@ use clap::Args;
 use nalgebra::Vector3;
 
 use super::grid_plan::three;
-use super::output_names::{read_registration, stem};
+use super::output_names::{dir_beside, read_registration, stem};
 use super::pixel_search::background_row;
 use super::ReadOpts;
 use crate::field::interpolate::{Neighbours, PhiInterpolator};
@@ -141,16 +141,6 @@ pub fn write_outputs(field: &PhiField, dir: &std::path::Path, name: &str, meta: 
     Ok(())
 }
 
-/// Output folder: `-od`, or the folder of the input field.
-pub fn field_out_dir(od: &Option<PathBuf>, pf: &std::path::Path) -> Result<PathBuf> {
-    let dir = match od {
-        Some(d) => d.clone(),
-        None => pf.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(".")),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", dir.display()))?;
-    Ok(dir)
-}
-
 pub fn run(a: PassPhiFieldArgs) -> Result<()> {
     a.read.threads();
     if !(a.phi_file_bin_ratio > 0.0) {
@@ -158,7 +148,7 @@ pub fn run(a: PassPhiFieldArgs) -> Result<()> {
     }
     let mut input = PhiField::read(&a.phi_file)?;
     input.rescale(a.phi_file_bin_ratio);
-    let dir = field_out_dir(&a.out.out_dir, &a.phi_file)?;
+    let dir = dir_beside(&a.out.out_dir, &a.phi_file)?;
     let mut name = format!("{}-passed", a.out.prefix.clone().unwrap_or_else(|| stem(&a.phi_file)));
     let params = serde_json::json!({
         "phi_file": a.phi_file, "phi_file_bin_ratio": a.phi_file_bin_ratio, "apply_f": a.apply_f,

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use nalgebra::Vector3;
 
-use super::grid_plan::{self, three};
+use super::grid_plan;
 use super::output_names::{open_matching, out_dir, stem};
 use super::ReadOpts;
 use crate::field::parquet::FieldMeta;
@@ -112,18 +112,8 @@ impl SearchArgs {
 pub struct PixelSearchArgs {
     pub im1: PathBuf,
     pub im2: PathBuf,
-    /// Node spacing on all axes [spam: -ns].
-    #[arg(long = "node-spacing")]
-    pub node_spacing: Option<usize>,
-    /// Node spacing Z Y X [spam: -ns3].
-    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"])]
-    pub node_spacing3: Option<Vec<usize>>,
-    /// Half window size on all axes [spam: -hws].
-    #[arg(long = "half-window-size")]
-    pub half_window_size: Option<usize>,
-    /// Half window size Z Y X [spam: -hws3].
-    #[arg(long = "half-window-size3", num_args = 3, value_names = ["Z", "Y", "X"])]
-    pub half_window_size3: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub grid: grid_plan::GridArgs,
     /// Guess: a registration (one row), a field on the grid, or a label field [spam: -pf].
     #[arg(long = "phi-file")]
     pub phi_file: Option<PathBuf>,
@@ -263,7 +253,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
         bail!("--phi-file-bin-ratio must be positive");
     }
     let labels = s.labelled_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "label image")).transpose()?;
-    let hws = three(a.half_window_size, &a.half_window_size3);
+    let hws = a.grid.half_window();
     if labels.is_none() && hws.is_none() {
         bail!("--half-window-size (-hws) is required in grid mode");
     }
@@ -299,7 +289,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
     let keep = s.vtk_out || s.tiff_out;
     let (kept, counts, n) = match &labels {
         None => {
-            let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, three(a.node_spacing, &a.node_spacing3), im1.shape(), false)?;
+            let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), false)?;
             let n = plan.nodes.len();
             let kind = FieldKind::Grid { dims: plan.dims, spacing: plan.spacing.map(|h| h.value()) };
             let mut sink = FieldSink::create(&dir, &format!("{prefix}-pixelSearch"), Layout::PixelSearch, &kind, &meta, !s.no_tsv, keep)?;

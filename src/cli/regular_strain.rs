@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use nalgebra::{Matrix3, Vector3};
 
-use super::output_names::stem;
+use super::output_names::{dir_beside, stem};
 use crate::field::neighbours::PointIndex;
 use crate::field::parquet::{self, FieldMeta};
 use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
@@ -211,11 +211,7 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
             cols.push((cname.to_string(), decomp.iter().map(|d| value(c, d)[k]).collect()));
         }
     }
-    let dir = match &a.out.out_dir {
-        Some(d) => d.clone(),
-        None => a.phi_file.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(".")),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", dir.display()))?;
+    let dir = dir_beside(&a.out.out_dir, &a.phi_file)?;
     let pre = a.out.prefix.clone().unwrap_or_else(|| stem(&a.phi_file));
     let base = dir.join(format!("{pre}-strain-{mode}"));
     let params = serde_json::json!({

@@ -61,58 +61,6 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-notsv", "--no-tsv"),
             ("-np", "--number-of-processes"),
         ],
-        "pixel-search" => &[
-            ("-sr", "--search-range"),
-            ("-mf1", "--mask-file1"),
-            ("-mf2", "--mask-file2"),
-            ("-mc", "--mask-coverage"),
-            ("-glt", "--grey-low-threshold"),
-            ("-ght", "--grey-high-threshold"),
-            ("-lab1", "--labelled-file1"),
-            ("-ld", "--label-dilate"),
-            ("-ns", "--node-spacing"),
-            ("-ns3", "--node-spacing3"),
-            ("-hws", "--half-window-size"),
-            ("-hws3", "--half-window-size3"),
-            ("-od", "--out-dir"),
-            ("-pre", "--prefix"),
-            ("-vtk", "--vtk-out"),
-            ("-tif", "--tiff-out"),
-            ("-tiff", "--tiff-out"),
-            ("-notsv", "--no-tsv"),
-            ("-np", "--number-of-processes"),
-            ("-pf", "--phi-file"),
-            ("-phiFile", "--phi-file"),
-            ("-pfb", "--phi-file-bin-ratio"),
-            ("-F", "--apply-f"),
-            ("-lvt", "--label-volume-threshold"),
-        ],
-        "pixel-search-propagate" => &[
-            ("-sr", "--search-range"),
-            ("-mf1", "--mask-file1"),
-            ("-mf2", "--mask-file2"),
-            ("-mc", "--mask-coverage"),
-            ("-glt", "--grey-low-threshold"),
-            ("-ght", "--grey-high-threshold"),
-            ("-lab1", "--labelled-file1"),
-            ("-ld", "--label-dilate"),
-            ("-ns", "--node-spacing"),
-            ("-ns3", "--node-spacing3"),
-            ("-hws", "--half-window-size"),
-            ("-hws3", "--half-window-size3"),
-            ("-od", "--out-dir"),
-            ("-pre", "--prefix"),
-            ("-vtk", "--vtk-out"),
-            ("-tif", "--tiff-out"),
-            ("-tiff", "--tiff-out"),
-            ("-notsv", "--no-tsv"),
-            ("-np", "--number-of-processes"),
-            ("-sp", "--start-point"),
-            ("-gp", "--guiding-points-file"),
-            ("-nr", "--neighbourhood-radius"),
-            ("-gwd", "--gaussian-weighting-distance"),
-            ("-cct", "--cc-threshold"),
-        ],
         "pass-phi-field" => &[
             ("-pf", "--phi-file"),
             ("-phiFile", "--phi-file"),
@@ -203,10 +151,58 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// The options pixel-search and pixel-search-propagate share (`SearchArgs`).
+const SEARCH: &[(&str, &str)] = &[
+    ("-sr", "--search-range"),
+    ("-mf1", "--mask-file1"),
+    ("-mf2", "--mask-file2"),
+    ("-mc", "--mask-coverage"),
+    ("-glt", "--grey-low-threshold"),
+    ("-ght", "--grey-high-threshold"),
+    ("-lab1", "--labelled-file1"),
+    ("-ld", "--label-dilate"),
+    ("-ns", "--node-spacing"),
+    ("-ns3", "--node-spacing3"),
+    ("-hws", "--half-window-size"),
+    ("-hws3", "--half-window-size3"),
+    ("-od", "--out-dir"),
+    ("-pre", "--prefix"),
+    ("-vtk", "--vtk-out"),
+    ("-tif", "--tiff-out"),
+    ("-tiff", "--tiff-out"),
+    ("-notsv", "--no-tsv"),
+    ("-np", "--number-of-processes"),
+];
+
+const PIXEL_SEARCH: &[(&str, &str)] = &[
+    ("-pf", "--phi-file"),
+    ("-phiFile", "--phi-file"),
+    ("-pfb", "--phi-file-bin-ratio"),
+    ("-F", "--apply-f"),
+    ("-lvt", "--label-volume-threshold"),
+];
+
+const PROPAGATE: &[(&str, &str)] = &[
+    ("-sp", "--start-point"),
+    ("-gp", "--guiding-points-file"),
+    ("-nr", "--neighbourhood-radius"),
+    ("-gwd", "--gaussian-weighting-distance"),
+    ("-cct", "--cc-threshold"),
+];
+
+/// The spellings of a subcommand: its own table, plus the shared search options.
+fn spellings(sub: &str) -> Vec<(&'static str, &'static str)> {
+    match sub {
+        "pixel-search" => SEARCH.iter().chain(PIXEL_SEARCH).copied().collect(),
+        "pixel-search-propagate" => SEARCH.iter().chain(PROPAGATE).copied().collect(),
+        other => table(other).to_vec(),
+    }
+}
+
 /// Rewrites spam spellings after the subcommand name into long options.
 pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
     let sub = args.get(1).and_then(|s| s.to_str()).unwrap_or("").to_string();
-    let t = table(&sub);
+    let t = spellings(&sub);
     args.into_iter()
         .enumerate()
         .map(|(i, a)| {

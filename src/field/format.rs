@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn fast_fixed7_equals_exact_formatting() {
         let mut x = 0x2545F4914F6CDD1Du64;
-        let mut check = |v: f64| assert_eq!(c_fixed7(v), format!("{v:.7}"), "{v:e}");
+        let check = |v: f64| assert_eq!(c_fixed7(v), format!("{v:.7}"), "{v:e}");
         for _ in 0..200_000 {
             x ^= x << 13;
             x ^= x >> 7;

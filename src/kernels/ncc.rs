@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use ndarray::{Array3, ArrayView3};
+use ndarray::ArrayView3;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
@@ -513,14 +513,14 @@ fn scores_fft(p1: &Prepared, p2: &Prepared, nk: [usize; 3], centred: bool) -> Ve
     out
 }
 
-/// Window 1 cut from a larger array at `lo` (a test helper and a building block).
-pub fn crop(a: &ArrayView3<f32>, lo: [usize; 3], size: [usize; 3]) -> Array3<f32> {
-    a.slice(ndarray::s![lo[0]..lo[0] + size[0], lo[1]..lo[1] + size[1], lo[2]..lo[2] + size[2]]).to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Array3;
+
+    fn crop(a: &ArrayView3<f32>, lo: [usize; 3], size: [usize; 3]) -> Array3<f32> {
+        a.slice(ndarray::s![lo[0]..lo[0] + size[0], lo[1]..lo[1] + size[1], lo[2]..lo[2] + size[2]]).to_owned()
+    }
 
     fn texture(d: [usize; 3], seed: u64) -> Array3<f32> {
         let mut s = seed;

@@ -54,13 +54,9 @@ pub struct PixelResult {
 impl PixelResult {
     /// A point that was not searched: the guess's F, NaN translation, CC 0, error ∞.
     pub fn failed(guess: &Phi, status: i32) -> PixelResult {
-        let mut p = *guess;
-        phi::set_translation(&mut p, &Vector3::from_element(f64::NAN));
-        if !phi::is_finite(&phi::from_f_t(&phi::f_block(guess), &Vector3::zeros())) {
-            p = Phi::identity();
-            phi::set_translation(&mut p, &Vector3::from_element(f64::NAN));
-        }
-        PixelResult { phi: p, cc: 0.0, error: f64::INFINITY, status }
+        let f = phi::f_block(guess);
+        let f = if f.iter().all(|v| v.is_finite()) { f } else { nalgebra::Matrix3::identity() };
+        PixelResult { phi: phi::from_f_t(&f, &Vector3::from_element(f64::NAN)), cc: 0.0, error: f64::INFINITY, status }
     }
 }
 
@@ -193,7 +189,7 @@ pub fn search_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTable
     let grow = 2 * o.label_dilate.max(0);
     let lo: [i64; 3] = std::array::from_fn(|a| info.bbox[a][0] - grow);
     let hi: [i64; 3] = std::array::from_fn(|a| info.bbox[a][1] + 1 + grow);
-    let (mut mask, _) = label_mask(lab, l as u32, lo, hi, o.label_dilate, true)?;
+    let mut mask = label_mask(lab, l as u32, lo, hi, o.label_dilate, true)?;
     let mut w1 = slice_padded(im1, lo, hi)?;
     if let Some(def) = window_deformation(guess, o.apply_f) {
         let c = std::array::from_fn(|a| info.com[a] - lo[a] as f64);

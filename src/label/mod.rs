@@ -154,7 +154,7 @@ fn ball(r: i64) -> Vec<[i64; 3]> {
 /// The mask of label `l` over the box `[lo, hi)` (spam's `getLabel`): the label, dilated
 /// (`dilate` > 0) or eroded (< 0) by a ball, then with voxels of other labels removed when
 /// `mask_other` is set. Outside the volume counts as background.
-pub fn label_mask(lab: &Volume, l: u32, lo: [i64; 3], hi: [i64; 3], dilate: i64, mask_other: bool) -> Result<(Array3<bool>, Array3<u32>)> {
+pub fn label_mask(lab: &Volume, l: u32, lo: [i64; 3], hi: [i64; 3], dilate: i64, mask_other: bool) -> Result<Array3<bool>> {
     let raw = lab.read_box(lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2])?;
     let mut ids = Array3::<u32>::zeros(raw.dim());
     for (o, v) in ids.iter_mut().zip(raw.iter()) {
@@ -196,7 +196,7 @@ pub fn label_mask(lab: &Volume, l: u32, lo: [i64; 3], hi: [i64; 3], dilate: i64,
             }
         }
     }
-    Ok((mask, ids))
+    Ok(mask)
 }
 
 #[cfg(test)]
@@ -248,13 +248,13 @@ mod tests {
     fn masks_dilate_erode_and_drop_other_labels() {
         let f = |z: usize, y: usize, x: usize| if x < 5 { 1.0 } else if x == 6 && y == 4 && z == 4 { 2.0 } else { 0.0 };
         let v = volume([9, 9, 9], [4, 4, 4], f);
-        let (m, _) = label_mask(&v, 1, [0, 0, 0], [9, 9, 9], 0, false).unwrap();
+        let m = label_mask(&v, 1, [0, 0, 0], [9, 9, 9], 0, false).unwrap();
         assert_eq!(m.iter().filter(|b| **b).count(), 9 * 9 * 5);
-        let (m, _) = label_mask(&v, 1, [0, 0, 0], [9, 9, 9], 2, false).unwrap();
+        let m = label_mask(&v, 1, [0, 0, 0], [9, 9, 9], 2, false).unwrap();
         assert!(m[[4, 4, 6]] && m[[0, 0, 6]] && !m[[0, 0, 7]]);
-        let (m, _) = label_mask(&v, 1, [0, 0, 0], [9, 9, 9], 2, true).unwrap();
+        let m = label_mask(&v, 1, [0, 0, 0], [9, 9, 9], 2, true).unwrap();
         assert!(!m[[4, 4, 6]], "the voxel of label 2 is removed");
-        let (m, _) = label_mask(&v, 1, [0, 0, 0], [9, 9, 9], -1, false).unwrap();
+        let m = label_mask(&v, 1, [0, 0, 0], [9, 9, 9], -1, false).unwrap();
         assert!(m[[4, 4, 3]] && !m[[4, 4, 4]] && !m[[0, 4, 3]], "erosion also eats the box border");
         assert!(LabelTable::scan(&volume([2, 2, 2], [2, 2, 2], |_, _, _| 1.5), false).is_err());
     }
