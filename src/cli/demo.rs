@@ -45,6 +45,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
         codec: "zstd:1".into(),
         levels: None,
         truth_ns: 16,
+        grains: None,
+        grain_radius: vec![6.0, 12.0],
+        grain_shape: "ellipsoid".into(),
+        grain_fill: "speckle".into(),
+        grain_max_translation: 5.0,
+        grain_max_rotation: 10.0,
         overwrite: true,
         quiet: a.quiet,
     };

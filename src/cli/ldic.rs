@@ -116,6 +116,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             update_gradient: a.update_gradient,
             rigid: a.rigid,
             order: a.interpolation_order,
+            damped: false,
         },
     };
     let dir = dir_beside(&a.out.out_dir, im1p)?;

@@ -4,10 +4,12 @@
 //! file and the problem, and the process exits with status 2.
 
 pub mod convert_field;
+pub mod ddic;
 pub mod deform_image;
 pub mod demo;
 pub mod filter_phi_field;
 pub mod grid_plan;
+pub mod labels;
 pub mod ldic;
 pub mod output_names;
 pub mod pass_phi_field;
@@ -56,6 +58,10 @@ pub enum Command {
     PixelSearchPropagate(pixel_search_propagate::PropagateArgs),
     /// Strain components from a displacement field: Q8 cells, Geers or raw (spam-regularStrain).
     RegularStrain(regular_strain::RegularStrainArgs),
+    /// Discrete DVC: one Φ per labelled grain, streamed through the chunk cache (spam-ddic).
+    Ddic(ddic::DdicArgs),
+    /// Each label's bounding box, volume and centre of mass, as Parquet and TSV.
+    Labels(labels::LabelsArgs),
     /// Carry a registration or a field onto a new grid or label centres (spam-passPhiField).
     PassPhiField(pass_phi_field::PassPhiFieldArgs),
     /// Find bad points of a field and correct them, or median-filter it (spam-filterPhiField).
@@ -142,6 +148,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::PixelSearch(a) => pixel_search::run(a),
         Command::PixelSearchPropagate(a) => pixel_search_propagate::run(a),
         Command::RegularStrain(a) => regular_strain::run(a),
+        Command::Ddic(a) => ddic::run(a),
+        Command::Labels(a) => labels::run(a),
         Command::PassPhiField(a) => pass_phi_field::run(a),
         Command::FilterPhiField(a) => filter_phi_field::run(a),
     };

@@ -99,6 +99,7 @@ pub fn run(a: RegArgs) -> Result<()> {
             update_gradient: a.update_gradient,
             rigid: a.rigid,
             order: a.interpolation_order,
+            damped: false,
         },
     };
     let r = register_multiscale(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?;

@@ -14,7 +14,9 @@ use crate::store::output::PendingOutput;
 use crate::store::zarr::{ArrayLayout, Codec};
 use crate::synth::deformation::{Deformation, Field};
 use crate::synth::texture::Texture;
-use crate::synth::{SynthFormat, SynthSpec};
+use crate::store::dtype::TypedBuf;
+use crate::synth::grains::{GrainFill, GrainShape, Granular, GranularParams};
+use crate::synth::{write_volume, SynthFormat, SynthSpec};
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
@@ -59,6 +61,25 @@ pub struct SynthArgs {
     /// Pyramid levels including full resolution (default: down to about 64³).
     #[arg(long)]
     pub levels: Option<usize>,
+    /// Granular mode: this many non-overlapping grains, each moved by its own rigid motion;
+    /// writes lab1 (the label volume of im1) and truth-grains.tsv/.parquet (Φ per grain).
+    #[arg(long)]
+    pub grains: Option<usize>,
+    /// Granular mode: smallest and largest grain radius (semi-axis) in voxels.
+    #[arg(long = "grain-radius", num_args = 2, value_names = ["MIN", "MAX"], default_values_t = [6.0, 12.0])]
+    pub grain_radius: Vec<f64>,
+    /// Granular mode: ellipsoid (random semi-axes and orientation) or sphere.
+    #[arg(long = "grain-shape", default_value = "ellipsoid")]
+    pub grain_shape: String,
+    /// Granular mode: speckle (textured grains) or uniform (flat grey: rotations unobservable).
+    #[arg(long = "grain-fill", default_value = "speckle")]
+    pub grain_fill: String,
+    /// Granular mode: largest grain translation (voxels).
+    #[arg(long = "grain-max-translation", default_value_t = 5.0)]
+    pub grain_max_translation: f64,
+    /// Granular mode: largest grain rotation (degrees; 0 = translations only).
+    #[arg(long = "grain-max-rotation", default_value_t = 10.0)]
+    pub grain_max_rotation: f64,
     /// Node spacing of the truth table.
     #[arg(long = "truth-ns", default_value_t = 10)]
     pub truth_ns: usize,
@@ -74,13 +95,7 @@ fn v3(v: &Option<Vec<f64>>) -> Option<[f64; 3]> {
 
 impl SynthArgs {
     pub fn spec(&self) -> Result<SynthSpec> {
-        let shape = match &self.shape3 {
-            Some(s) => [s[0], s[1], s[2]],
-            None => [self.shape; 3],
-        };
-        if shape.iter().any(|&s| s < 2) {
-            bail!("--shape: every axis needs at least 2 voxels");
-        }
+        let shape = self.shape()?;
         if !(self.speckle > 0.5) {
             bail!("--speckle must be above 0.5 voxel");
         }
@@ -96,18 +111,96 @@ impl SynthArgs {
     }
 }
 
+impl SynthArgs {
+    fn shape(&self) -> Result<[usize; 3]> {
+        let shape = match &self.shape3 {
+            Some(s) => [s[0], s[1], s[2]],
+            None => [self.shape; 3],
+        };
+        if shape.iter().any(|&s| s < 2) {
+            bail!("--shape: every axis needs at least 2 voxels");
+        }
+        Ok(shape)
+    }
+
+    /// The output format for volumes of `shape` (`levels` overrides the pyramid depth).
+    fn format(&self, shape: [usize; 3], levels: Option<usize>) -> Result<(SynthFormat, &'static str)> {
+        Ok(match self.format.as_str() {
+            "zarr" => {
+                let layout = ArrayLayout { chunk: [self.chunk; 3], codec: Codec::parse(&self.codec)?, shard: None };
+                let levels = levels.or(self.levels).unwrap_or_else(|| crate::store::convert::default_levels(shape));
+                (SynthFormat::Zarr { layout, levels }, "zarr")
+            }
+            "tiff" | "tif" => (SynthFormat::Tiff, "tif"),
+            other => bail!("--format: unknown format '{other}' (use zarr or tiff)"),
+        })
+    }
+
+    pub fn granular_params(&self, count: usize) -> Result<GranularParams> {
+        if self.translate.is_some() || self.rotate.is_some() || self.zoom.is_some() || !self.fields.is_empty() {
+            bail!("--grains: each grain gets its own motion; --translate, --rotate, --zoom and --field do not apply");
+        }
+        let grain_shape = match self.grain_shape.as_str() {
+            "ellipsoid" => GrainShape::Ellipsoid,
+            "sphere" => GrainShape::Sphere,
+            other => bail!("--grain-shape: '{other}' is not a shape (use ellipsoid or sphere)"),
+        };
+        let fill = match self.grain_fill.as_str() {
+            "speckle" => GrainFill::Speckle,
+            "uniform" => GrainFill::Uniform,
+            other => bail!("--grain-fill: '{other}' is not a fill (use speckle or uniform)"),
+        };
+        if !(self.grain_max_translation >= 0.0 && self.grain_max_rotation >= 0.0) {
+            bail!("--grain-max-translation and --grain-max-rotation must be ≥ 0");
+        }
+        Ok(GranularParams {
+            shape: self.shape()?,
+            count,
+            radius: [self.grain_radius[0], self.grain_radius[1]],
+            max_translation: self.grain_max_translation,
+            max_rotation: self.grain_max_rotation,
+            grain_shape,
+            fill,
+            speckle: self.speckle,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Granular mode: im1, im2, lab1 and the per-grain truth; returns the paths of im1, lab1, im2.
+pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
+    let g = Granular::generate(&a.granular_params(count)?)?;
+    let dtype = DType::parse(&a.dtype)?;
+    let (format, ext) = a.format(g.shape, None)?;
+    let (label_format, _) = a.format(g.shape, Some(1))?;
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", a.out_dir.display()))?;
+    let write = |name: &str, fmt: &SynthFormat, dt: DType, planes: &(dyn Fn(usize, usize) -> TypedBuf + Sync)| -> Result<PathBuf> {
+        let path = a.out_dir.join(format!("{name}.{ext}"));
+        let pending = PendingOutput::new(&path, a.overwrite)?;
+        write_volume(g.shape, dt, pending.path(), fmt, name, !a.quiet, planes).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+        pending.commit()
+    };
+    let im1 = write("im1", &format, dtype, &|z0, z1| g.planes(1, z0, z1, a.noise, a.seed, dtype))?;
+    let im2 = write("im2", &format, dtype, &|z0, z1| g.planes(2, z0, z1, a.noise, a.seed, dtype))?;
+    let ld = g.label_dtype();
+    let lab1 = write("lab1", &label_format, ld, &|z0, z1| TypedBuf::from_f32(ld, &g.label_planes(z0, z1)))?;
+    let truth = g.truth();
+    tsv::write_field(&a.out_dir.join("truth-grains.tsv"), &truth)?;
+    let params = serde_json::json!({
+        "shape": g.shape, "seed": a.seed, "grains": count, "grain_radius": a.grain_radius, "grain_shape": a.grain_shape,
+        "grain_fill": a.grain_fill, "grain_max_translation": a.grain_max_translation, "grain_max_rotation": a.grain_max_rotation,
+        "noise": a.noise, "speckle": a.speckle, "dtype": a.dtype,
+    });
+    let mut meta = FieldMeta::for_command("synth", params);
+    meta.image_shapes = vec![g.shape, g.shape];
+    parquet::write_field(&a.out_dir.join("truth-grains.parquet"), &truth, &meta)?;
+    Ok([im1, lab1, im2])
+}
+
 /// Writes the pair and the truth; returns the two image paths.
 pub fn write_pair(a: &SynthArgs) -> Result<(PathBuf, PathBuf)> {
     let spec = a.spec()?;
-    let (format, ext) = match a.format.as_str() {
-        "zarr" => {
-            let layout = ArrayLayout { chunk: [a.chunk; 3], codec: Codec::parse(&a.codec)?, shard: None };
-            let levels = a.levels.unwrap_or_else(|| crate::store::convert::default_levels(spec.shape));
-            (SynthFormat::Zarr { layout, levels }, "zarr")
-        }
-        "tiff" | "tif" => (SynthFormat::Tiff, "tif"),
-        other => bail!("--format: unknown format '{other}' (use zarr or tiff)"),
-    };
+    let (format, ext) = a.format(spec.shape, None)?;
     std::fs::create_dir_all(&a.out_dir).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", a.out_dir.display()))?;
     let mut paths = Vec::new();
     for image in [1u8, 2] {
@@ -148,6 +241,16 @@ fn write_truth(a: &SynthArgs, spec: &SynthSpec, dir: &Path) -> Result<()> {
 }
 
 pub fn run(a: SynthArgs) -> Result<()> {
+    if !(a.speckle > 0.5) {
+        bail!("--speckle must be above 0.5 voxel");
+    }
+    if let Some(n) = a.grains {
+        let [im1, lab1, im2] = write_granular(&a, n)?;
+        if !a.quiet {
+            eprintln!("wrote {}, {} and {} ({n} grains; truth in {})", im1.display(), lab1.display(), im2.display(), a.out_dir.join("truth-grains.tsv").display());
+        }
+        return Ok(());
+    }
     let (p1, p2) = write_pair(&a)?;
     if !a.quiet {
         eprintln!("wrote {} and {} (truth in {})", p1.display(), p2.display(), a.out_dir.join("truth.tsv").display());

@@ -64,6 +64,74 @@ pub fn trilinear_slice(data: &[f32], stride: [usize; 2], q: [f32; 3]) -> f32 {
     (y0 * (1.0 - rz) + y1 * rz) as f32
 }
 
+/// The hot loop of every registration: `out` (Z-major, `dims`) gets the source `data` (shape
+/// `n`) sampled trilinearly through `map` at the voxels `origin + [0, dims)`, 0 where spam's
+/// bounds test `1 ≤ q < N − 1` fails. Coordinates are evaluated in f32 in spam's order
+/// (K0·dz + K1·dy, then + K2·dx + K3 + c) a whole row at a time, which the compiler
+/// vectorises; the AVX2 build of the same code is taken when the processor has it (f32
+/// products and sums round the same in every width, so results are identical).
+pub fn trilinear_rows(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32]) {
+    assert_eq!(data.len(), n[0] * n[1] * n[2], "source shape");
+    assert_eq!(out.len(), dims[0] * dims[1] * dims[2], "output shape");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor supports AVX2, checked just above.
+            return unsafe { trilinear_rows_avx2(data, n, map, origin, dims, out) };
+        }
+    }
+    trilinear_rows_body(data, n, map, origin, dims, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn trilinear_rows_avx2(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32]) {
+    trilinear_rows_body(data, n, map, origin, dims, out)
+}
+
+#[inline(always)]
+fn trilinear_rows_body(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32]) {
+    let (sz, sy) = (n[1] * n[2], n[2]);
+    let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
+    let (k, cc) = (map.k, map.c);
+    let dxs: Vec<f32> = (0..dims[2]).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
+    let mut q = [vec![0f32; dims[2]], vec![0f32; dims[2]], vec![0f32; dims[2]]];
+    for (z, slab) in out.chunks_exact_mut(dims[1] * dims[2]).enumerate() {
+        let dz = (origin[0] + z) as f32 - cc[0];
+        for (y, row) in slab.chunks_exact_mut(dims[2]).enumerate() {
+            let dy = (origin[1] + y) as f32 - cc[1];
+            for i in 0..3 {
+                let a = k[i][0] * dz + k[i][1] * dy;
+                for (qi, &dx) in q[i].iter_mut().zip(&dxs) {
+                    *qi = a + k[i][2] * dx + k[i][3] + cc[i];
+                }
+            }
+            for (x, v) in row.iter_mut().enumerate() {
+                let (qz, qy, qx) = (q[0][x], q[1][x], q[2][x]);
+                if qz >= 1.0 && qz < hi[0] && qy >= 1.0 && qy < hi[1] && qx >= 1.0 && qx < hi[2] {
+                    // 1 ≤ q < N − 1 on every axis, so the 8 taps b .. b + sz + sy + 1 are
+                    // inside `data` (its length was checked against n above).
+                    // SAFETY: each q is in [1, N − 1), a range i32 holds.
+                    let (iz, iy, ix) = unsafe { (qz.to_int_unchecked::<i32>() as usize, qy.to_int_unchecked::<i32>() as usize, qx.to_int_unchecked::<i32>() as usize) };
+                    let rz = (qz - iz as f32) as f64;
+                    let ry = (qy - iy as f32) as f64;
+                    let rx = (qx - ix as f32) as f64;
+                    let b = iz * sz + iy * sy + ix;
+                    // SAFETY: b + sz + sy + 1 ≤ (N0 − 1)·sz + (N1 − 1)·sy + N2 − 1 < data.len().
+                    let c = |o: usize| unsafe { *data.get_unchecked(b + o) } as f64;
+                    let x00 = c(0) * (1.0 - rx) + c(1) * rx;
+                    let x01 = c(sy) * (1.0 - rx) + c(sy + 1) * rx;
+                    let x10 = c(sz) * (1.0 - rx) + c(sz + 1) * rx;
+                    let x11 = c(sz + sy) * (1.0 - rx) + c(sz + sy + 1) * rx;
+                    let y0 = x00 * (1.0 - ry) + x01 * ry;
+                    let y1 = x10 * (1.0 - ry) + x11 * ry;
+                    *v = (y0 * (1.0 - rz) + y1 * rz) as f32;
+                }
+            }
+        }
+    }
+}
+
 /// Cubic B-spline weights of the 4 taps at i−1, i, i+1, i+2 for fractional part t.
 #[inline]
 fn bspline_weights(t: f64) -> [f64; 4] {

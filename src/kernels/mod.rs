@@ -3,6 +3,7 @@
 //! ([`register`]).
 
 pub mod deform;
+pub mod discrete;
 pub mod gradient;
 pub mod interp;
 pub mod local;

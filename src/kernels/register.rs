@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use nalgebra::{SMatrix, SVector, Vector3};
 use ndarray::{s, Array3, ArrayView3};
 
-use super::gradient::gradient;
+use super::gradient::gradient_in_box;
 use super::interp::{sample, BackwardMap};
 use crate::phi::{self, Phi};
 use crate::store::Volume;
@@ -22,11 +22,19 @@ pub struct RegisterOptions {
     pub rigid: bool,
     /// 1 = trilinear (spam's C kernel), 3 = cubic B-spline.
     pub order: usize,
+    /// `false`: spam's Gauss–Newton, δ = M⁻¹A, every step taken. `true`: Levenberg–Marquardt
+    /// steps δ = (M + λ·diag M)⁻¹A, kept only when the error does not grow (λ shrinks after a
+    /// kept step and grows after a refused one, starting at 0, so where Gauss–Newton steps
+    /// lower the error the two are the same). A parameter the images barely determine (the
+    /// rotation of a uniform sphere) then stops wandering on interpolation noise and the
+    /// registration converges, instead of ending at the iteration limit. Convergence (status
+    /// 2) is then also a kept step that lowers the error by less than 10⁻⁶ of it.
+    pub damped: bool,
 }
 
 impl Default for RegisterOptions {
     fn default() -> Self {
-        RegisterOptions { margin: None, max_iterations: 50, delta_phi_min: 1e-4, update_gradient: false, rigid: false, order: 1 }
+        RegisterOptions { margin: None, max_iterations: 50, delta_phi_min: 1e-4, update_gradient: false, rigid: false, order: 1, damped: false }
     }
 }
 
@@ -42,48 +50,33 @@ pub struct RegisterResult {
 
 /// im2 warped by Φ (K = Φ, about im2's centre) over the box `origin + [0, dims)` of im2's grid.
 fn warp_region(im2: &ArrayView3<f32>, phi: &Phi, origin: [usize; 3], dims: [usize; 3], order: usize) -> Array3<f32> {
+    let mut out = Vec::new();
+    warp_region_into(im2, phi, origin, dims, order, &mut out);
+    Array3::from_shape_vec((dims[0], dims[1], dims[2]), out).expect("shape matches")
+}
+
+/// [`warp_region`] into a reused buffer (Z-major).
+fn warp_region_into(im2: &ArrayView3<f32>, phi: &Phi, origin: [usize; 3], dims: [usize; 3], order: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(dims[0] * dims[1] * dims[2], 0.0);
     let d = im2.dim();
     let c = [(d.0 as f64 - 1.0) / 2.0, (d.1 as f64 - 1.0) / 2.0, (d.2 as f64 - 1.0) / 2.0];
     let map = BackwardMap::from_phi(phi, c);
     if let (1, Some(data)) = (order, im2.as_slice()) {
-        // The hot path: contiguous trilinear with spam's bounds test, no per-voxel dispatch.
-        let n = [d.0, d.1, d.2];
-        let stride = [d.1 * d.2, d.2];
-        let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
-        let mut out = vec![0f32; dims[0] * dims[1] * dims[2]];
-        let k = map.k;
-        let cc = map.c;
-        let mut o = 0;
-        for z in 0..dims[0] {
-            let dz = (origin[0] + z) as f32 - cc[0];
-            for y in 0..dims[1] {
-                let dy = (origin[1] + y) as f32 - cc[1];
-                // spam evaluates K0·dz + K1·dy + K2·dx + K3 + c left to right in f32: the
-                // first two terms are the same along a row.
-                let a: [f32; 3] = std::array::from_fn(|i| k[i][0] * dz + k[i][1] * dy);
-                let row = &mut out[o..o + dims[2]];
-                for (x, v) in row.iter_mut().enumerate() {
-                    let dx = (origin[2] + x) as f32 - cc[2];
-                    let q = [
-                        a[0] + k[0][2] * dx + k[0][3] + cc[0],
-                        a[1] + k[1][2] * dx + k[1][3] + cc[1],
-                        a[2] + k[2][2] * dx + k[2][3] + cc[2],
-                    ];
-                    if q[0] >= 1.0 && q[0] < hi[0] && q[1] >= 1.0 && q[1] < hi[1] && q[2] >= 1.0 && q[2] < hi[2] {
-                        *v = super::interp::trilinear_slice(data, stride, q);
-                    }
-                }
-                o += dims[2];
+        super::interp::trilinear_rows(data, [d.0, d.1, d.2], &map, origin, dims, out);
+        return;
+    }
+    let mut i = 0;
+    for z in 0..dims[0] {
+        for y in 0..dims[1] {
+            for x in 0..dims[2] {
+                let q = map.apply([(origin[0] + z) as f32, (origin[1] + y) as f32, (origin[2] + x) as f32]);
+                out[i] = sample(im2, q, order);
+                i += 1;
             }
         }
-        return Array3::from_shape_vec((dims[0], dims[1], dims[2]), out).expect("shape matches");
     }
-    Array3::from_shape_fn((dims[0], dims[1], dims[2]), |(z, y, x)| {
-        let q = map.apply([(origin[0] + z) as f32, (origin[1] + y) as f32, (origin[2] + x) as f32]);
-        sample(im2, q, order)
-    })
 }
-
 
 /// Single-scale registration of `im1` (fixed) onto `im2` (moving, same size or larger,
 /// centred on im1). `mask1` excludes im1 voxels that are false.
@@ -125,91 +118,114 @@ pub fn register(
             }
         });
     }
-    let crop2 = |a: &Array3<f32>| a.slice(s![c2o[0]..c2o[0] + nc[0], c2o[1]..c2o[1] + nc[1], c2o[2]..c2o[2] + nc[2]]).to_owned();
+    let crop2 = |a: &ArrayView3<f32>| -> Vec<f32> { a.slice(s![c2o[0]..c2o[0] + nc[0], c2o[1]..c2o[1] + nc[1], c2o[2]..c2o[2] + nc[2]]).iter().copied().collect() };
     // Cubic sampling reads B-spline coefficients of im2, computed once.
     let coeffs = if o.order == 3 { Some(super::interp::bspline_coefficients(im2)) } else { None };
     let im2s = coeffs.as_ref().map(|c| c.view()).unwrap_or_else(|| im2.view());
     let im2 = &im2s;
-    // Local coordinates of crop voxels about the crop centre (f32, as spam).
+    // Local coordinates of crop voxels about the crop centre (computed in f32, as spam).
     let cen: [f32; 3] = std::array::from_fn(|a| ((nc[a] as f64 - 1.0) / 2.0) as f32);
-    let grad_of = |img: &ArrayView3<f32>, origin: [usize; 3]| -> [Array3<f32>; 3] {
-        let g = gradient(img);
-        g.map(|gi| gi.slice(s![origin[0]..origin[0] + nc[0], origin[1]..origin[1] + nc[1], origin[2]..origin[2] + nc[2]]).to_owned())
-    };
-    // The Jacobian row of every crop voxel, J[4i + j] = g_i · X_j, laid out flat once (and
-    // again at each evaluation with --update-gradient), so that M and A are dot products.
-    let n_c = nc[0] * nc[1] * nc[2];
-    let jacobian = |g: &[Array3<f32>; 3]| -> Vec<[f64; 12]> {
-        let gs: [&[f32]; 3] = std::array::from_fn(|i| g[i].as_slice().expect("contiguous gradient"));
-        let mut j = Vec::with_capacity(n_c);
-        let mut k = 0;
-        for z in 0..nc[0] {
-            let xz = (z as f32 - cen[0]) as f64;
-            for y in 0..nc[1] {
-                let xy = (y as f32 - cen[1]) as f64;
-                for x in 0..nc[2] {
-                    let xv = [xz, xy, (x as f32 - cen[2]) as f64, 1.0];
-                    let mut row = [0f64; 12];
-                    for i in 0..3 {
-                        let gi = gs[i][k] as f64;
-                        for c in 0..4 {
-                            row[4 * i + c] = gi * xv[c];
-                        }
-                    }
-                    j.push(row);
-                    k += 1;
-                }
-            }
-        }
-        j
-    };
+    let coords: [Vec<f64>; 3] = std::array::from_fn(|a| (0..nc[a]).map(|i| (i as f32 - cen[a]) as f64).collect());
     let r1s: Vec<f32> = r1.iter().copied().collect();
-    let build_m = |j: &[[f64; 12]], d2: &[f32]| -> SMatrix<f64, 12, 12> {
-        // The upper triangle in a flat array: plain loops the compiler vectorises.
-        let mut upper = [0f64; 144];
-        for k in 0..n_c {
-            if r1s[k].is_nan() || d2[k].is_nan() {
-                continue;
-            }
-            let row = &j[k];
-            for p in 0..12 {
-                let rp = row[p];
-                let dst = &mut upper[p * 12..p * 12 + 12];
-                for q in p..12 {
-                    dst[q] += rp * row[q];
-                }
-            }
-        }
-        let mut m = SMatrix::<f64, 12, 12>::zeros();
-        for p in 0..12 {
-            for q in p..12 {
-                m[(p, q)] = upper[p * 12 + q];
-                m[(q, p)] = upper[p * 12 + q];
-            }
-        }
-        m
-    };
-    // Without --update-gradient the Jacobian comes from im1 and never changes.
-    let mut jac = if o.update_gradient { Vec::new() } else { jacobian(&grad_of(im1, margin)) };
+    // The gradient of im1 at the crop voxels; with --update-gradient, of the deformed im2.
+    let mut grads = if o.update_gradient { Vec::new() } else { gradient_in_box(im1, margin, nc) };
     // With no initial Φ spam first compares with im2 itself (no border zeroing).
     let mut unwarped = phi_init.is_none();
+    let mut def = Vec::new();
     let evaluate = |phi: &Phi, need_m: bool| -> Result<Evaluation> {
-        let def = if o.update_gradient {
+        if o.update_gradient {
             // The gradient of the whole deformed im2, cropped: the crop is never on its border.
             let full = if unwarped { im2.to_owned() } else { warp_region(im2, phi, [0; 3], n2, o.order) };
-            jac = jacobian(&grad_of(&full.view(), c2o));
-            crop2(&full)
+            grads = gradient_in_box(&full.view(), c2o, nc);
+            def = crop2(&full.view());
         } else if unwarped {
-            crop2(&im2.to_owned())
+            def = crop2(im2);
         } else {
-            warp_region(im2, phi, c2o, nc, o.order)
-        };
+            warp_region_into(im2, phi, c2o, nc, o.order, &mut def);
+        }
         unwarped = false;
-        let d2 = def.as_slice().expect("contiguous");
-        let (a, error) = residual_sums(&r1s, d2, &jac);
-        Ok(Evaluation { a: SVector::from_column_slice(&a), error, m: need_m.then(|| build_m(&jac, d2)) })
+        Ok(crop_sums(&r1s, &def, &grads, nc, &coords, need_m))
     };
     gauss_newton(phi_init, o, evaluate)
+}
+
+/// One pass over the crop: A = Σ (im1 − im2def)·J, spam's error nansum((im1 − im2def)²) /
+/// nansum(im1), and, when asked, M = Σ J Jᵀ, over the voxels where both images are defined.
+///
+/// The Jacobian row of a voxel is J[4i + j] = g_i · X_j with X = (z, y, x, 1) about the crop
+/// centre. Along a row only x changes, so each row keeps sums of g_i g_k, g_i g_k x and
+/// g_i g_k x² (and of d·g_i, d·g_i x for A) and multiplies in z and y once per row: 24
+/// products per voxel for M instead of 78, and no 12-wide Jacobian held per voxel.
+fn crop_sums(r1: &[f32], def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[Vec<f64>; 3], need_m: bool) -> Evaluation {
+    const PAIRS: [(usize, usize); 6] = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)];
+    let mut a = [0f64; 12];
+    let mut m = [[0f64; 12]; 12];
+    let (mut num, mut den) = (0f64, 0f64);
+    let mut k = 0;
+    for z in 0..nc[0] {
+        let cz = coords[0][z];
+        for y in 0..nc[1] {
+            let cy = coords[1][y];
+            let (mut sa0, mut sa1) = ([0f64; 3], [0f64; 3]);
+            let (mut s0, mut s1, mut s2) = ([0f64; 6], [0f64; 6], [0f64; 6]);
+            let row = k..k + nc[2];
+            for (((&p, &q), gv), &xv) in r1[row.clone()].iter().zip(&def[row.clone()]).zip(&g[row]).zip(&coords[2]) {
+                if !p.is_nan() {
+                    den += p as f64;
+                }
+                let d = (p - q) as f64;
+                if d.is_nan() {
+                    continue;
+                }
+                num += d * d;
+                let gd = [gv[0] as f64, gv[1] as f64, gv[2] as f64];
+                for i in 0..3 {
+                    let t = d * gd[i];
+                    sa0[i] += t;
+                    sa1[i] += t * xv;
+                }
+                if need_m {
+                    for (pi, &(i, j)) in PAIRS.iter().enumerate() {
+                        let gg = gd[i] * gd[j];
+                        s0[pi] += gg;
+                        s1[pi] += gg * xv;
+                        s2[pi] += gg * xv * xv;
+                    }
+                }
+            }
+            k += nc[2];
+            // Σ over the row of f·X_j: X_0 = cz, X_1 = cy, X_2 = x (from the x-weighted sum), X_3 = 1.
+            for i in 0..3 {
+                a[4 * i] += cz * sa0[i];
+                a[4 * i + 1] += cy * sa0[i];
+                a[4 * i + 2] += sa1[i];
+                a[4 * i + 3] += sa0[i];
+            }
+            if need_m {
+                let c = [cz, cy, 0.0, 1.0];
+                for (pi, &(i, j)) in PAIRS.iter().enumerate() {
+                    for p in 0..4 {
+                        for q in 0..4 {
+                            let v = match (p == 2, q == 2) {
+                                (false, false) => c[p] * c[q] * s0[pi],
+                                (true, false) => c[q] * s1[pi],
+                                (false, true) => c[p] * s1[pi],
+                                (true, true) => s2[pi],
+                            };
+                            m[4 * i + p][4 * j + q] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let m = need_m.then(|| {
+        SMatrix::<f64, 12, 12>::from_fn(|r, c| {
+            // Blocks (i, j) with i ≤ j were summed; the rest is their transpose.
+            if r / 4 <= c / 4 { m[r][c] } else { m[c][r] }
+        })
+    });
+    Evaluation { a: SVector::from_column_slice(&a), error: (num / den) as f32 as f64, m }
 }
 
 /// What one evaluation of Φ gives the Gauss–Newton loop: A = Σ (im1 − im2def)·J, spam's
@@ -238,13 +254,49 @@ pub(crate) fn gauss_newton(
     let (mut a, mut error) = (first.a, first.error);
     let (mut iterations, mut dpn) = (0usize, 100.0f64);
     let (mut singular_m, mut singular_phi, mut status) = (false, false, 0i32);
+    let (mut lambda, mut flat) = (0f64, false);
     while iterations < o.max_iterations && dpn > o.delta_phi_min {
         let error_prev = error;
-        let Some(minv) = m.try_inverse() else {
+        let step = if o.damped { damped_solve(&m, &a, lambda) } else { m.try_inverse().map(|minv| minv * a) };
+        let Some(delta) = step else {
             singular_m = true;
             break;
         };
-        (phi, dpn) = apply_delta(&phi, &(minv * a), o.rigid);
+        let (candidate, norm) = apply_delta(&phi, &delta, o.rigid);
+        if o.damped {
+            let det = phi::f_block(&candidate).determinant().abs();
+            let kept = if candidate.try_inverse().is_some() && (0.2..=3.0).contains(&det) {
+                let e = evaluate(&candidate, o.update_gradient)?;
+                (e.error <= error).then_some(e)
+            } else {
+                None
+            };
+            dpn = norm;
+            match kept {
+                Some(e) => {
+                    // A kept step that hardly lowers the error moves along a direction the
+                    // images do not determine (a flat valley): stop there, converged.
+                    if error - e.error <= FLAT_ERROR * error {
+                        flat = true;
+                    }
+                    phi = candidate;
+                    (a, error) = (e.a, e.error);
+                    if let Some(new_m) = e.m {
+                        m = new_m;
+                    }
+                    lambda = if lambda < 1e-6 { 0.0 } else { lambda / 10.0 };
+                }
+                // A refused step leaves Φ as it was; a refused step smaller than the
+                // threshold means no better Φ is that close: converged.
+                None => lambda = if lambda == 0.0 { 1e-3 } else { lambda * 10.0 },
+            }
+            iterations += 1;
+            if flat {
+                break;
+            }
+            continue;
+        }
+        (phi, dpn) = (candidate, norm);
         if phi.try_inverse().is_none() {
             singular_phi = true;
             break;
@@ -261,29 +313,31 @@ pub(crate) fn gauss_newton(
         }
         iterations += 1;
     }
-    let status = final_status(status, iterations, dpn, singular_m, singular_phi, o);
+    let mut status = final_status(status, iterations, dpn, singular_m, singular_phi, o);
+    if flat {
+        status = 2;
+    }
     Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
 }
 
-/// A = Σ (im1 − im2def)·J over voxels where both are defined, and spam's error
-/// nansum((im1 − im2def)²) / nansum(im1), in one pass.
-fn residual_sums(r1: &[f32], def: &[f32], jac: &[[f64; 12]]) -> ([f64; 12], f64) {
-    let mut acc = [0f64; 12];
-    let (mut num, mut den) = (0f64, 0f64);
-    for ((&a, &b), row) in r1.iter().zip(def).zip(jac) {
-        if !a.is_nan() {
-            den += a as f64;
+/// Relative error decrease below which a kept damped step counts as converged.
+const FLAT_ERROR: f64 = 1e-6;
+
+/// (M + λ·diag M) δ = A, solved with M scaled to unit diagonal (Jacobi) so that λ is
+/// relative to each parameter's own curvature. None when a parameter has no curvature at all
+/// (a flat image: spam's singular M) or the system is singular.
+fn damped_solve(m: &SMatrix<f64, 12, 12>, a: &SVector<f64, 12>, lambda: f64) -> Option<SVector<f64, 12>> {
+    let mut s = SVector::<f64, 12>::zeros();
+    for i in 0..12 {
+        let d = m[(i, i)];
+        if !(d > 0.0 && d.is_finite()) {
+            return None;
         }
-        let diff = (a - b) as f64;
-        if diff.is_nan() {
-            continue;
-        }
-        num += diff * diff;
-        for (x, r) in acc.iter_mut().zip(row) {
-            *x += diff * r;
-        }
+        s[i] = 1.0 / d.sqrt();
     }
-    (acc, (num / den) as f32 as f64)
+    let scaled = SMatrix::<f64, 12, 12>::from_fn(|i, j| m[(i, j)] * s[i] * s[j] + if i == j { lambda } else { 0.0 });
+    let y = scaled.lu().solve(&a.component_mul(&s))?;
+    Some(y.component_mul(&s))
 }
 
 /// One Gauss–Newton step: Φ composed on the right with I + δ (or its rigid part), and the

@@ -6,6 +6,7 @@
 //! is drawn independently for each image, as in real scans.
 
 pub mod deformation;
+pub mod grains;
 pub mod texture;
 
 use std::path::Path;
@@ -108,33 +109,7 @@ impl SynthSpec {
 
     /// Writes image `image` to `path` (created; callers handle `.partial` naming).
     pub fn write(&self, image: u8, path: &Path, format: &SynthFormat, progress: bool) -> Result<()> {
-        let bar = crate::progress::bar(self.shape[0] as u64, &format!("synth im{image}"), progress);
-        match format {
-            SynthFormat::Zarr { layout, levels } => {
-                std::fs::create_dir_all(path)?;
-                let mut extra = serde_json::Map::new();
-                extra.insert("tool".into(), serde_json::json!(format!("dvc-stream synth {}", env!("CARGO_PKG_VERSION"))));
-                let meta = ImageMeta { name: format!("im{image}"), voxel_size: [1.0; 3], unit: "pixel".into(), extra };
-                let mut w = PyramidWriter::create(path, &meta, self.shape, self.dtype, layout, *levels)?;
-                let d = w.slab_depth();
-                for z0 in (0..self.shape[0]).step_by(d) {
-                    let z1 = (z0 + d).min(self.shape[0]);
-                    w.write_planes(self.planes(image, z0, z1))?;
-                    bar.inc((z1 - z0) as u64);
-                }
-                w.finish()?;
-            }
-            SynthFormat::Tiff => {
-                let mut w = TiffStackWriter::create(path, self.shape, self.dtype, false)?;
-                for z0 in (0..self.shape[0]).step_by(16) {
-                    let z1 = (z0 + 16).min(self.shape[0]);
-                    w.write_pages(&self.planes(image, z0, z1))?;
-                    bar.inc((z1 - z0) as u64);
-                }
-            }
-        }
-        bar.finish_and_clear();
-        Ok(())
+        write_volume(self.shape, self.dtype, path, format, &format!("im{image}"), progress, |z0, z1| self.planes(image, z0, z1))
     }
 
     /// The true Φ at spam's grid nodes (`makeGrid` with spacing `ns`), in the ldic layout.
@@ -156,6 +131,46 @@ impl SynthSpec {
         }
         f
     }
+}
+
+/// Writes a volume generated slab by slab: `planes(z0, z1)` gives planes `[z0, z1)` in
+/// `dtype`. Zarr output carries the pyramid and OME metadata; TIFF is written page by page.
+pub fn write_volume(
+    shape: [usize; 3],
+    dtype: DType,
+    path: &Path,
+    format: &SynthFormat,
+    name: &str,
+    progress: bool,
+    planes: impl Fn(usize, usize) -> TypedBuf,
+) -> Result<()> {
+    let bar = crate::progress::bar(shape[0] as u64, &format!("synth {name}"), progress);
+    match format {
+        SynthFormat::Zarr { layout, levels } => {
+            std::fs::create_dir_all(path)?;
+            let mut extra = serde_json::Map::new();
+            extra.insert("tool".into(), serde_json::json!(format!("dvc-stream synth {}", env!("CARGO_PKG_VERSION"))));
+            let meta = ImageMeta { name: name.to_string(), voxel_size: [1.0; 3], unit: "pixel".into(), extra };
+            let mut w = PyramidWriter::create(path, &meta, shape, dtype, layout, *levels)?;
+            let d = w.slab_depth();
+            for z0 in (0..shape[0]).step_by(d) {
+                let z1 = (z0 + d).min(shape[0]);
+                w.write_planes(planes(z0, z1))?;
+                bar.inc((z1 - z0) as u64);
+            }
+            w.finish()?;
+        }
+        SynthFormat::Tiff => {
+            let mut w = TiffStackWriter::create(path, shape, dtype, false)?;
+            for z0 in (0..shape[0]).step_by(16) {
+                let z1 = (z0 + 16).min(shape[0]);
+                w.write_pages(&planes(z0, z1))?;
+                bar.inc((z1 - z0) as u64);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
 }
 
 #[cfg(test)]

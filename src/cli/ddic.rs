@@ -1,0 +1,347 @@
+//! `dvc-stream ddic IM1 LAB1 IM2`: spam-ddic — one Φ per labelled grain, each label's boxes
+//! streamed through the chunk cache by the tile scheduler.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use nalgebra::Vector3;
+
+use super::output_names::{open_matching, read_registration, stem};
+use super::ReadOpts;
+use crate::field::parquet::FieldMeta;
+use crate::field::sink::{print_statuses, FieldSink};
+use crate::field::vtk::{self, VtkArray, VtkValues};
+use crate::field::{FieldKind, FieldRow, Layout, PhiField};
+use crate::kernels::discrete::{correlate_label, label_boxes, DiscreteOptions};
+use crate::kernels::local::PointResult;
+use crate::kernels::register::{image_centre, register_multiscale, MultiscaleOptions, RegisterOptions};
+use crate::label::LabelTable;
+use crate::phi::{self, ApplyF, Phi};
+use crate::scheduler::{self, BoxUnion};
+use crate::store::Volume;
+
+#[derive(Args, Debug)]
+pub struct DdicArgs {
+    /// Greyscale image of the reference state.
+    pub im1: PathBuf,
+    /// Labelled image of the reference state (0 = background).
+    pub lab1: PathBuf,
+    /// Greyscale image of the deformed state.
+    pub im2: PathBuf,
+    /// Dilation of each label's mask, voxels (negative erodes) [spam: -ld].
+    #[arg(long = "label-dilate", default_value_t = 1, allow_negative_numbers = true)]
+    pub label_dilate: i64,
+    /// Labels whose dilated mask has at most this many voxels are not correlated (status −5) [spam: -vt].
+    #[arg(long = "volume-threshold", default_value_t = 100)]
+    pub volume_threshold: u64,
+    /// Guess: a registration (one row) or a label field (ddic or pixel-search -lab1 output) [spam: -pf].
+    #[arg(long = "phi-file")]
+    pub phi_file: Option<PathBuf>,
+    /// Bin ratio of the guess [spam: -pfb].
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    pub phi_file_bin_ratio: f64,
+    /// Part of a registration's F given to the labels [spam: -F].
+    #[arg(long = "apply-f", value_enum, default_value = "rigid")]
+    pub apply_f: ApplyF,
+    /// Start with a multiscale registration of the whole images from this binning (its
+    /// result is the guess of every label, as a -pf registration would be) [spam: -regbb].
+    #[arg(long = "reg-bin-start")]
+    pub reg_bin_start: Option<usize>,
+    /// Last binning of that registration [spam: -regbe].
+    #[arg(long = "reg-bin-stop", default_value_t = 1)]
+    pub reg_bin_stop: usize,
+    /// Margin around each label's box, voxels [spam: -m].
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    pub margin: i64,
+    /// Maximum iterations per label [spam: -it, -lci].
+    #[arg(long = "max-iterations", default_value_t = 50)]
+    pub max_iterations: usize,
+    /// Convergence threshold on ‖δΦ‖ [spam: -dp, -lcp].
+    #[arg(long = "min-delta-phi", default_value_t = 0.001)]
+    pub min_delta_phi: f64,
+    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
+    #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
+    pub interpolation_order: usize,
+    /// Full 12-component Φ per label instead of a rigid motion [spam: -nr].
+    #[arg(long = "non-rigid")]
+    pub non_rigid: bool,
+    #[arg(long = "update-gradient")]
+    pub update_gradient: bool,
+    /// First binning of each label's multiscale registration [spam: -msb].
+    #[arg(long = "multiscale-binning", default_value_t = 1)]
+    pub multiscale_binning: usize,
+    /// Keep other labels' voxels in the dilated mask [spam: -dmo].
+    #[arg(long = "dont-mask-others")]
+    pub dont_mask_others: bool,
+    /// Recompute only labels whose --phi-file status is not 2 [spam: -skp].
+    #[arg(long)]
+    pub skip: bool,
+    /// Take every Gauss–Newton step as spam does (δ = M⁻¹A) instead of damped steps that must
+    /// lower the error; a label whose rotation the images barely show (a uniform sphere)
+    /// then often ends at the iteration limit.
+    #[arg(long = "spam-solver")]
+    pub spam_solver: bool,
+    #[command(flatten)]
+    pub out: super::OutputOpts,
+    /// Write the VTK glyph file (spam always does; on by default) [spam: -vtk].
+    #[arg(long = "vtk-out")]
+    pub vtk_out: bool,
+    /// Do not write the VTK glyph file.
+    #[arg(long = "no-vtk", conflicts_with = "vtk_out")]
+    pub no_vtk: bool,
+    /// Do not write the spam TSV (the Parquet table is always written).
+    #[arg(long = "no-tsv")]
+    pub no_tsv: bool,
+    #[command(flatten)]
+    pub read: ReadOpts,
+}
+
+/// Label positions (centres of mass; NaN for missing labels, 0 for the background) and
+/// the guess of every label at its centre of mass, and the field kept for --skip.
+struct Plan {
+    positions: Vec<Vector3<f64>>,
+    guesses: Vec<Phi>,
+    keep: Option<PhiField>,
+}
+
+fn plan(a: &DdicArgs, table: &LabelTable, registration: Option<(Phi, Vector3<f64>)>) -> Result<Plan> {
+    let n = table.max_label() + 1;
+    let positions: Vec<Vector3<f64>> = (0..n)
+        .map(|l| match (l, table.get(l)) {
+            (0, _) => Vector3::zeros(),
+            (_, Some(i)) => Vector3::from(i.com),
+            (_, None) => Vector3::from_element(f64::NAN),
+        })
+        .collect();
+    let from_registration = |phi: &Phi, centre: &Vector3<f64>| -> Vec<Phi> {
+        positions
+            .iter()
+            .map(|q| if q.iter().all(|v| v.is_finite()) { phi::registration_to_point(phi, centre, q, a.apply_f) } else { Phi::identity() })
+            .collect()
+    };
+    if let Some((phi, centre)) = registration {
+        return Ok(Plan { guesses: from_registration(&phi, &centre), positions, keep: None });
+    }
+    let Some(path) = &a.phi_file else {
+        if a.skip {
+            bail!("--skip (-skp) needs a label field as --phi-file (-pf)");
+        }
+        return Ok(Plan { guesses: vec![Phi::identity(); n], positions, keep: None });
+    };
+    if !(a.phi_file_bin_ratio > 0.0) {
+        bail!("--phi-file-bin-ratio (-pfb) must be positive");
+    }
+    let mut f = PhiField::read(path)?;
+    f.rescale(a.phi_file_bin_ratio);
+    match f.kind {
+        FieldKind::Registration => {
+            if a.skip {
+                bail!("{}: --skip (-skp) needs a label field, this is a registration", path.display());
+            }
+            Ok(Plan { guesses: from_registration(&f.phis[0], &f.positions[0]), positions, keep: None })
+        }
+        FieldKind::Labels => {
+            if f.len() != n {
+                bail!("{}: has {} rows (labels 0..{}), the label image has labels 0..{}", path.display(), f.len(), f.len().saturating_sub(1), n - 1);
+            }
+            for l in 1..n {
+                let (p, q) = (f.positions[l], positions[l]);
+                let same = (0..3).all(|k| (p[k].is_nan() && q[k].is_nan()) || (p[k] - q[k]).abs() <= 0.1);
+                if !same {
+                    bail!("{}: label {l} is at {:?} but its centre of mass in the label image is {:?} (not the same labels?)", path.display(), p.as_slice(), q.as_slice());
+                }
+            }
+            let guesses = f.phis.clone();
+            Ok(Plan { guesses, positions, keep: a.skip.then_some(f) })
+        }
+        FieldKind::Grid { .. } => bail!("{}: is a grid field; ddic needs a registration or a label field (pass-phi-field -lab1 makes one)", path.display()),
+    }
+}
+
+/// The whole-image registration of -regbb/-regbe, started from a -pf registration if any.
+fn initial_registration(a: &DdicArgs, im1: &Volume, im2: &Volume, start: usize) -> Result<(Phi, Vector3<f64>)> {
+    let init = match &a.phi_file {
+        Some(p) => {
+            let f = read_registration(p, a.phi_file_bin_ratio).map_err(|e| anyhow::anyhow!("--reg-bin-start (-regbb) takes a registration as --phi-file: {e:#}"))?;
+            Some(f.phis[0])
+        }
+        None => None,
+    };
+    let o = MultiscaleOptions { bin_start: start, bin_stop: a.reg_bin_stop, margin: None, single: RegisterOptions::default() };
+    let r = register_multiscale(im1, im2, None, init.as_ref(), 1.0, &o)?;
+    if r.return_status < 0 {
+        bail!(
+            "{} → {}: the initial registration (-regbb {start} -regbe {}) failed with status {}; run `dvc-stream reg` with other settings and pass its result as -pf",
+            im1.path().display(),
+            im2.path().display(),
+            a.reg_bin_stop,
+            r.return_status
+        );
+    }
+    let t = phi::translation(&r.phi);
+    if !a.read.quiet {
+        eprintln!("initial registration: t = ({:.4}, {:.4}, {:.4}), status {} after {} iterations", t[0], t[1], t[2], r.return_status, r.iterations);
+    }
+    Ok((r.phi, image_centre(im1.shape())))
+}
+
+fn row(l: usize, position: Vector3<f64>, r: &PointResult, label_dilate: i64) -> FieldRow {
+    FieldRow {
+        id: l as i64,
+        position,
+        phi: r.phi,
+        cc: 0.0,
+        error: r.error,
+        iterations: r.iterations as f64,
+        return_status: r.return_status as f64,
+        delta_phi_norm: r.delta_phi_norm,
+        label_dilate: label_dilate as f64,
+    }
+}
+
+pub fn run(a: DdicArgs) -> Result<()> {
+    let cache = a.read.cache()?;
+    let im1 = Volume::open(&a.im1, cache.clone())?;
+    if im1.shape()[0] == 1 {
+        bail!("{}: is a 2D image; ddic handles 3D volumes only (2D correlation is not implemented yet)", a.im1.display());
+    }
+    let lab = open_matching(&a.lab1, &cache, im1.shape(), "label image")?;
+    let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
+    if a.margin < 0 {
+        bail!("--margin (-m) must be ≥ 0");
+    }
+    if a.multiscale_binning == 0 {
+        bail!("--multiscale-binning (-msb) must be ≥ 1");
+    }
+    let registration = match a.reg_bin_start {
+        Some(b) => Some(initial_registration(&a, &im1, &im2, b)?),
+        None => None,
+    };
+    let table = LabelTable::scan(&lab, a.read.progress())?;
+    let plan = plan(&a, &table, registration)?;
+    let o = DiscreteOptions {
+        margin: a.margin,
+        label_dilate: a.label_dilate,
+        mask_others: !a.dont_mask_others,
+        volume_threshold: a.volume_threshold,
+        bin_start: a.multiscale_binning,
+        register: RegisterOptions {
+            margin: Some([1; 3]),
+            max_iterations: a.max_iterations,
+            delta_phi_min: a.min_delta_phi,
+            update_gradient: a.update_gradient,
+            rigid: !a.non_rigid,
+            order: a.interpolation_order,
+            damped: !a.spam_solver,
+        },
+    };
+    let dir = super::output_names::out_dir(&a.out.out_dir, &a.lab1)?;
+    let prefix = a.out.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
+    let n = plan.positions.len();
+    let params = serde_json::json!({
+        "im1": a.im1, "lab1": a.lab1, "im2": a.im2, "label_dilate": a.label_dilate, "volume_threshold": a.volume_threshold,
+        "phi_file": a.phi_file, "phi_file_bin_ratio": a.phi_file_bin_ratio, "apply_f": a.apply_f, "reg_bin_start": a.reg_bin_start,
+        "reg_bin_stop": a.reg_bin_stop, "margin": a.margin, "max_iterations": a.max_iterations, "min_delta_phi": a.min_delta_phi,
+        "interpolation_order": a.interpolation_order, "non_rigid": a.non_rigid, "update_gradient": a.update_gradient,
+        "multiscale_binning": a.multiscale_binning, "mask_others": !a.dont_mask_others, "skip": a.skip, "spam_solver": a.spam_solver,
+    });
+    let mut meta = FieldMeta::for_command("ddic", params);
+    meta.image_shapes = vec![im1.shape(), im2.shape()];
+    let mut sink = FieldSink::create(&dir, &format!("{prefix}-ddic"), Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv, false)?;
+    let want_vtk = !a.no_vtk;
+    let mut glyphs: Vec<(Vector3<f64>, Vector3<f64>, i64)> = Vec::new();
+    let pos: Vec<[f64; 3]> = plan.positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
+    let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 32);
+    let recompute = |l: usize| plan.keep.as_ref().is_none_or(|f| f.return_status[l] != 2.0);
+    let threads = a.read.threads().max(1);
+    let bar = crate::progress::bar(n as u64, "ddic", a.read.progress());
+    let t0 = Instant::now();
+    scheduler::run(
+        &tiles,
+        n,
+        threads,
+        |tile| {
+            let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
+            for &l in tile.points.iter().filter(|&&l| l > 0 && recompute(l)) {
+                if let Some(b) = label_boxes(&table, l, &plan.guesses[l], &o) {
+                    b1.add((b.lo1, b.hi1));
+                    if let Some(x2) = b.image2 {
+                        b2.add(x2);
+                    }
+                }
+            }
+            b1.warm(&im1);
+            b1.warm(&lab);
+            b2.warm(&im2);
+        },
+        |tile| {
+            tile.points
+                .iter()
+                .map(|&l| {
+                    let r = if l == 0 {
+                        None
+                    } else if recompute(l) {
+                        Some(correlate_label(&im1, &im2, &lab, &table, l, &plan.guesses[l], &o)?)
+                    } else {
+                        None
+                    };
+                    Ok((l, r))
+                })
+                .collect()
+        },
+        |l, r| {
+            bar.inc(1);
+            let row = match (l, r, &plan.keep) {
+                // The background keeps its initial Φ; everything else is 0.
+                (0, _, _) => FieldRow {
+                    id: 0,
+                    position: Vector3::zeros(),
+                    phi: plan.guesses[0],
+                    cc: 0.0,
+                    error: 0.0,
+                    iterations: 0.0,
+                    return_status: 0.0,
+                    delta_phi_norm: 0.0,
+                    label_dilate: 0.0,
+                },
+                (_, Some(r), _) => row(l, plan.positions[l], &r, a.label_dilate),
+                // --skip: a converged label keeps every value of the input file.
+                (_, None, Some(f)) => f.row(l),
+                (_, None, None) => unreachable!("every label but the background is correlated without --skip"),
+            };
+            if want_vtk {
+                glyphs.push((row.position, phi::translation(&row.phi), row.return_status as i64));
+            }
+            sink.push(row)
+        },
+    )?;
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let (_, counts) = sink.finish()?;
+    if want_vtk {
+        let fin = |v: &Vector3<f64>| v.map(|x| if x.is_finite() { x } else { 0.0 });
+        let disp: Vec<Vector3<f64>> = glyphs.iter().map(|g| fin(&g.1)).collect();
+        let arrays = vec![
+            VtkArray::new("mag(displacements)", VtkValues::Scalars(disp.iter().map(|d| d.norm()).collect())),
+            VtkArray::new("returnStatus", VtkValues::IntScalars(glyphs.iter().map(|g| g.2).collect())),
+        ];
+        let mut all = vec![VtkArray::new("displacements", VtkValues::Vectors(disp))];
+        all.extend(arrays);
+        let pts: Vec<Vector3<f64>> = glyphs.iter().map(|g| fin(&g.0)).collect();
+        vtk::write(&dir.join(format!("{prefix}-ddic.vtk")), &vtk::glyphs(&pts, &all))?;
+    }
+    if !a.read.quiet {
+        eprintln!(
+            "ddic {} → {}: {} labels in {secs:.1} s ({:.0} labels/s with {threads} threads)",
+            a.im1.display(),
+            a.im2.display(),
+            n - 1,
+            (n - 1) as f64 / secs.max(1e-9)
+        );
+    }
+    print_statuses(&counts);
+    a.read.report(&cache);
+    Ok(())
+}

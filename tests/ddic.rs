@@ -1,0 +1,227 @@
+//! ddic against spam's example outputs (examples/README.md rows 25 and 26) and against exact
+//! synthetic granular truth: textured ellipsoids (translation and rotation) and uniform
+//! spheres (translation only, rotation unobservable).
+
+use std::path::Path;
+
+use dvc_stream::field::PhiField;
+use dvc_stream::phi;
+use nalgebra::Vector3;
+
+mod common;
+use common::{dvc, examples, fails, s};
+
+fn t(f: &PhiField, i: usize) -> Vector3<f64> {
+    phi::translation(&f.phis[i])
+}
+
+/// Our labels against spam's: same positions, and for labels spam converged (status 2)
+/// the same status with t within `tol_t` and F within `tol_f`.
+fn agree(ours: &PhiField, spam: &PhiField, labels: std::ops::Range<usize>, tol_t: f64, tol_f: f64) {
+    for l in labels {
+        assert_eq!(spam.return_status[l], 2.0, "spam converged label {l}");
+        assert_eq!(ours.return_status[l], 2.0, "label {l}");
+        assert!((ours.positions[l] - spam.positions[l]).abs().max() < 1e-5, "label {l} position");
+        let dt = (t(ours, l) - t(spam, l)).abs().max();
+        assert!(dt <= tol_t, "label {l}: t {:?} vs spam {:?}", t(ours, l), t(spam, l));
+        let df = (phi::f_block(&ours.phis[l]) - phi::f_block(&spam.phis[l])).abs().max();
+        assert!(df <= tol_f, "label {l}: |ΔF| = {df}");
+        assert_eq!(ours.label_dilate[l], 1.0);
+        assert_eq!(ours.cc[l], 0.0, "PSCC is always 0");
+    }
+}
+
+#[test]
+fn rows_25_and_26_of_spams_examples() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    let inp = |f: &str| s(&ex.join("inputs").join(f));
+    // Row 25: label field guess from spam's own label pixel search (row 24).
+    let ps = s(&ex.join("pixelSearch/psLab-pixelSearch.tsv"));
+    dvc(&["ddic", &inp("im1.tif"), &inp("lab1.tif"), &inp("im2.tif"), "-np", "2", "-pf", &ps, "-od", &od, "-q"]);
+    let ours = PhiField::read(&d.path().join("im1-im2-ddic.tsv")).unwrap();
+    let spam = PhiField::read(&ex.join("ddic/im1-im2-ddic.tsv")).unwrap();
+    assert_eq!(ours.len(), 9);
+    agree(&ours, &spam, 1..9, 0.01, 2e-3);
+    let head = |p: &Path| std::fs::read_to_string(p).unwrap().lines().next().unwrap().to_string();
+    assert_eq!(head(&d.path().join("im1-im2-ddic.tsv")), head(&ex.join("ddic/im1-im2-ddic.tsv")), "spam's header");
+    // The Parquet table holds the same rows.
+    let pq = PhiField::read(&d.path().join("im1-im2-ddic.parquet")).unwrap();
+    assert!(pq.phis.iter().zip(&ours.phis).all(|(a, b)| (a - b).abs().max() <= 5e-8), "the TSV is the Parquet to 7 decimals");
+    assert_eq!(pq.return_status, ours.return_status);
+    // With spam's own solver the same algorithm gives spam's numbers much more closely.
+    dvc(&["ddic", &inp("im1.tif"), &inp("lab1.tif"), &inp("im2.tif"), "-pf", &ps, "-od", &od, "-pre", "spamsolver", "--spam-solver", "-q"]);
+    let exact = PhiField::read(&d.path().join("spamsolver-ddic.tsv")).unwrap();
+    agree(&exact, &spam, 1..9, 1e-4, 1e-5);
+
+    // Row 26: registration guess, lab2 = lab1 + a 27-voxel label 9, no label 10, label 11
+    // cut by the image edge.
+    let reg = s(&ex.join("reg/im1-im2-registration.tsv"));
+    let out = dvc(&["ddic", &inp("im1.tif"), &inp("lab2.tif"), &inp("im2.tif"), "-np", "2", "-pf", &reg, "-od", &od, "-pre", "lab2", "-q"]);
+    let ours = PhiField::read(&d.path().join("lab2-ddic.tsv")).unwrap();
+    let spam = PhiField::read(&ex.join("ddic/lab2-ddic.tsv")).unwrap();
+    assert_eq!(ours.len(), 12);
+    agree(&ours, &spam, 1..9, 0.01, 2e-3);
+    // Label 0 carries the registration moved to the origin, rigid part only (-F rigid).
+    assert!((ours.phis[0] - spam.phis[0]).abs().max() < 2e-7, "{} vs {}", ours.phis[0], spam.phis[0]);
+    assert_eq!((ours.return_status[0], ours.error[0], ours.label_dilate[0]), (0.0, 0.0, 0.0));
+    // Label 9 is too small (27 voxels, 27 + dilation ≤ 100): −5 here, −7 in spam.
+    assert_eq!((ours.return_status[9], spam.return_status[9]), (-5.0, -7.0));
+    assert_eq!(ours.positions[9], Vector3::new(29.0, 29.0, 29.0));
+    assert!(t(&ours, 9).iter().all(|v| v.is_nan()) && ours.error[9].is_infinite());
+    // Label 10 is missing: −7 in both, NaN position.
+    assert_eq!((ours.return_status[10], spam.return_status[10]), (-7.0, -7.0));
+    assert!(ours.positions[10].iter().all(|v| v.is_nan()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("returnStatus  count") && stdout.contains("          -7  1") && stdout.contains("          -5  1"), "{stdout}");
+    // VTK: spam's layout line for line (values aside).
+    let vtk = std::fs::read_to_string(d.path().join("lab2-ddic.vtk")).unwrap();
+    let want = std::fs::read_to_string(ex.join("ddic/lab2-ddic.vtk")).unwrap();
+    let layout = |t: &str| t.lines().filter(|l| !l.starts_with("    ")).map(String::from).collect::<Vec<_>>();
+    assert_eq!(layout(&vtk), layout(&want));
+    assert!(vtk.contains("\n    29.0 29.0 29.0\n    0.0 0.0 0.0\n"), "label 9's centre, then label 10's NaN centre written as 0");
+}
+
+/// Grain k's true Φ moved from its centre to the centre of mass ddic measured at.
+fn truth_at(truth: &PhiField, k: usize, p: &Vector3<f64>) -> (Vector3<f64>, nalgebra::Matrix3<f64>) {
+    let m = phi::move_to(&truth.phis[k], &truth.positions[k], p);
+    (phi::translation(&m), phi::f_block(&m))
+}
+
+/// The angle (degrees) of the rotation R_a R_bᵀ.
+fn angle_between(a: &nalgebra::Matrix3<f64>, b: &nalgebra::Matrix3<f64>) -> f64 {
+    let r = a * b.transpose();
+    ((r.trace() - 1.0) / 2.0).clamp(-1.0, 1.0).acos().to_degrees()
+}
+
+#[test]
+fn textured_ellipsoids_translation_and_rotation_exact() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("grains");
+    let g = s(&dir);
+    // 300 textured ellipsoids (semi-axes 6-12), translations up to 5 voxels, rotations up to 10°.
+    dvc(&["synth", &g, "--grains", "300", "--shape3", "180", "200", "220", "--grain-radius", "6", "12", "--grain-max-translation", "5", "--grain-max-rotation", "10", "--speckle", "3", "--seed", "3", "-q"]);
+    let (im1, lab1, im2) = (s(&dir.join("im1.zarr")), s(&dir.join("lab1.zarr")), s(&dir.join("im2.zarr")));
+    // The usual workflow: integer guesses by label pixel search, then ddic from them, with
+    // cubic B-spline interpolation (trilinear, spam's default, carries its known sub-voxel
+    // bias: 0.025 voxel and 0.45° at worst here).
+    dvc(&["pixel-search", &im1, &im2, "-lab1", &lab1, "-sr", "-6", "6", "-6", "6", "-6", "6", "-od", &g, "-pre", "ps", "-q"]);
+    dvc(&["ddic", &im1, &lab1, &im2, "-pf", &s(&dir.join("ps-pixelSearch.tsv")), "-o", "3", "-od", &g, "-q"]);
+    let ours = PhiField::read(&dir.join("im1-im2-ddic.parquet")).unwrap();
+    let truth = PhiField::read(&dir.join("truth-grains.tsv")).unwrap();
+    assert_eq!(ours.len(), 301);
+    let (mut worst_t, mut worst_r) = (0f64, 0f64);
+    for k in 1..=300 {
+        assert_eq!(ours.return_status[k], 2.0, "grain {k} converges");
+        let (tt, ft) = truth_at(&truth, k, &ours.positions[k]);
+        worst_t = worst_t.max((t(&ours, k) - tt).abs().max());
+        worst_r = worst_r.max(angle_between(&phi::f_block(&ours.phis[k]), &ft));
+    }
+    assert!(worst_t <= 0.02, "largest translation error {worst_t} voxel");
+    assert!(worst_r <= 0.2, "largest rotation error {worst_r}°");
+    // The truth has real rotations to find.
+    let largest = (1..=300).map(|k| angle_between(&phi::f_block(&truth.phis[k]), &nalgebra::Matrix3::identity())).fold(0.0, f64::max);
+    assert!(largest > 8.0, "{largest}");
+}
+
+#[test]
+fn uniform_spheres_converge_in_translation() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("spheres");
+    let g = s(&dir);
+    dvc(&["synth", &g, "--grains", "60", "--shape", "110", "--grain-shape", "sphere", "--grain-fill", "uniform", "--grain-radius", "6", "10", "--grain-max-translation", "3", "--grain-max-rotation", "0", "--seed", "5", "-q"]);
+    let (im1, lab1, im2) = (s(&dir.join("im1.zarr")), s(&dir.join("lab1.zarr")), s(&dir.join("im2.zarr")));
+    dvc(&["pixel-search", &im1, &im2, "-lab1", &lab1, "-sr", "-4", "4", "-4", "4", "-4", "4", "-od", &g, "-pre", "ps", "-q"]);
+    let ps = s(&dir.join("ps-pixelSearch.tsv"));
+    dvc(&["ddic", &im1, &lab1, &im2, "-pf", &ps, "-od", &g, "-q"]);
+    let ours = PhiField::read(&dir.join("im1-im2-ddic.tsv")).unwrap();
+    let truth = PhiField::read(&dir.join("truth-grains.tsv")).unwrap();
+    let mut worst = 0f64;
+    for k in 1..=60 {
+        assert_eq!(ours.return_status[k], 2.0, "sphere {k} converges");
+        worst = worst.max((t(&ours, k) - truth_at(&truth, k, &ours.positions[k]).0).abs().max());
+    }
+    assert!(worst <= 0.02, "largest translation error {worst} voxel");
+    // spam's plain M⁻¹ on the same spheres: the unobservable rotation keeps moving, so many
+    // spheres end at the iteration limit or diverge instead of converging.
+    dvc(&["ddic", &im1, &lab1, &im2, "-pf", &ps, "-od", &g, "-pre", "spam", "--spam-solver", "-q"]);
+    let spam_like = PhiField::read(&dir.join("spam-ddic.tsv")).unwrap();
+    let failed = (1..=60).filter(|&k| spam_like.return_status[k] != 2.0).count();
+    assert!(failed >= 6, "{failed} of 60 unconverged with spam's solver");
+    let wandered = (1..=60).filter(|&k| angle_between(&phi::f_block(&spam_like.phis[k]), &nalgebra::Matrix3::identity()) > 5.0).count();
+    assert!(wandered >= 6, "{wandered} rotations beyond 5° with spam's solver (the truth has none)");
+}
+
+#[test]
+fn streaming_skip_multiscale_registration_start_and_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("g");
+    let g = s(&dir);
+    dvc(&["synth", &g, "--grains", "25", "--shape", "80", "--grain-radius", "5", "8", "--grain-max-translation", "1.5", "--grain-max-rotation", "4", "--dtype", "uint16", "--noise", "50", "--chunk", "16", "-q"]);
+    let (im1, lab1, im2) = (s(&dir.join("im1.zarr")), s(&dir.join("lab1.zarr")), s(&dir.join("im2.zarr")));
+    // A cache far smaller than the volumes (3 × 1 MiB of f32 here) gives the same table.
+    dvc(&["ddic", &im1, &lab1, &im2, "-od", &g, "-pre", "big", "-q"]);
+    let out = dvc(&["ddic", &im1, &lab1, &im2, "-od", &g, "-pre", "small", "--cache-bytes", "64K", "--stats", "-q"]);
+    let stats = String::from_utf8_lossy(&out.stderr);
+    assert!(stats.contains("peak held"), "{stats}");
+    let big = std::fs::read(dir.join("big-ddic.tsv")).unwrap();
+    assert_eq!(big, std::fs::read(dir.join("small-ddic.tsv")).unwrap(), "same bytes through a 64 KiB cache");
+    let f = PhiField::read(&dir.join("big-ddic.tsv")).unwrap();
+    let truth = PhiField::read(&dir.join("truth-grains.tsv")).unwrap();
+    let converged = (1..=25).filter(|&k| f.return_status[k] == 2.0).count();
+    assert!(converged >= 23, "{converged} of 25 converge from no guess (motions ≤ 1.5 voxels)");
+    for k in (1..=25).filter(|&k| f.return_status[k] == 2.0) {
+        assert!((t(&f, k) - truth_at(&truth, k, &f.positions[k]).0).abs().max() < 0.05, "grain {k}");
+    }
+    // -skp: converged labels keep every value of the file; the others are recomputed.
+    let mut edited = f.clone();
+    edited.return_status[3] = -1.0;
+    edited.error[5] = 123.0;
+    let path = dir.join("edited.tsv");
+    dvc_stream::field::tsv::write_field(&path, &edited).unwrap();
+    dvc(&["ddic", &im1, &lab1, &im2, "-pf", &s(&path), "-skp", "-od", &g, "-pre", "skp", "-q"]);
+    let skp = PhiField::read(&dir.join("skp-ddic.tsv")).unwrap();
+    assert_eq!(skp.error[5], 123.0, "label 5 (status 2) kept from the file");
+    assert_eq!(skp.return_status[3], 2.0, "label 3 recomputed");
+    assert!((t(&skp, 3) - t(&f, 3)).abs().max() < 1e-3);
+    assert_eq!((skp.iterations[5], skp.delta_phi_norm[5], skp.label_dilate[5]), (f.iterations[5], f.delta_phi_norm[5], f.label_dilate[5]), "no column shift");
+    // -msb 2: a binned first level, then full resolution.
+    dvc(&["ddic", &im1, &lab1, &im2, "-msb", "2", "-od", &g, "-pre", "msb", "-q"]);
+    let msb = PhiField::read(&dir.join("msb-ddic.tsv")).unwrap();
+    assert!((1..=25).filter(|&k| msb.return_status[k] == 2.0).count() >= 23);
+    for k in (1..=25).filter(|&k| msb.return_status[k] == 2.0) {
+        assert!((t(&msb, k) - truth_at(&truth, k, &msb.positions[k]).0).abs().max() < 0.05, "grain {k}");
+    }
+    // -regbb: a whole-image registration first (near identity here: grains move randomly).
+    let out = dvc(&["ddic", &im1, &lab1, &im2, "-regbb", "2", "-od", &g, "-pre", "regbb", "--no-vtk"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("initial registration"));
+    assert!(!dir.join("regbb-ddic.vtk").exists());
+    // Labels table.
+    dvc(&["labels", &lab1, "-od", &g, "-q"]);
+    let table = PhiField::read(&dir.join("lab1-labels.tsv"));
+    assert!(table.is_err(), "the label table is not a Φ field");
+    let text = std::fs::read_to_string(dir.join("lab1-labels.tsv")).unwrap();
+    let first = text.lines().nth(1).unwrap();
+    assert!(text.starts_with("Label\tZmin\tZmax\tYmin\tYmax\tXmin\tXmax\tvolume\tZcom\tYcom\tXcom\tequivalentRadius\n"));
+    assert!(first.starts_with("0.0000000\tnan"), "{first}");
+    let row = |k: usize| -> Vec<f64> { text.lines().nth(k + 1).unwrap().split('\t').map(|v| v.parse().unwrap()).collect() };
+    for k in 1..=25 {
+        let r = row(k);
+        assert!((r[8] - f.positions[k][0]).abs() < 1e-4 && (r[10] - f.positions[k][2]).abs() < 1e-4, "COM of {k}");
+        assert!(r[7] > 300.0);
+    }
+    // Errors: one line, exit 2, nothing written.
+    let bad = d.path().join("bad");
+    let b = s(&bad);
+    fails(&["ddic", &im1, &s(&examples().join("inputs/lab1.tif")), &im2, "-od", &b], "label image shape");
+    fails(&["ddic", &im1, &lab1, &im2, "-skp", "-od", &b], "--skip");
+    let mut moved = f.clone();
+    moved.positions[4][1] += 1.0;
+    let mpath = d.path().join("moved.tsv");
+    dvc_stream::field::tsv::write_field(&mpath, &moved).unwrap();
+    fails(&["ddic", &im1, &lab1, &im2, "-pf", &s(&mpath), "-od", &b], "label 4 is at");
+    fails(&["ddic", &im1, &lab1, &im2, "-pf", &s(&dir.join("truth.tsv")), "-od", &b], "no such file");
+    fails(&["ddic", &im1, &lab1, &im2, "-m", "-2", "-od", &b], "--margin");
+    assert!(!bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(), "nothing written");
+}
