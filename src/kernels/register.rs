@@ -157,6 +157,17 @@ pub fn register(
 /// g_i g_k x² (and of d·g_i, d·g_i x for A) and multiplies in z and y once per row: 24
 /// products per voxel for M instead of 78, and no 12-wide Jacobian held per voxel.
 fn crop_sums(r1: &[f32], def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[Vec<f64>; 3], need_m: bool) -> Evaluation {
+    // Windows without masked (NaN) voxels take the loop without per-voxel tests.
+    let nan = r1.iter().chain(def).any(|v| v.is_nan());
+    match (need_m, nan) {
+        (true, true) => crop_sums_as::<true, true>(r1, def, g, nc, coords),
+        (true, false) => crop_sums_as::<true, false>(r1, def, g, nc, coords),
+        (false, true) => crop_sums_as::<false, true>(r1, def, g, nc, coords),
+        (false, false) => crop_sums_as::<false, false>(r1, def, g, nc, coords),
+    }
+}
+
+fn crop_sums_as<const NEED_M: bool, const NAN: bool>(r1: &[f32], def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[Vec<f64>; 3]) -> Evaluation {
     const PAIRS: [(usize, usize); 6] = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)];
     let mut a = [0f64; 12];
     let mut m = [[0f64; 12]; 12];
@@ -170,11 +181,13 @@ fn crop_sums(r1: &[f32], def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[
             let (mut s0, mut s1, mut s2) = ([0f64; 6], [0f64; 6], [0f64; 6]);
             let row = k..k + nc[2];
             for (((&p, &q), gv), &xv) in r1[row.clone()].iter().zip(&def[row.clone()]).zip(&g[row]).zip(&coords[2]) {
-                if !p.is_nan() {
+                if NAN && !p.is_nan() {
+                    den += p as f64;
+                } else if !NAN {
                     den += p as f64;
                 }
                 let d = (p - q) as f64;
-                if d.is_nan() {
+                if NAN && d.is_nan() {
                     continue;
                 }
                 num += d * d;
@@ -184,7 +197,7 @@ fn crop_sums(r1: &[f32], def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[
                     sa0[i] += t;
                     sa1[i] += t * xv;
                 }
-                if need_m {
+                if NEED_M {
                     for (pi, &(i, j)) in PAIRS.iter().enumerate() {
                         let gg = gd[i] * gd[j];
                         s0[pi] += gg;
@@ -201,7 +214,7 @@ fn crop_sums(r1: &[f32], def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[
                 a[4 * i + 2] += sa1[i];
                 a[4 * i + 3] += sa0[i];
             }
-            if need_m {
+            if NEED_M {
                 let c = [cz, cy, 0.0, 1.0];
                 for (pi, &(i, j)) in PAIRS.iter().enumerate() {
                     for p in 0..4 {
@@ -219,7 +232,7 @@ fn crop_sums(r1: &[f32], def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[
             }
         }
     }
-    let m = need_m.then(|| {
+    let m = NEED_M.then(|| {
         SMatrix::<f64, 12, 12>::from_fn(|r, c| {
             // Blocks (i, j) with i ≤ j were summed; the rest is their transpose.
             if r / 4 <= c / 4 { m[r][c] } else { m[c][r] }

@@ -70,3 +70,40 @@ def test_spam_reads_our_pixel_search_and_strain_and_computes_the_same_strain(tmp
     ours = pd.read_csv(tmp_path / "im1-im3-ldic-strain-Q8.tsv", sep="\t")
     np.testing.assert_allclose(ours["vol"], ref["vol"].ravel(), atol=2e-7)
     np.testing.assert_allclose(ours["ezz"], ref["e"][..., 0, 0].ravel(), atol=2e-7)
+
+
+def test_spam_reads_our_ddic_and_its_label_toolkit_agrees_with_our_table(tmp_path):
+    """spam reads our ddic file as a discrete field (the same values as spam's own ddic on
+    row 25 of the examples), and spam's label toolkit gives our label table's bounding
+    boxes, volumes and centres of mass on a granular volume it never saw."""
+    import duckdb
+    import pandas as pd
+    import spam.label
+
+    inp = EXAMPLES / "inputs"
+    run(BIN / "dvc-stream", "ddic", inp / "im1.tif", inp / "lab1.tif", inp / "im2.tif",
+        "-pf", EXAMPLES / "pixelSearch" / "psLab-pixelSearch.tsv", "-od", tmp_path, "-q")
+    ours = spam.helpers.readCorrelationTSV(str(tmp_path / "im1-im2-ddic.tsv"), readConvergence=True,
+                                           readError=True, readLabelDilate=True)
+    ref = spam.helpers.readCorrelationTSV(str(EXAMPLES / "ddic" / "im1-im2-ddic.tsv"), readConvergence=True,
+                                          readError=True, readLabelDilate=True)
+    assert ours["numberOfLabels"] == ref["numberOfLabels"] == 9
+    np.testing.assert_array_equal(ours["returnStatus"], ref["returnStatus"])
+    np.testing.assert_allclose(ours["PhiField"][1:, :3, 3], ref["PhiField"][1:, :3, 3], atol=0.01)
+    np.testing.assert_array_equal(ours["LabelDilate"], ref["LabelDilate"])
+
+    run(BIN / "dvc-stream", "synth", tmp_path / "g", "--grains", "12", "--shape", "60", "--grain-radius", "4", "7",
+        "--format", "tiff", "-q")
+    run(BIN / "dvc-stream", "labels", tmp_path / "g" / "lab1.tif", "-od", tmp_path, "-q")
+    lab = tifffile.imread(tmp_path / "g" / "lab1.tif")
+    boxes = spam.label.boundingBoxes(lab)
+    coms = spam.label.centresOfMass(lab)
+    vols = spam.label.volumes(lab)
+    table = duckdb.sql(f"select * from '{tmp_path / 'lab1-labels.parquet'}' order by Label").df()
+    assert len(table) == 13
+    got = table[["Zmin", "Zmax", "Ymin", "Ymax", "Xmin", "Xmax"]].to_numpy()[1:]
+    np.testing.assert_array_equal(got, boxes[1:])
+    np.testing.assert_allclose(table[["Zcom", "Ycom", "Xcom"]].to_numpy()[1:], coms[1:], atol=1e-4)
+    np.testing.assert_array_equal(table["volume"].to_numpy()[1:], vols[1:])
+    ddic = pd.read_parquet(tmp_path / "im1-im2-ddic.parquet")
+    assert list(ddic.columns[:4]) == ["Label", "Zpos", "Ypos", "Xpos"] and (ddic.returnStatus[1:] == 2).all()
