@@ -5,8 +5,8 @@
 # Usage: bash bench/ddic_memory.sh [SIZE] [GRAINS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-320}
-G=${2:-4000}
+N=${1:-256}
+G=${2:-1200}
 OUT=bench/out/ddic-mem-$N
 mkdir -p "$OUT"
 cargo build --release -q
