@@ -108,13 +108,7 @@ struct Plan {
 
 fn plan(a: &DdicArgs, table: &LabelTable, registration: Option<(Phi, Vector3<f64>)>) -> Result<Plan> {
     let n = table.max_label() + 1;
-    let positions: Vec<Vector3<f64>> = (0..n)
-        .map(|l| match (l, table.get(l)) {
-            (0, _) => Vector3::zeros(),
-            (_, Some(i)) => Vector3::from(i.com),
-            (_, None) => Vector3::from_element(f64::NAN),
-        })
-        .collect();
+    let positions = table.positions();
     let from_registration = |phi: &Phi, centre: &Vector3<f64>| -> Vec<Phi> {
         positions
             .iter()

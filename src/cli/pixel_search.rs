@@ -133,13 +133,7 @@ pub struct PixelSearchArgs {
 /// Label-mode points and guesses: label centres of mass, row l = label l.
 pub fn label_plan(table: &LabelTable, phi_file: &Option<PathBuf>, bin_ratio: f64, apply_f: ApplyF) -> Result<(Vec<Vector3<f64>>, Vec<Phi>)> {
     let n = table.max_label() + 1;
-    let positions: Vec<Vector3<f64>> = (0..n)
-        .map(|l| match (l, table.get(l)) {
-            (0, _) => Vector3::zeros(),
-            (_, Some(i)) => Vector3::from(i.com),
-            (_, None) => Vector3::from_element(f64::NAN),
-        })
-        .collect();
+    let positions = table.positions();
     let guesses = match phi_file {
         None => vec![Phi::identity(); n],
         Some(p) => {

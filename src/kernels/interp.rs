@@ -97,7 +97,7 @@ unsafe fn trilinear_rows_avx2(data: &[f32], n: [usize; 3], map: &BackwardMap, or
     }
     let (sz, sy) = (n[1] * n[2], n[2]);
     let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
-    let (k, cc) = (map.k, map.c);
+    let cc = map.c;
     let dxs: Vec<f32> = (0..dims[2]).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
     let mut q = [vec![0f32; dims[2]], vec![0f32; dims[2]], vec![0f32; dims[2]]];
     let base = data.as_ptr();
@@ -107,12 +107,7 @@ unsafe fn trilinear_rows_avx2(data: &[f32], n: [usize; 3], map: &BackwardMap, or
         let dz = (origin[0] + z) as f32 - cc[0];
         for (y, row) in slab.chunks_exact_mut(dims[2]).enumerate() {
             let dy = (origin[1] + y) as f32 - cc[1];
-            for i in 0..3 {
-                let a = k[i][0] * dz + k[i][1] * dy;
-                for (qi, &dx) in q[i].iter_mut().zip(&dxs) {
-                    *qi = a + k[i][2] * dx + k[i][3] + cc[i];
-                }
-            }
+            row_coordinates(map, dz, dy, &dxs, &mut q);
             let mut x = 0;
             while x + 4 <= dims[2] {
                 let qz = _mm_loadu_ps(q[0].as_ptr().add(x));
@@ -176,22 +171,29 @@ unsafe fn trilinear_rows_avx2(data: &[f32], n: [usize; 3], map: &BackwardMap, or
     }
 }
 
+/// The source coordinates of one output row, in spam's f32 order of operations.
+#[inline(always)]
+fn row_coordinates(map: &BackwardMap, dz: f32, dy: f32, dxs: &[f32], q: &mut [Vec<f32>; 3]) {
+    let (k, cc) = (map.k, map.c);
+    for i in 0..3 {
+        let a = k[i][0] * dz + k[i][1] * dy;
+        for (qi, &dx) in q[i].iter_mut().zip(dxs) {
+            *qi = a + k[i][2] * dx + k[i][3] + cc[i];
+        }
+    }
+}
+
 fn trilinear_rows_body(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32]) {
     let (sz, sy) = (n[1] * n[2], n[2]);
     let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
-    let (k, cc) = (map.k, map.c);
+    let cc = map.c;
     let dxs: Vec<f32> = (0..dims[2]).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
     let mut q = [vec![0f32; dims[2]], vec![0f32; dims[2]], vec![0f32; dims[2]]];
     for (z, slab) in out.chunks_exact_mut(dims[1] * dims[2]).enumerate() {
         let dz = (origin[0] + z) as f32 - cc[0];
         for (y, row) in slab.chunks_exact_mut(dims[2]).enumerate() {
             let dy = (origin[1] + y) as f32 - cc[1];
-            for i in 0..3 {
-                let a = k[i][0] * dz + k[i][1] * dy;
-                for (qi, &dx) in q[i].iter_mut().zip(&dxs) {
-                    *qi = a + k[i][2] * dx + k[i][3] + cc[i];
-                }
-            }
+            row_coordinates(map, dz, dy, &dxs, &mut q);
             for (x, v) in row.iter_mut().enumerate() {
                 let (qz, qy, qx) = (q[0][x], q[1][x], q[2][x]);
                 if qz >= 1.0 && qz < hi[0] && qy >= 1.0 && qy < hi[1] && qx >= 1.0 && qx < hi[2] {

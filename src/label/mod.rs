@@ -131,6 +131,18 @@ impl LabelTable {
         self.labels.len().saturating_sub(1)
     }
 
+    /// Where each label's row sits in a label field: its centre of mass, (0, 0, 0) for the
+    /// background and NaN for missing labels (spam's convention).
+    pub fn positions(&self) -> Vec<nalgebra::Vector3<f64>> {
+        (0..self.max_label() + 1)
+            .map(|l| match (l, self.get(l)) {
+                (0, _) => nalgebra::Vector3::zeros(),
+                (_, Some(i)) => nalgebra::Vector3::from(i.com),
+                (_, None) => nalgebra::Vector3::from_element(f64::NAN),
+            })
+            .collect()
+    }
+
     pub fn get(&self, l: usize) -> Option<&LabelInfo> {
         self.labels.get(l).and_then(|o| o.as_ref())
     }
