@@ -65,15 +65,8 @@ pub struct FilterPhiFieldArgs {
     pub filter_median_radius: usize,
     #[command(flatten)]
     pub out: super::OutputOpts,
-    /// Also write Zdisp/Ydisp/Xdisp TIFFs (grid) [spam: -tif].
-    #[arg(long = "tiff-out")]
-    pub tiff_out: bool,
-    /// Do not write the spam TSV [spam: -notsv].
-    #[arg(long = "no-tsv")]
-    pub no_tsv: bool,
-    /// Also write VTK [spam: -vtk].
-    #[arg(long = "vtk-out")]
-    pub vtk_out: bool,
+    #[command(flatten)]
+    pub files: super::FieldFiles,
     /// Worker threads [spam: -np].
     #[arg(long = "number-of-processes", value_name = "N")]
     pub number_of_processes: Option<usize>,
@@ -242,7 +235,7 @@ pub fn run(a: FilterPhiFieldArgs) -> Result<()> {
         "correct_interpolate": a.correct_interpolate, "correct_lqf": a.correct_lqf, "apply_f": a.apply_f,
         "filter_median": a.filter_median, "filter_median_radius": a.filter_median_radius,
     });
-    write_outputs(&out, &dir, &name, &FieldMeta::for_command("filter-phi-field", params), !a.no_tsv, a.vtk_out, a.tiff_out, None)?;
+    write_outputs(&out, &dir, &name, &FieldMeta::for_command("filter-phi-field", params), !a.files.no_tsv, a.files.vtk_out, a.files.tiff_out, None)?;
     if !a.quiet {
         eprintln!("filter-phi-field: {message} → {}", dir.join(&name).display());
     }

@@ -77,15 +77,8 @@ pub struct LdicArgs {
     pub series_incremental: bool,
     #[command(flatten)]
     pub out: super::OutputOpts,
-    /// Also write the field as legacy VTK [spam: -vtk].
-    #[arg(long = "vtk-out")]
-    pub vtk_out: bool,
-    /// Also write each column as a TIFF on the node grid [spam: -tif].
-    #[arg(long = "tiff-out")]
-    pub tiff_out: bool,
-    /// Do not write the spam TSV (the Parquet table is always written) [spam: -notsv].
-    #[arg(long = "no-tsv")]
-    pub no_tsv: bool,
+    #[command(flatten)]
+    pub files: super::FieldFiles,
     #[command(flatten)]
     pub read: ReadOpts,
 }
@@ -132,8 +125,8 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     let mut meta = FieldMeta::for_command("ldic", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];
     // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
-    let mut sink = FieldSink::create(&dir, &format!("{prefix}-ldic"), Layout::Ldic, &kind, &meta, !a.no_tsv, false)?;
-    let want_grids = a.vtk_out || a.tiff_out;
+    let mut sink = FieldSink::create(&dir, &format!("{prefix}-ldic"), Layout::Ldic, &kind, &meta, !a.files.no_tsv, false)?;
+    let want_grids = a.files.vtk_out || a.files.tiff_out;
     let mut grids: Vec<Vec<f64>> = if want_grids { vec![Vec::with_capacity(n); 7] } else { vec![] };
     let cs = im1.chunk_shape();
     let ns_guess = plan.spacing.map(|h| (h.value().round() as usize).max(1));
@@ -215,7 +208,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     let (_, counts) = sink.finish()?;
-    if a.tiff_out {
+    if a.files.tiff_out {
         let names = ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"];
         for (k, name) in names.iter().enumerate() {
             if k == 0 && plan.dims[0] == 1 {
@@ -225,7 +218,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             write_tiff(&dir.join(format!("{prefix}-ldic-{name}.tif")), plan.dims, &TypedBuf::F32(vals))?;
         }
     }
-    if a.vtk_out {
+    if a.files.vtk_out {
         let fin = |v: &Vec<f64>| v.iter().map(|x| if x.is_finite() { *x } else { 0.0 }).collect::<Vec<f64>>();
         let disp: Vec<Vector3<f64>> = (0..n).map(|i| Vector3::new(grids[0][i], grids[1][i], grids[2][i]).map(|v| if v.is_finite() { v } else { 0.0 })).collect();
         let arrays = vec![

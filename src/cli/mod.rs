@@ -96,6 +96,20 @@ pub struct OutputOpts {
     pub prefix: Option<String>,
 }
 
+/// The files a field is written to beside its Parquet table (always written).
+#[derive(Args, Debug, Clone)]
+pub struct FieldFiles {
+    /// Also write a legacy VTK file [spam: -vtk].
+    #[arg(long = "vtk-out")]
+    pub vtk_out: bool,
+    /// Also write TIFFs of the columns on the node grid (grid fields) [spam: -tif].
+    #[arg(long = "tiff-out")]
+    pub tiff_out: bool,
+    /// Do not write the spam TSV (the Parquet table is always written) [spam: -notsv].
+    #[arg(long = "no-tsv")]
+    pub no_tsv: bool,
+}
+
 /// `-o`: 1 = trilinear (spam's C kernel), 3 = cubic B-spline (spam's Python path).
 pub fn parse_order(s: &str) -> Result<usize, String> {
     match s {

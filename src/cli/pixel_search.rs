@@ -75,15 +75,8 @@ pub struct SearchArgs {
     pub method: SearchMethod,
     #[command(flatten)]
     pub out: super::OutputOpts,
-    /// Also write a VTK file [spam: -vtk].
-    #[arg(long = "vtk-out")]
-    pub vtk_out: bool,
-    /// Also write TIFFs on the node grid (grid mode) [spam: -tif].
-    #[arg(long = "tiff-out")]
-    pub tiff_out: bool,
-    /// Do not write the spam TSV (the Parquet table is always written) [spam: -notsv].
-    #[arg(long = "no-tsv")]
-    pub no_tsv: bool,
+    #[command(flatten)]
+    pub files: super::FieldFiles,
     #[command(flatten)]
     pub read: ReadOpts,
 }
@@ -280,13 +273,13 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
     let mut meta = FieldMeta::for_command("pixel-search", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];
     let t0 = Instant::now();
-    let keep = s.vtk_out || s.tiff_out;
+    let keep = s.files.vtk_out || s.files.tiff_out;
     let (kept, counts, n) = match &labels {
         None => {
             let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), false)?;
             let n = plan.nodes.len();
             let kind = FieldKind::Grid { dims: plan.dims, spacing: plan.spacing.map(|h| h.value()) };
-            let mut sink = FieldSink::create(&dir, &format!("{prefix}-pixelSearch"), Layout::PixelSearch, &kind, &meta, !s.no_tsv, keep)?;
+            let mut sink = FieldSink::create(&dir, &format!("{prefix}-pixelSearch"), Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
             let cs = im1.chunk_shape();
             let ns = plan.spacing.map(|h| (h.value().round() as usize).max(1));
             let tiles = scheduler::plan_grid_tiles(plan.dims, std::array::from_fn(|k| (cs[k] / ns[k]).max(1)));
@@ -322,7 +315,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             bar.finish_and_clear();
             let (kept, counts) = sink.finish()?;
             if let Some(f) = &kept {
-                write_extras(f, &dir, &prefix, "pixelSearch", o.hws, plan.spacing, s.vtk_out, s.tiff_out)?;
+                write_extras(f, &dir, &prefix, "pixelSearch", o.hws, plan.spacing, s.files.vtk_out, s.files.tiff_out)?;
             }
             (kept, counts, n)
         }
@@ -330,7 +323,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             let table = LabelTable::scan(lab, s.read.progress())?;
             let (positions, guesses) = label_plan(&table, &a.phi_file, a.phi_file_bin_ratio, a.apply_f)?;
             let n = positions.len();
-            let mut sink = FieldSink::create(&dir, &format!("{prefix}-pixelSearch"), Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.no_tsv, keep)?;
+            let mut sink = FieldSink::create(&dir, &format!("{prefix}-pixelSearch"), Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
             let pos: Vec<[f64; 3]> = positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
             let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 64);
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
@@ -372,7 +365,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             bar.finish_and_clear();
             let (kept, counts) = sink.finish()?;
             if let Some(f) = &kept {
-                write_extras(f, &dir, &prefix, "pixelSearch", o.hws, [HeaderNum::Int(1); 3], s.vtk_out, false)?;
+                write_extras(f, &dir, &prefix, "pixelSearch", o.hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
             }
             (kept, counts, n)
         }

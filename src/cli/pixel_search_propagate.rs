@@ -157,7 +157,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
     let mut meta = FieldMeta::for_command("pixel-search-propagate", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];
     let stem_out = format!("{prefix}-pixelSearchPropagate");
-    let keep = s.vtk_out || s.tiff_out;
+    let keep = s.files.vtk_out || s.files.tiff_out;
     let t0 = Instant::now();
     let progress = s.read.progress();
 
@@ -176,7 +176,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
         let bar = crate::progress::bar(order.len() as u64, "propagate", progress);
         let res = propagate(&points, &order, start_disp, &opts, |l, g| search_label(&im1, &im2, lab, &table, l, &with_translation(g), &o), || bar.inc(1))?;
         bar.finish_and_clear();
-        let mut sink = FieldSink::create(&dir, &stem_out, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.no_tsv, keep)?;
+        let mut sink = FieldSink::create(&dir, &stem_out, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
         for (l, r) in res.iter().enumerate() {
             match (l, r) {
                 (0, _) => sink.push(background_row())?,
@@ -186,7 +186,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
         }
         let (kept, counts) = sink.finish()?;
         if let Some(f) = &kept {
-            write_extras(f, &dir, &prefix, "pixelSearchPropagate", hws, [HeaderNum::Int(1); 3], s.vtk_out, false)?;
+            write_extras(f, &dir, &prefix, "pixelSearchPropagate", hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
         }
         (kept, counts, n)
     } else {
@@ -217,7 +217,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
             Some((dims, ns)) => FieldKind::Grid { dims, spacing: ns.map(|v| v as f64) },
             None => PhiField::grid_from_positions(&points),
         };
-        let mut sink = FieldSink::create(&dir, &stem_out, Layout::PixelSearch, &kind, &meta, !s.no_tsv, keep)?;
+        let mut sink = FieldSink::create(&dir, &stem_out, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
         for i in first..points.len() {
             let r = res[i].clone().unwrap_or_else(|| PixelResult::failed(&Phi::identity(), -5));
             sink.push(row(i - first, points[i], &r))?;
@@ -225,11 +225,11 @@ pub fn run(a: PropagateArgs) -> Result<()> {
         let (kept, counts) = sink.finish()?;
         if let Some(mut f) = kept.clone() {
             match grid {
-                Some((_, ns)) => write_extras(&f, &dir, &prefix, "pixelSearchPropagate", hws, ns.map(|v| HeaderNum::Int(v as i64)), s.vtk_out, s.tiff_out)?,
+                Some((_, ns)) => write_extras(&f, &dir, &prefix, "pixelSearchPropagate", hws, ns.map(|v| HeaderNum::Int(v as i64)), s.files.vtk_out, s.files.tiff_out)?,
                 None => {
                     // Scattered points have no grid: glyphs only.
                     f.kind = FieldKind::Labels;
-                    write_extras(&f, &dir, &prefix, "pixelSearchPropagate", hws, [HeaderNum::Int(1); 3], s.vtk_out, false)?
+                    write_extras(&f, &dir, &prefix, "pixelSearchPropagate", hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?
                 }
             }
         }

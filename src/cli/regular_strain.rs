@@ -72,15 +72,8 @@ pub struct RegularStrainArgs {
     pub raw: bool,
     #[command(flatten)]
     pub out: super::OutputOpts,
-    /// Also write one TIFF per component on the grid [spam: -tif].
-    #[arg(long = "tiff-out")]
-    pub tiff_out: bool,
-    /// Do not write the spam TSV (the Parquet table is always written) [spam: -notsv].
-    #[arg(long = "no-tsv")]
-    pub no_tsv: bool,
-    /// Also write a VTK file [spam: -vtk].
-    #[arg(long = "vtk-out")]
-    pub vtk_out: bool,
+    #[command(flatten)]
+    pub files: super::FieldFiles,
     /// Keep NaN in the VTK instead of 0 [spam: -vtkln].
     #[arg(long = "vtk-leave-nans")]
     pub vtk_leave_nans: bool,
@@ -219,10 +212,10 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
         "radius": a.radius, "return_status_threshold": a.return_status_threshold, "no_mask_bad": a.no_mask_bad,
     });
     parquet::write_columns(&base.with_extension("parquet"), "StrainPointNumber", &cols, &FieldMeta::for_command("regular-strain", params))?;
-    if !a.no_tsv {
+    if !a.files.no_tsv {
         tsv::write_columns(&base.with_extension("tsv"), "StrainPointNumber", &cols)?;
     }
-    if a.tiff_out {
+    if a.files.tiff_out {
         let Some(dims) = out_dims else { bail!("--tiff-out needs a grid field") };
         for &c in &comps {
             let names = columns(c);
@@ -233,7 +226,7 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
             }
         }
     }
-    if a.vtk_out {
+    if a.files.vtk_out {
         let fix = |v: f64| if a.vtk_leave_nans || v.is_finite() { v } else { 0.0 };
         let mut arrays = Vec::new();
         for &c in &comps {

@@ -55,10 +55,6 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-sei", "--series-incremental"),
             ("-od", "--out-dir"),
             ("-pre", "--prefix"),
-            ("-vtk", "--vtk-out"),
-            ("-tif", "--tiff-out"),
-            ("-tiff", "--tiff-out"),
-            ("-notsv", "--no-tsv"),
             ("-np", "--number-of-processes"),
         ],
         "ddic" => &[
@@ -133,11 +129,6 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-fmr", "--filter-median-radius"),
             ("-od", "--out-dir"),
             ("-pre", "--prefix"),
-            ("-tif", "--tiff-out"),
-            ("-tiff", "--tiff-out"),
-            ("-notsv", "--no-tsv"),
-            ("-noTSV", "--no-tsv"),
-            ("-vtk", "--vtk-out"),
             ("-np", "--number-of-processes"),
         ],
         "regular-strain" => &[
@@ -152,11 +143,6 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-raw", "--raw"),
             ("-od", "--out-dir"),
             ("-pre", "--prefix"),
-            ("-tif", "--tiff-out"),
-            ("-tiff", "--tiff-out"),
-            ("-notsv", "--no-tsv"),
-            ("-noTSV", "--no-tsv"),
-            ("-vtk", "--vtk-out"),
             ("-vtkln", "--vtk-leave-nans"),
             ("-np", "--number-of-processes"),
         ],
@@ -179,6 +165,15 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// The output-file options of every command that flattens `FieldFiles`.
+const FIELD_FILES: &[(&str, &str)] = &[
+    ("-vtk", "--vtk-out"),
+    ("-tif", "--tiff-out"),
+    ("-tiff", "--tiff-out"),
+    ("-notsv", "--no-tsv"),
+    ("-noTSV", "--no-tsv"),
+];
+
 /// The options pixel-search and pixel-search-propagate share (`SearchArgs`).
 const SEARCH: &[(&str, &str)] = &[
     ("-sr", "--search-range"),
@@ -195,10 +190,6 @@ const SEARCH: &[(&str, &str)] = &[
     ("-hws3", "--half-window-size3"),
     ("-od", "--out-dir"),
     ("-pre", "--prefix"),
-    ("-vtk", "--vtk-out"),
-    ("-tif", "--tiff-out"),
-    ("-tiff", "--tiff-out"),
-    ("-notsv", "--no-tsv"),
     ("-np", "--number-of-processes"),
 ];
 
@@ -220,11 +211,13 @@ const PROPAGATE: &[(&str, &str)] = &[
 
 /// The spellings of a subcommand: its own table, plus the shared search options.
 fn spellings(sub: &str) -> Vec<(&'static str, &'static str)> {
-    match sub {
+    let own: Vec<(&str, &str)> = match sub {
         "pixel-search" => SEARCH.iter().chain(PIXEL_SEARCH).copied().collect(),
         "pixel-search-propagate" => SEARCH.iter().chain(PROPAGATE).copied().collect(),
         other => table(other).to_vec(),
-    }
+    };
+    let files = matches!(sub, "ldic" | "pixel-search" | "pixel-search-propagate" | "filter-phi-field" | "regular-strain");
+    own.into_iter().chain(if files { FIELD_FILES } else { &[] }.iter().copied()).collect()
 }
 
 /// Rewrites spam spellings after the subcommand name into long options.
@@ -255,5 +248,11 @@ mod tests {
         let a: Vec<OsString> = ["dvc-stream", "reg", "a.tif", "-bb", "4", "-m", "-1", "--rigid"].iter().map(OsString::from).collect();
         let b: Vec<String> = translate(a).into_iter().map(|s| s.into_string().unwrap()).collect();
         assert_eq!(b, ["dvc-stream", "reg", "a.tif", "--bin-start", "4", "--margin", "-1", "--rigid"]);
+        // The output-file spellings are shared by the commands that write fields, and only them.
+        let t = |args: &[&str]| -> Vec<String> { translate(args.iter().map(OsString::from).collect()).into_iter().map(|s| s.into_string().unwrap()).collect() };
+        for sub in ["ldic", "pixel-search", "pixel-search-propagate", "filter-phi-field", "regular-strain"] {
+            assert_eq!(t(&["d", sub, "-vtk", "-tiff", "-noTSV"])[2..], ["--vtk-out", "--tiff-out", "--no-tsv"], "{sub}");
+        }
+        assert_eq!(t(&["d", "pass-phi-field", "-vtk", "-notsv"])[2..], ["--vtk-out", "-notsv"]);
     }
 }

@@ -225,17 +225,7 @@ fn write_truth(a: &SynthArgs, spec: &SynthSpec, dir: &Path) -> Result<()> {
     parquet::write_field(&dir.join("truth.parquet"), &truth, &meta)?;
     // The affine part as a spam registration file about the image centre (a -pf guess).
     let mut reg = crate::field::PhiField::new(crate::field::FieldKind::Registration, crate::field::Layout::Registration);
-    reg.push(crate::field::FieldRow {
-        id: 1,
-        position: spec.deformation.centre,
-        phi: spec.deformation.phi,
-        cc: 0.0,
-        error: 0.0,
-        iterations: 0.0,
-        return_status: 2.0,
-        delta_phi_norm: 0.0,
-        label_dilate: 0.0,
-    });
+    reg.push(crate::field::FieldRow::truth(1, spec.deformation.centre, spec.deformation.phi));
     tsv::write_field(&dir.join("truth-registration.tsv"), &reg)?;
     Ok(())
 }

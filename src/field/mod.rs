@@ -104,6 +104,13 @@ pub struct FieldRow {
     pub label_dilate: f64,
 }
 
+impl FieldRow {
+    /// A known Φ (a synthetic truth or a guess): converged (status 2), no error, no iterations.
+    pub fn truth(id: i64, position: Vector3<f64>, phi: Phi) -> FieldRow {
+        FieldRow { id, position, phi, cc: 0.0, error: 0.0, iterations: 0.0, return_status: 2.0, delta_phi_norm: 0.0, label_dilate: 0.0 }
+    }
+}
+
 impl PhiField {
     pub fn new(kind: FieldKind, layout: Layout) -> PhiField {
         PhiField {

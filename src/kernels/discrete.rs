@@ -21,7 +21,8 @@ use super::local::{round_even, slice_padded, PointResult};
 use super::register::{nearest_power_of_two, register, RegisterOptions, RegisterResult};
 use crate::label::{label_mask, LabelTable};
 use crate::phi::{self, Phi};
-use crate::store::Volume;
+use crate::store::dtype::DType;
+use crate::store::{binning, Volume};
 
 /// Settings of a label correlation (spam-ddic's options).
 #[derive(Clone, Debug)]
@@ -136,43 +137,27 @@ pub fn register_multiscale_boxes(
     }
 }
 
-/// spam's `binning` of a box: `N // b` voxels per axis, `(N mod b) // 2` dropped at the start,
-/// the mean of each b³ block.
-fn bin_box(a: &ArrayView3<f32>, b: usize) -> Array3<f32> {
-    let (n, top) = binned_geometry(a.dim(), b);
-    Array3::from_shape_fn(n, |(z, y, x)| {
-        let mut s = 0f64;
-        for dz in 0..b {
-            for dy in 0..b {
-                for dx in 0..b {
-                    s += a[[top[0] + z * b + dz, top[1] + y * b + dy, top[2] + x * b + dx]] as f64;
-                }
-            }
-        }
-        (s / (b * b * b) as f64) as f32
+/// Sums of each b³ block of a box, with spam's binned shape and dropped top
+/// (`store::binning`'s rules, which the pyramid and the on-the-fly binned volumes use too).
+fn block_sums<T: Copy>(a: &ArrayView3<T>, b: usize, value: impl Fn(T) -> f64) -> Array3<f64> {
+    let d = a.dim();
+    let n = binning::binned_shape([d.0, d.1, d.2], b);
+    let top = binning::binning_top([d.0, d.1, d.2], b);
+    Array3::from_shape_fn((n[0], n[1], n[2]), |(z, y, x)| {
+        let block = a.slice(ndarray::s![top[0] + z * b..top[0] + (z + 1) * b, top[1] + y * b..top[1] + (y + 1) * b, top[2] + x * b..top[2] + (x + 1) * b]);
+        block.iter().map(|&v| value(v)).sum()
     })
+}
+
+/// spam's `binning` of a box: the f32 mean of each b³ block.
+fn bin_box(a: &ArrayView3<f32>, b: usize) -> Array3<f32> {
+    block_sums(a, b, |v| v as f64).mapv(|s| binning::block_mean(s, b * b * b, DType::F32) as f32)
 }
 
 /// spam's binned mask: a binned voxel is in when at least ⌈b³/100⌉ of its block is.
 fn bin_mask(a: &ArrayView3<bool>, b: usize) -> Array3<bool> {
-    let (n, top) = binned_geometry(a.dim(), b);
-    let need = (b * b * b).div_ceil(100);
-    Array3::from_shape_fn(n, |(z, y, x)| {
-        let mut c = 0;
-        for dz in 0..b {
-            for dy in 0..b {
-                for dx in 0..b {
-                    c += a[[top[0] + z * b + dz, top[1] + y * b + dy, top[2] + x * b + dx]] as usize;
-                }
-            }
-        }
-        c >= need
-    })
-}
-
-fn binned_geometry(d: (usize, usize, usize), b: usize) -> ((usize, usize, usize), [usize; 3]) {
-    let n = [d.0, d.1, d.2];
-    ((n[0] / b, n[1] / b, n[2] / b), std::array::from_fn(|a| (n[a] % b) / 2))
+    let need = binning::mask_votes_needed(b * b * b) as f64;
+    block_sums(a, b, |v| f64::from(u8::from(v))).mapv(|c| c >= need)
 }
 
 #[cfg(test)]

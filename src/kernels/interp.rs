@@ -197,23 +197,7 @@ fn trilinear_rows_body(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [
             for (x, v) in row.iter_mut().enumerate() {
                 let (qz, qy, qx) = (q[0][x], q[1][x], q[2][x]);
                 if qz >= 1.0 && qz < hi[0] && qy >= 1.0 && qy < hi[1] && qx >= 1.0 && qx < hi[2] {
-                    // 1 ≤ q < N − 1 on every axis, so the 8 taps b .. b + sz + sy + 1 are
-                    // inside `data` (its length was checked against n above).
-                    // SAFETY: each q is in [1, N − 1), a range i32 holds.
-                    let (iz, iy, ix) = unsafe { (qz.to_int_unchecked::<i32>() as usize, qy.to_int_unchecked::<i32>() as usize, qx.to_int_unchecked::<i32>() as usize) };
-                    let rz = (qz - iz as f32) as f64;
-                    let ry = (qy - iy as f32) as f64;
-                    let rx = (qx - ix as f32) as f64;
-                    let b = iz * sz + iy * sy + ix;
-                    // SAFETY: b + sz + sy + 1 ≤ (N0 − 1)·sz + (N1 − 1)·sy + N2 − 1 < data.len().
-                    let c = |o: usize| unsafe { *data.get_unchecked(b + o) } as f64;
-                    let x00 = c(0) * (1.0 - rx) + c(1) * rx;
-                    let x01 = c(sy) * (1.0 - rx) + c(sy + 1) * rx;
-                    let x10 = c(sz) * (1.0 - rx) + c(sz + 1) * rx;
-                    let x11 = c(sz + sy) * (1.0 - rx) + c(sz + sy + 1) * rx;
-                    let y0 = x00 * (1.0 - ry) + x01 * ry;
-                    let y1 = x10 * (1.0 - ry) + x11 * ry;
-                    *v = (y0 * (1.0 - rz) + y1 * rz) as f32;
+                    *v = trilinear_slice(data, [sz, sy], [qz, qy, qx]);
                 }
             }
         }

@@ -127,6 +127,8 @@ pub fn register(
     let cen: [f32; 3] = std::array::from_fn(|a| ((nc[a] as f64 - 1.0) / 2.0) as f32);
     let coords: [Vec<f64>; 3] = std::array::from_fn(|a| (0..nc[a]).map(|i| (i as f32 - cen[a]) as f64).collect());
     let r1s: Vec<f32> = r1.iter().copied().collect();
+    // Masked voxels of image 1 are NaN for good: look for them once, not at every evaluation.
+    let r1_has_nan = r1s.iter().any(|v| v.is_nan());
     // The gradient of im1 at the crop voxels; with --update-gradient, of the deformed im2.
     let mut grads = if o.update_gradient { Vec::new() } else { gradient_in_box(im1, margin, nc) };
     // With no initial Φ spam first compares with im2 itself (no border zeroing).
@@ -144,7 +146,7 @@ pub fn register(
             warp_region_into(im2, phi, c2o, nc, o.order, &mut def);
         }
         unwarped = false;
-        Ok(crop_sums(&r1s, &def, &grads, nc, &coords, need_m))
+        Ok(crop_sums(&r1s, r1_has_nan, &def, &grads, nc, &coords, need_m))
     };
     gauss_newton(phi_init, o, evaluate)
 }
@@ -156,9 +158,9 @@ pub fn register(
 /// centre. Along a row only x changes, so each row keeps sums of g_i g_k, g_i g_k x and
 /// g_i g_k x² (and of d·g_i, d·g_i x for A) and multiplies in z and y once per row: 24
 /// products per voxel for M instead of 78, and no 12-wide Jacobian held per voxel.
-fn crop_sums(r1: &[f32], def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[Vec<f64>; 3], need_m: bool) -> Evaluation {
+fn crop_sums(r1: &[f32], r1_has_nan: bool, def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[Vec<f64>; 3], need_m: bool) -> Evaluation {
     // Windows without masked (NaN) voxels take the loop without per-voxel tests.
-    let nan = r1.iter().chain(def).any(|v| v.is_nan());
+    let nan = r1_has_nan || def.iter().any(|v| v.is_nan());
     match (need_m, nan) {
         (true, true) => crop_sums_as::<true, true>(r1, def, g, nc, coords),
         (true, false) => crop_sums_as::<true, false>(r1, def, g, nc, coords),

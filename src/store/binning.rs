@@ -36,6 +36,12 @@ pub fn block_mean(sum: f64, count: usize, dtype: DType) -> f64 {
     }
 }
 
+/// spam's binned masks: the mask is turned into 0/100, binned with the integer floor mean and
+/// kept where > 0, so a binned voxel is in when at least this many of its `count` voxels are.
+pub fn mask_votes_needed(count: usize) -> usize {
+    count.div_ceil(100)
+}
+
 /// How a binned voxel is made from its b³ block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BinRule {
@@ -117,7 +123,7 @@ impl VolumeSource for BinnedSource {
                 sums.iter().map(|&s| block_mean(s, count, dtype) as f32).collect()
             }
             BinRule::Mask => {
-                let need = count.div_ceil(100) as f64;
+                let need = mask_votes_needed(count) as f64;
                 sums.iter().map(|&s| if s >= need { 1.0 } else { 0.0 }).collect()
             }
         };

@@ -14,7 +14,7 @@ use nalgebra::{Matrix3, Vector3};
 use rand_like::Rng;
 use rayon::prelude::*;
 
-use super::texture::{self, Texture};
+use super::texture::Texture;
 use crate::field::{FieldKind, FieldRow, Layout, PhiField};
 use crate::phi::{self, Phi};
 use crate::store::dtype::{DType, TypedBuf};
@@ -309,11 +309,7 @@ impl Granular {
         vals.par_chunks_mut(plane).enumerate().for_each(|(i, out)| {
             let z = z0 + i;
             for (j, (o, v)) in out.iter_mut().zip(self.grey_planes(image, z, z + 1)).enumerate() {
-                let mut v = v;
-                if noise > 0.0 {
-                    v += noise * texture::noise(seed, image as u64, (z * plane + j) as u64);
-                }
-                *o = if dtype.is_integer() { v.round() as f32 } else { v as f32 };
+                *o = super::stored_value(v, noise, seed, image, (z * plane + j) as u64, dtype) as f32;
             }
         });
         TypedBuf::from_f32(dtype, &vals)
@@ -329,17 +325,7 @@ impl Granular {
     /// voxels: move it with `phi::move_to` to compare at another point).
     pub fn truth(&self) -> PhiField {
         let mut f = PhiField::new(FieldKind::Labels, Layout::Ddic);
-        let row = |id: usize, position: Vector3<f64>, phi: Phi| FieldRow {
-            id: id as i64,
-            position,
-            phi,
-            cc: 0.0,
-            error: 0.0,
-            iterations: 0.0,
-            return_status: 2.0,
-            delta_phi_norm: 0.0,
-            label_dilate: 0.0,
-        };
+        let row = |id: usize, position: Vector3<f64>, phi: Phi| FieldRow::truth(id as i64, position, phi);
         f.push(FieldRow { return_status: 0.0, ..row(0, Vector3::zeros(), Phi::identity()) });
         for (i, g) in self.grains.iter().enumerate() {
             f.push(row(i + 1, g.centre, g.phi()));

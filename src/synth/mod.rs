@@ -96,15 +96,8 @@ impl SynthSpec {
 
     /// Noise and rounding applied to an exact value.
     fn finish_voxel(&self, image: u8, p: [usize; 3], exact: f64) -> f64 {
-        let mut v = exact;
-        if self.noise > 0.0 {
-            let idx = ((p[0] * self.shape[1] + p[1]) * self.shape[2] + p[2]) as u64;
-            v += self.noise * texture::noise(self.texture.seed, image as u64, idx);
-        }
-        if self.dtype.is_integer() {
-            v = v.round();
-        }
-        v
+        let idx = ((p[0] * self.shape[1] + p[1]) * self.shape[2] + p[2]) as u64;
+        stored_value(exact, self.noise, self.texture.seed, image, idx, self.dtype)
     }
 
     /// Writes image `image` to `path` (created; callers handle `.partial` naming).
@@ -117,20 +110,24 @@ impl SynthSpec {
         let (nodes, dims) = make_grid(self.shape, ns);
         let mut f = PhiField::new(FieldKind::Grid { dims, spacing: ns.map(|v| v as f64) }, Layout::Ldic);
         for (i, p) in nodes.iter().enumerate() {
-            f.push(FieldRow {
-                id: i as i64,
-                position: *p,
-                phi: self.deformation.phi_at(p),
-                cc: 1.0,
-                error: 0.0,
-                iterations: 0.0,
-                return_status: 2.0,
-                delta_phi_norm: 0.0,
-                label_dilate: 0.0,
-            });
+            f.push(FieldRow { cc: 1.0, ..FieldRow::truth(i as i64, *p, self.deformation.phi_at(p)) });
         }
         f
     }
+}
+
+/// What a synthetic voxel stores: its exact value plus Gaussian noise of standard deviation
+/// `noise` (drawn from the seed, the image and the voxel's flat index, so any slab can be made
+/// alone), rounded for integer types.
+pub fn stored_value(exact: f64, noise: f64, seed: u64, image: u8, index: u64, dtype: DType) -> f64 {
+    let mut v = exact;
+    if noise > 0.0 {
+        v += noise * texture::noise(seed, image as u64, index);
+    }
+    if dtype.is_integer() {
+        v = v.round();
+    }
+    v
 }
 
 /// Writes a volume generated slab by slab: `planes(z0, z1)` gives planes `[z0, z1)` in
