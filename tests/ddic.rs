@@ -143,8 +143,9 @@ fn uniform_spheres_converge_in_translation() {
         worst = worst.max((t(&ours, k) - truth_at(&truth, k, &ours.positions[k]).0).abs().max());
     }
     assert!(worst <= 0.02, "largest translation error {worst} voxel");
-    // spam's plain M⁻¹ on the same spheres: the unobservable rotation keeps moving, so many
-    // spheres end at the iteration limit or diverge instead of converging.
+    // spam's steps alone on the same spheres: the unobservable rotation keeps moving, so many
+    // spheres end at the iteration limit or diverge (by default these are redone with damped
+    // steps).
     dvc(&["ddic", &im1, &lab1, &im2, "-pf", &ps, "-od", &g, "-pre", "spam", "--spam-solver", "-q"]);
     let spam_like = PhiField::read(&dir.join("spam-ddic.tsv")).unwrap();
     let failed = (1..=60).filter(|&k| spam_like.return_status[k] != 2.0).count();
@@ -223,5 +224,104 @@ fn streaming_skip_multiscale_registration_start_and_errors() {
     fails(&["ddic", &im1, &lab1, &im2, "-pf", &s(&mpath), "-od", &b], "label 4 is at");
     fails(&["ddic", &im1, &lab1, &im2, "-pf", &s(&dir.join("truth.tsv")), "-od", &b], "no such file");
     fails(&["ddic", &im1, &lab1, &im2, "-m", "-2", "-od", &b], "--margin");
+    assert!(!bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(), "nothing written");
+}
+
+#[test]
+fn every_option_has_an_effect_and_bad_input_fails_cleanly() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("g");
+    let g = s(&dir);
+    dvc(&["synth", &g, "--grains", "20", "--shape", "72", "--grain-radius", "5", "8", "--grain-max-translation", "1", "--grain-max-rotation", "4", "--chunk", "32", "-q"]);
+    let (im1, lab1, im2) = (s(&dir.join("im1.zarr")), s(&dir.join("lab1.zarr")), s(&dir.join("im2.zarr")));
+    let run = |pre: &str, extra: &[&str]| -> PhiField {
+        let mut args = vec!["ddic", &im1, &lab1, &im2, "-od", &g, "-pre", pre, "-q"];
+        args.extend_from_slice(extra);
+        dvc(&args);
+        PhiField::read(&dir.join(format!("{pre}-ddic.parquet"))).unwrap()
+    };
+    let base = run("base", &[]);
+    let labels = 1..=20;
+    // -it and its guide spelling -lci: the same limit.
+    let it = run("it", &["-it", "2"]);
+    let lci = run("lci", &["-lci", "2"]);
+    assert_eq!(std::fs::read(dir.join("it-ddic.tsv")).unwrap(), std::fs::read(dir.join("lci-ddic.tsv")).unwrap());
+    assert!(labels.clone().all(|k| it.iterations[k] <= 2.0) && labels.clone().any(|k| it.return_status[k] == 1.0));
+    assert!(lci.len() == 21);
+    // -dp and -lcp: a loose threshold stops sooner.
+    let lcp = run("lcp", &["-lcp", "0.05"]);
+    let total = |f: &PhiField| labels.clone().map(|k| f.iterations[k]).sum::<f64>();
+    assert!(total(&lcp) < total(&base), "{} vs {}", total(&lcp), total(&base));
+    assert_eq!(std::fs::read(dir.join("lcp-ddic.tsv")).unwrap(), { run("dp", &["-dp", "0.05"]); std::fs::read(dir.join("dp-ddic.tsv")).unwrap() });
+    // -vt: every label below the threshold is −5.
+    let vt = run("vt", &["-vt", "100000"]);
+    assert!(labels.clone().all(|k| vt.return_status[k] == -5.0));
+    // -ld is written in the LabelDilate column.
+    for ld in ["0", "2"] {
+        let f = run(&format!("ld{ld}"), &["-ld", ld]);
+        assert!(labels.clone().all(|k| f.label_dilate[k] == ld.parse::<f64>().unwrap() && f.return_status[k] == 2.0));
+    }
+    // Rigid by default (F a rotation); -nr measures the full F.
+    let ortho = |f: &PhiField, k: usize| {
+        let m = phi::f_block(&f.phis[k]);
+        (m.transpose() * m - nalgebra::Matrix3::identity()).abs().max()
+    };
+    assert!(labels.clone().all(|k| ortho(&base, k) < 1e-6));
+    let nr = run("nr", &["-nr"]);
+    assert!(labels.clone().any(|k| ortho(&nr, k) > 1e-4));
+    // -ug (the gradient of the deformed image 2 at every iteration) converges on the truth too.
+    let truth = PhiField::read(&dir.join("truth-grains.tsv")).unwrap();
+    let ug = run("ug", &["-ug"]);
+    assert!(labels.clone().filter(|&k| ug.return_status[k] == 2.0).count() >= 18);
+    for k in labels.clone().filter(|&k| ug.return_status[k] == 2.0) {
+        assert!((t(&ug, k) - truth_at(&truth, k, &ug.positions[k]).0).abs().max() < 0.05, "label {k}");
+    }
+    // --no-tsv: the Parquet table only.
+    run("notsv", &["--no-tsv"]);
+    assert!(!dir.join("notsv-ddic.tsv").exists() && dir.join("notsv-ddic.vtk").exists());
+    // -F and -pfb act on a registration guess; the background row shows the guess.
+    let reg = phi::compute_phi(&phi::PhiComponents { t: Some([0.4, -0.3, 0.2]), r: Some([2.0, 0.0, 1.0]), z: Some([1.01, 1.0, 0.99]), ..Default::default() });
+    let centre = Vector3::new(35.5, 35.5, 35.5);
+    let mut file = PhiField::new(dvc_stream::field::FieldKind::Registration, dvc_stream::field::Layout::Registration);
+    file.push(dvc_stream::field::FieldRow::truth(1, centre, reg));
+    let rpath = d.path().join("reg.tsv");
+    dvc_stream::field::tsv::write_field(&rpath, &file).unwrap();
+    let r = s(&rpath);
+    let f_of = |f: &PhiField| phi::f_block(&f.phis[0]);
+    let close = |a: nalgebra::Matrix3<f64>, b: nalgebra::Matrix3<f64>| (a - b).abs().max() < 1e-6;
+    assert!(close(f_of(&run("Fall", &["-pf", &r, "-F", "all"])), phi::f_block(&reg)));
+    assert!(close(f_of(&run("Frigid", &["-pf", &r])), phi::f_block(&phi::rigid_part(&reg))), "rigid by default");
+    assert!(close(f_of(&run("Fno", &["-pf", &r, "-F", "no"])), nalgebra::Matrix3::identity()));
+    let pfb = run("pfb", &["-pf", &r, "-pfb", "2", "-F", "all"]);
+    let read = PhiField::read(&rpath).unwrap();
+    let want = phi::registration_to_point(&phi::rescale(&read.phis[0], 2.0), &(read.positions[0] * 2.0), &Vector3::zeros(), phi::ApplyF::All);
+    assert!((t(&pfb, 0) - phi::translation(&want)).abs().max() < 1e-6, "{:?} vs {:?}", t(&pfb, 0), phi::translation(&want));
+    // -dmo: with a dilation reaching the neighbouring balls, keeping their voxels changes the fit.
+    let ex = examples().join("inputs");
+    let (e1, el, e2) = (s(&ex.join("im1.tif")), s(&ex.join("lab1.tif")), s(&ex.join("im2.tif")));
+    let ps = s(&examples().join("pixelSearch/psLab-pixelSearch.tsv"));
+    dvc(&["ddic", &e1, &el, &e2, "-pf", &ps, "-ld", "8", "-od", &g, "-pre", "masked", "-q"]);
+    dvc(&["ddic", &e1, &el, &e2, "-pf", &ps, "-ld", "8", "-dmo", "-od", &g, "-pre", "dmo", "-q"]);
+    let (m, o) = (PhiField::read(&dir.join("masked-ddic.tsv")).unwrap(), PhiField::read(&dir.join("dmo-ddic.tsv")).unwrap());
+    assert!((1..9).any(|k| m.error[k] != o.error[k]), "-dmo keeps other labels' voxels");
+    // labels --no-tsv.
+    dvc(&["labels", &lab1, "-od", &g, "-pre", "tbl", "--no-tsv", "-q"]);
+    assert!(dir.join("tbl-labels.parquet").exists() && !dir.join("tbl-labels.tsv").exists());
+
+    // Bad input: one line, exit 2, nothing written.
+    let bad = d.path().join("bad");
+    let b = s(&bad);
+    fails(&["synth", &b, "--grains", "5", "--grain-shape", "cube"], "--grain-shape");
+    fails(&["synth", &b, "--grains", "5", "--grain-fill", "glass"], "--grain-fill");
+    fails(&["synth", &b, "--grains", "5", "--translate", "1", "0", "0"], "--translate");
+    fails(&["synth", &b, "--grains", "5", "--grain-radius", "5", "2"], "--grain-radius");
+    fails(&["synth", &b, "--grains", "500", "--shape", "40"], "grains fit");
+    fails(&["ddic", &im1, &lab1, &im2, "-msb", "0", "-od", &b], "--multiscale-binning");
+    fails(&["ddic", &im1, &lab1, &im2, "-pf", &r, "-pfb", "0", "-od", &b], "must be positive");
+    fails(&["ddic", &im1, &lab1, &im2, "-pf", &r, "-skp", "-od", &b], "--skip");
+    fails(&["ddic", &im1, &lab1, &im2, "-pf", &s(&dir.join("base-ddic.tsv")), "-regbb", "2", "-od", &b], "takes a registration");
+    dvc(&["pixel-search", &im1, &im2, "-ns", "20", "-hws", "5", "-od", &s(d.path()), "-pre", "grid", "-q"]);
+    fails(&["ddic", &im1, &lab1, &im2, "-pf", &s(&d.path().join("grid-pixelSearch.tsv")), "-od", &b], "grid field");
+    fails(&["labels", &s(&dir.join("missing.zarr")), "-od", &b], "missing.zarr");
     assert!(!bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(), "nothing written");
 }

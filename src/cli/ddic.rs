@@ -78,9 +78,9 @@ pub struct DdicArgs {
     /// Recompute only labels whose --phi-file status is not 2 [spam: -skp].
     #[arg(long)]
     pub skip: bool,
-    /// Take every Gauss–Newton step as spam does (δ = M⁻¹A) instead of damped steps that must
-    /// lower the error; a label whose rotation the images barely show (a uniform sphere)
-    /// then often ends at the iteration limit.
+    /// Keep the result of spam's Gauss–Newton steps even when they do not converge. By
+    /// default such a label (typically one whose rotation the images barely show, such as a
+    /// uniform sphere) is registered again with damped steps that must lower the error.
     #[arg(long = "spam-solver")]
     pub spam_solver: bool,
     #[command(flatten)]

@@ -9,9 +9,10 @@
 //!   the two points with t_p = t_c + (F − I)(p − c). spam drops that term.
 //! - A label too small for the volume threshold is −5 and a missing label or a box wholly
 //!   outside image 2 is −7, as spam's documentation says (spam returns −7 for all three).
-//! - The registration takes damped steps that must lower the error (`RegisterOptions::damped`,
-//!   Levenberg–Marquardt), so a grain whose rotation the images barely show (a uniform
-//!   sphere) converges in translation instead of wandering in rotation.
+//! - A label that spam's Gauss–Newton steps do not converge is registered again with damped
+//!   steps that must lower the error (`RegisterOptions::damped`, Levenberg–Marquardt), so a
+//!   grain whose rotation the images barely show (a uniform sphere) converges in translation
+//!   instead of wandering in rotation. Labels spam's steps converge keep spam's result.
 
 use anyhow::Result;
 use nalgebra::Vector3;
@@ -93,7 +94,16 @@ pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTa
     let n = phi::translation(&b.guess_at_centre).map(round_even);
     let mut init = b.guess_at_centre;
     phi::set_translation(&mut init, &(phi::translation(&b.guess_at_centre) - n));
-    let r = register_multiscale_boxes(&w1.view(), &w2.view(), &mask.view(), &init, o.bin_start, &o.register)?;
+    // spam's steps first; a label they do not converge (status ≠ 2) is registered again with
+    // damped steps, whose result is kept when it converges.
+    let plain = RegisterOptions { damped: false, ..o.register.clone() };
+    let mut r = register_multiscale_boxes(&w1.view(), &w2.view(), &mask.view(), &init, o.bin_start, &plain)?;
+    if o.register.damped && r.return_status != 2 {
+        let damped = register_multiscale_boxes(&w1.view(), &w2.view(), &mask.view(), &init, o.bin_start, &o.register)?;
+        if damped.return_status == 2 {
+            r = damped;
+        }
+    }
     let mut out = r.phi;
     phi::set_translation(&mut out, &(phi::translation(&r.phi) + n));
     let com = Vector3::from(table.get(l).expect("label exists").com);
