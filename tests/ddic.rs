@@ -43,14 +43,14 @@ fn rows_25_and_26_of_spams_examples() {
     let ours = PhiField::read(&d.path().join("im1-im2-ddic.tsv")).unwrap();
     let spam = PhiField::read(&ex.join("ddic/im1-im2-ddic.tsv")).unwrap();
     assert_eq!(ours.len(), 9);
-    agree(&ours, &spam, 1..9, 0.01, 2e-3);
+    agree(&ours, &spam, 1..9, 1e-4, 1e-5);
     let head = |p: &Path| std::fs::read_to_string(p).unwrap().lines().next().unwrap().to_string();
     assert_eq!(head(&d.path().join("im1-im2-ddic.tsv")), head(&ex.join("ddic/im1-im2-ddic.tsv")), "spam's header");
     // The Parquet table holds the same rows.
     let pq = PhiField::read(&d.path().join("im1-im2-ddic.parquet")).unwrap();
     assert!(pq.phis.iter().zip(&ours.phis).all(|(a, b)| (a - b).abs().max() <= 5e-8), "the TSV is the Parquet to 7 decimals");
     assert_eq!(pq.return_status, ours.return_status);
-    // With spam's own solver the same algorithm gives spam's numbers much more closely.
+    // Every label converges with spam's steps, so --spam-solver changes nothing here.
     dvc(&["ddic", &inp("im1.tif"), &inp("lab1.tif"), &inp("im2.tif"), "-pf", &ps, "-od", &od, "-pre", "spamsolver", "--spam-solver", "-q"]);
     let exact = PhiField::read(&d.path().join("spamsolver-ddic.tsv")).unwrap();
     agree(&exact, &spam, 1..9, 1e-4, 1e-5);
@@ -62,7 +62,7 @@ fn rows_25_and_26_of_spams_examples() {
     let ours = PhiField::read(&d.path().join("lab2-ddic.tsv")).unwrap();
     let spam = PhiField::read(&ex.join("ddic/lab2-ddic.tsv")).unwrap();
     assert_eq!(ours.len(), 12);
-    agree(&ours, &spam, 1..9, 0.01, 2e-3);
+    agree(&ours, &spam, 1..9, 1e-4, 1e-5);
     // Label 0 carries the registration moved to the origin, rigid part only (-F rigid).
     assert!((ours.phis[0] - spam.phis[0]).abs().max() < 2e-7, "{} vs {}", ours.phis[0], spam.phis[0]);
     assert_eq!((ours.return_status[0], ours.error[0], ours.label_dilate[0]), (0.0, 0.0, 0.0));

@@ -55,7 +55,14 @@ impl Acc {
 pub const MAX_LABEL: f32 = 16_777_216.0;
 
 /// The label number of a voxel value, or an error naming the file.
+#[inline]
 pub fn label_of(v: f32, vol: &Volume) -> Result<u32> {
+    // The common case, every voxel of a label volume: a whole number that u32 and f32 both
+    // hold exactly (one conversion each way instead of a `fract` call).
+    let u = v as u32;
+    if u as f32 == v && v <= MAX_LABEL {
+        return Ok(u);
+    }
     if v.is_nan() {
         return Ok(0);
     }
@@ -79,7 +86,11 @@ impl LabelTable {
         let partial = |c: [usize; 3]| -> Result<HashMap<u32, Acc>> {
             let ext = chunk_extent(shape, cs, c);
             let data = lab.chunk(c)?;
-            let mut m: HashMap<u32, Acc> = HashMap::new();
+            // Neighbouring voxels nearly always carry the same label: the map is only asked
+            // when the label changes.
+            let mut index: HashMap<u32, usize> = HashMap::new();
+            let mut accs: Vec<(u32, Acc)> = Vec::new();
+            let mut last: Option<(u32, usize)> = None;
             let mut i = 0;
             for z in ext[0].clone() {
                 for y in ext[1].clone() {
@@ -90,7 +101,18 @@ impl LabelTable {
                             continue;
                         }
                         let p = [z as i64, y as i64, x as i64];
-                        let e = m.entry(l).or_insert(Acc { lo: p, hi: p, n: 0, sum: [0.0; 3] });
+                        let k = match last {
+                            Some((ll, k)) if ll == l => k,
+                            _ => {
+                                let k = *index.entry(l).or_insert_with(|| {
+                                    accs.push((l, Acc { lo: p, hi: p, n: 0, sum: [0.0; 3] }));
+                                    accs.len() - 1
+                                });
+                                last = Some((l, k));
+                                k
+                            }
+                        };
+                        let e = &mut accs[k].1;
                         for a in 0..3 {
                             e.lo[a] = e.lo[a].min(p[a]);
                             e.hi[a] = e.hi[a].max(p[a]);
@@ -101,7 +123,7 @@ impl LabelTable {
                 }
             }
             bar.inc(1);
-            Ok(m)
+            Ok(accs.into_iter().collect::<HashMap<u32, Acc>>())
         };
         let merged = idx
             .par_iter()
