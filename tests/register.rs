@@ -172,7 +172,11 @@ fn streamed_registration_equals_in_memory() {
         let vol = register_volumes(&a, &b, None, Some(&init), &o).unwrap();
         assert_eq!(mem.return_status, vol.return_status);
         assert_eq!(mem.iterations, vol.iterations);
-        assert!((mem.phi - vol.phi).abs().max() < 1e-9, "{:?}", o);
+        // The in-memory registration's fused pass interpolates with f32 weights where the
+        // streamed one keeps spam's f64 weights (both sample the same voxels): with
+        // --update-gradient both take the f64 path and agree to the order of sums.
+        let tol = if o.update_gradient { 1e-9 } else { 1e-7 };
+        assert!((mem.phi - vol.phi).abs().max() < tol, "{:?}: {}", o, (mem.phi - vol.phi).abs().max());
         assert!((mem.error - vol.error).abs() < 1e-4);
     }
 }

@@ -58,9 +58,30 @@ pub fn slice_padded(vol: &Volume, lo: [i64; 3], hi: [i64; 3]) -> Result<Array3<f
     let mut a = vol.read_box(lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2])?;
     let touches = (0..3).all(|k| lo[k] < s[k] as i64 && hi[k] > 0);
     if touches {
-        a.mapv_inplace(|v| if v.is_nan() { 0.0 } else { v });
+        a.as_slice_mut().expect("a new array is contiguous").iter_mut().for_each(|v| *v = if v.is_nan() { 0.0 } else { *v });
     }
     Ok(a)
+}
+
+/// The mean of the values that are not NaN (NaN if none), summed in f64 over 8 lanes so that
+/// the compiler vectorises it.
+fn nan_mean(values: &[f32]) -> f64 {
+    let (mut sum, mut count) = ([0f64; 8], [0u32; 8]);
+    let blocks = values.chunks_exact(8);
+    let tail = blocks.remainder();
+    for block in blocks {
+        for l in 0..8 {
+            let keep = !block[l].is_nan();
+            sum[l] += if keep { block[l] as f64 } else { 0.0 };
+            count[l] += keep as u32;
+        }
+    }
+    for v in tail.iter().filter(|v| !v.is_nan()) {
+        sum[0] += *v as f64;
+        count[0] += 1;
+    }
+    let n: u32 = count.iter().sum();
+    if n > 0 { sum.iter().sum::<f64>() / n as f64 } else { f64::NAN }
 }
 
 /// The window of image 1 around `p` (spam: `int(p − h)` to `int(p + h + 1)`).
@@ -88,8 +109,7 @@ pub fn correlate_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, p: &V
         return Ok(PointResult::skipped(-5));
     }
     let w1 = slice_padded(im1, lo1, hi1)?;
-    let (sum, cnt) = w1.iter().filter(|v| !v.is_nan()).fold((0f64, 0usize), |(s, c), v| (s + *v as f64, c + 1));
-    let mean = if cnt > 0 { sum / cnt as f64 } else { f64::NAN };
+    let mean = nan_mean(w1.as_slice().expect("a new array is contiguous"));
     if !(o.grey_low < mean && mean < o.grey_high) {
         return Ok(PointResult::skipped(-5));
     }

@@ -11,5 +11,6 @@ pub mod ncc;
 pub mod pixel_search;
 pub mod propagate;
 pub mod register;
+pub mod residual;
 pub mod register_volume;
 pub mod strain;

@@ -8,6 +8,7 @@ use ndarray::{s, Array3, ArrayView3};
 
 use super::gradient::gradient_in_box;
 use super::interp::{sample, BackwardMap};
+use super::residual::ResidualPass;
 use crate::phi::{self, Phi};
 use crate::store::Volume;
 
@@ -109,6 +110,33 @@ pub fn register(
     let c1: [std::ops::Range<usize>; 3] = std::array::from_fn(|a| margin[a]..n1[a] - margin[a]);
     let c2o: [usize; 3] = std::array::from_fn(|a| (d[a] as f64 / 2.0 + margin[a] as f64) as usize);
     let nc: [usize; 3] = std::array::from_fn(|a| c1[a].len());
+    let crop2 = |a: &ArrayView3<f32>| -> Vec<f32> { a.slice(s![c2o[0]..c2o[0] + nc[0], c2o[1]..c2o[1] + nc[1], c2o[2]..c2o[2] + nc[2]]).iter().copied().collect() };
+    // Cubic sampling reads B-spline coefficients of im2, computed once.
+    let coeffs = if o.order == 3 { Some(super::interp::bspline_coefficients(im2)) } else { None };
+    let im2s = coeffs.as_ref().map(|c| c.view()).unwrap_or_else(|| im2.view());
+    let im2 = &im2s;
+    // Local coordinates of crop voxels about the crop centre (computed in f32, as spam).
+    let cen: [f32; 3] = std::array::from_fn(|a| ((nc[a] as f64 - 1.0) / 2.0) as f32);
+    let coords: [Vec<f64>; 3] = std::array::from_fn(|a| (0..nc[a]).map(|i| (i as f32 - cen[a]) as f64).collect());
+    // Evaluations warp and sum in one fused pass when the processor has it, the gradient is
+    // image 1's, image 2's box holds no NaN (checked once here) and, with no initial Φ (the
+    // first evaluation compares with image 2 itself), the crop keeps a voxel away from image
+    // 2's border, where the identity warp is image 2 itself.
+    let fusable = o.order == 1
+        && !o.update_gradient
+        && ResidualPass::available()
+        && n2.iter().all(|&v| v >= 3)
+        && (phi_init.is_some() || (0..3).all(|a| c2o[a] >= 1 && c2o[a] + nc[a] < n2[a]))
+        && im2.as_slice().is_some_and(|d| !any_nan(d));
+    if fusable {
+        let data = im2.as_slice().expect("checked contiguous");
+        let pass = ResidualPass::new(im1, mask1, margin, nc, &coords);
+        let centre: [f64; 3] = std::array::from_fn(|a| (n2[a] as f64 - 1.0) / 2.0);
+        return gauss_newton(phi_init, o, |phi: &Phi, need_m: bool| {
+            let sums = pass.evaluate(data, n2, &BackwardMap::from_phi(phi, centre), c2o);
+            Ok(Evaluation { a: SVector::from_column_slice(&sums.a), error: (sums.sum_sq / pass.den) as f32 as f64, m: need_m.then_some(pass.m) })
+        });
+    }
     let mut r1 = im1.slice(s![c1[0].clone(), c1[1].clone(), c1[2].clone()]).to_owned();
     if let Some(m) = mask1 {
         let mc = m.slice(s![c1[0].clone(), c1[1].clone(), c1[2].clone()]);
@@ -118,17 +146,9 @@ pub fn register(
             }
         });
     }
-    let crop2 = |a: &ArrayView3<f32>| -> Vec<f32> { a.slice(s![c2o[0]..c2o[0] + nc[0], c2o[1]..c2o[1] + nc[1], c2o[2]..c2o[2] + nc[2]]).iter().copied().collect() };
-    // Cubic sampling reads B-spline coefficients of im2, computed once.
-    let coeffs = if o.order == 3 { Some(super::interp::bspline_coefficients(im2)) } else { None };
-    let im2s = coeffs.as_ref().map(|c| c.view()).unwrap_or_else(|| im2.view());
-    let im2 = &im2s;
-    // Local coordinates of crop voxels about the crop centre (computed in f32, as spam).
-    let cen: [f32; 3] = std::array::from_fn(|a| ((nc[a] as f64 - 1.0) / 2.0) as f32);
-    let coords: [Vec<f64>; 3] = std::array::from_fn(|a| (0..nc[a]).map(|i| (i as f32 - cen[a]) as f64).collect());
     let r1s: Vec<f32> = r1.iter().copied().collect();
     // Masked voxels of image 1 are NaN for good: look for them once, not at every evaluation.
-    let r1_has_nan = r1s.iter().any(|v| v.is_nan());
+    let r1_has_nan = any_nan(&r1s);
     // The gradient of im1 at the crop voxels; with --update-gradient, of the deformed im2.
     let mut grads = if o.update_gradient { Vec::new() } else { gradient_in_box(im1, margin, nc) };
     // With no initial Φ spam first compares with im2 itself (no border zeroing).
@@ -149,6 +169,12 @@ pub fn register(
         Ok(crop_sums(&r1s, r1_has_nan, &def, &grads, nc, &coords, need_m))
     };
     gauss_newton(phi_init, o, evaluate)
+}
+
+/// Whether any value is NaN: a branch-free scan in blocks, which the compiler vectorises
+/// (an early-exit `any` is a scalar loop, and most boxes hold no NaN).
+pub(crate) fn any_nan(values: &[f32]) -> bool {
+    values.chunks(256).any(|block| block.iter().fold(false, |seen, v| seen | v.is_nan()))
 }
 
 /// One pass over the crop: A = Σ (im1 − im2def)·J, spam's error nansum((im1 − im2def)²) /

@@ -178,6 +178,18 @@ impl Volume {
                     let a0: [usize; 3] = std::array::from_fn(|a| (ext[a].start as i64).max(lo[a]) as usize);
                     let a1: [usize; 3] = std::array::from_fn(|a| (ext[a].end as i64).min(hi[a]) as usize);
                     let w = a1[2] - a0[2];
+                    if let Some(dst) = out.as_slice_mut() {
+                        // A standard-layout box (every window buffer): rows copied by offset,
+                        // without building a view per row.
+                        for zz in a0[0]..a1[0] {
+                            for yy in a0[1]..a1[1] {
+                                let src_off = ((zz - ext[0].start) * ce[1] + (yy - ext[1].start)) * ce[2] + (a0[2] - ext[2].start);
+                                let o = (((zz as i64 - origin[0]) as usize) * dims[1] + (yy as i64 - origin[1]) as usize) * dims[2] + (a0[2] as i64 - origin[2]) as usize;
+                                dst[o..o + w].copy_from_slice(&chunk[src_off..src_off + w]);
+                            }
+                        }
+                        continue;
+                    }
                     for zz in a0[0]..a1[0] {
                         for yy in a0[1]..a1[1] {
                             let src_off = ((zz - ext[0].start) * ce[1] + (yy - ext[1].start)) * ce[2]
