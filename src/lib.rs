@@ -7,6 +7,7 @@
 //! subcommand. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod distribute;
 pub mod field;
 pub mod kernels;
 pub mod label;

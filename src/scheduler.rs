@@ -92,9 +92,10 @@ pub fn plan_point_tiles(positions: &[[f64; 3]], chunk: [usize; 3], per_tile: usi
 }
 
 /// Runs `work` on every tile with `threads` workers while `prefetch` warms the cache for the
-/// tiles ahead, and calls `sink` with each point's result in point order (0, 1, 2, …).
-/// `work` returns (point, result) pairs for the points of its tile.
-pub fn run<R, P, W, S>(tiles: &[Tile], n_points: usize, threads: usize, prefetch: P, work: W, mut sink: S) -> Result<()>
+/// tiles ahead, and calls `sink` with each point's result in the order of `order` (the
+/// tiles' points, ascending: 0, 1, 2, … for a whole run; a shard's or a resumed run's points
+/// otherwise). `work` returns (point, result) pairs for the points of its tile.
+pub fn run<R, P, W, S>(tiles: &[Tile], order: &[usize], threads: usize, prefetch: P, work: W, mut sink: S) -> Result<()>
 where
     R: Send,
     P: Fn(&Tile) + Sync,
@@ -146,10 +147,18 @@ where
             match r {
                 Ok(rows) => {
                     for (i, v) in rows {
-                        pending.insert(i, v);
+                        match order.binary_search(&i) {
+                            Ok(k) => {
+                                pending.insert(k, v);
+                            }
+                            Err(_) => outcome = Err(anyhow!("internal: point {i} is not in this run")),
+                        }
                     }
                     while let Some(v) = pending.remove(&next) {
-                        if let Err(e) = sink(next, v) {
+                        if outcome.is_err() {
+                            break;
+                        }
+                        if let Err(e) = sink(order[next], v) {
                             outcome = Err(e);
                             break;
                         }
@@ -164,8 +173,8 @@ where
         }
         // Dropping the receiver stops the workers and the prefetcher.
         drop(res_rx);
-        if outcome.is_ok() && next != n_points {
-            outcome = Err(anyhow!("internal: {next} of {n_points} points finished"));
+        if outcome.is_ok() && next != order.len() {
+            outcome = Err(anyhow!("internal: {next} of {} points finished", order.len()));
         }
     });
     outcome
@@ -235,7 +244,7 @@ mod tests {
     fn results_come_back_in_point_order() {
         let tiles = plan_grid_tiles([4, 6, 6], [1, 2, 2]);
         let mut got = Vec::new();
-        run(&tiles, 144, 3, |_| {}, |t| Ok(t.points.iter().map(|&p| (p, p * 10)).collect()), |i, v| {
+        run(&tiles, &(0..144).collect::<Vec<_>>(), 3, |_| {}, |t| Ok(t.points.iter().map(|&p| (p, p * 10)).collect()), |i, v| {
             got.push((i, v));
             Ok(())
         })
@@ -247,7 +256,7 @@ mod tests {
     #[test]
     fn a_failing_tile_stops_the_run() {
         let tiles = plan_grid_tiles([4, 4, 4], [1, 1, 1]);
-        let r = run(&tiles, 64, 2, |_| {}, |t| if t.points[0] == 20 { Err(anyhow!("bad window")) } else { Ok(vec![(t.points[0], ())]) }, |_, _| Ok(()));
+        let r = run(&tiles, &(0..64).collect::<Vec<_>>(), 2, |_| {}, |t| if t.points[0] == 20 { Err(anyhow!("bad window")) } else { Ok(vec![(t.points[0], ())]) }, |_, _| Ok(()));
         assert!(r.unwrap_err().to_string().contains("bad window"));
     }
 }

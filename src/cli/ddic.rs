@@ -95,6 +95,8 @@ pub struct DdicArgs {
     #[arg(long = "no-tsv")]
     pub no_tsv: bool,
     #[command(flatten)]
+    pub run: crate::distribute::RunArgs,
+    #[command(flatten)]
     pub read: ReadOpts,
 }
 
@@ -241,20 +243,36 @@ pub fn run(a: DdicArgs) -> Result<()> {
         "interpolation_order": a.interpolation_order, "non_rigid": a.non_rigid, "update_gradient": a.update_gradient,
         "multiscale_binning": a.multiscale_binning, "mask_others": !a.dont_mask_others, "skip": a.skip, "spam_solver": a.spam_solver,
     });
-    let mut meta = FieldMeta::for_command("ddic", params);
+    let mut meta = FieldMeta::for_command("ddic", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
-    let mut sink = FieldSink::create(&dir, &format!("{prefix}-ddic"), Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv, false)?;
-    let want_vtk = !a.no_vtk;
-    let mut glyphs: Vec<(Vector3<f64>, Vector3<f64>, i64)> = Vec::new();
     let pos: Vec<[f64; 3]> = plan.positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
     let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 32);
+    let inputs: Vec<_> = [Some(a.im1.as_path()), Some(a.lab1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();
+    let fingerprint = serde_json::json!({"tool": "ddic", "parameters": params, "inputs": inputs});
+    let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ddic"), tiles, &fingerprint, Layout::Ddic, &FieldKind::Labels)?;
+    job.annotate(&mut meta);
+    let (out_dir, out_stem) = job.output();
+    let mut sink = FieldSink::create(out_dir, out_stem, Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv && job.shard().is_none(), false)?;
+    // A shard's labels are not the whole field: `merge --vtk-out` writes the VTK.
+    let want_vtk = !a.no_vtk && job.shard().is_none();
+    let mut glyphs: Vec<(Vector3<f64>, Vector3<f64>, i64)> = Vec::new();
     let recompute = |l: usize| plan.keep.as_ref().is_none_or(|f| f.return_status[l] != 2.0);
     let threads = a.read.threads().max(1);
     let bar = crate::progress::bar(n as u64, "ddic", a.read.progress());
+    let mut emit = |row: FieldRow| -> Result<()> {
+        bar.inc(1);
+        if want_vtk {
+            glyphs.push((row.position, phi::translation(&row.phi), row.return_status as i64));
+        }
+        sink.push(row)
+    };
+    // Rows an interrupted run finished (--resume), then the rest.
+    job.replay(&mut emit)?;
+    let (tiles, order) = job.take_work();
     let t0 = Instant::now();
     scheduler::run(
         &tiles,
-        n,
+        &order,
         threads,
         |tile| {
             let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
@@ -286,7 +304,6 @@ pub fn run(a: DdicArgs) -> Result<()> {
                 .collect()
         },
         |l, r| {
-            bar.inc(1);
             let row = match (l, r, &plan.keep) {
                 // The background keeps its initial Φ; everything else is 0.
                 (0, _, _) => FieldRow {
@@ -305,14 +322,13 @@ pub fn run(a: DdicArgs) -> Result<()> {
                 (_, None, Some(f)) => f.row(l),
                 (_, None, None) => unreachable!("every label but the background is correlated without --skip"),
             };
-            if want_vtk {
-                glyphs.push((row.position, phi::translation(&row.phi), row.return_status as i64));
-            }
-            sink.push(row)
+            job.record(&row)?;
+            emit(row)
         },
     )?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
+    drop(emit);
     let (_, counts) = sink.finish()?;
     if want_vtk {
         let fin = |v: &Vector3<f64>| v.map(|x| if x.is_finite() { x } else { 0.0 });
@@ -335,6 +351,7 @@ pub fn run(a: DdicArgs) -> Result<()> {
             (n - 1) as f64 / secs.max(1e-9)
         );
     }
+    job.complete()?;
     print_statuses(&counts);
     a.read.report(&cache);
     Ok(())

@@ -80,6 +80,8 @@ pub struct LdicArgs {
     #[command(flatten)]
     pub files: super::FieldFiles,
     #[command(flatten)]
+    pub run: crate::distribute::RunArgs,
+    #[command(flatten)]
     pub read: ReadOpts,
 }
 
@@ -122,16 +124,24 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
         "min_delta_phi": a.min_delta_phi, "interpolation_order": a.interpolation_order, "update_gradient": a.update_gradient,
         "rigid": a.rigid, "skip": a.skip, "nodes_dim": plan.dims,
     });
-    let mut meta = FieldMeta::for_command("ldic", params);
+    let mut meta = FieldMeta::for_command("ldic", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
-    // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
-    let mut sink = FieldSink::create(&dir, &format!("{prefix}-ldic"), Layout::Ldic, &kind, &meta, !a.files.no_tsv, false)?;
     let want_grids = a.files.vtk_out || a.files.tiff_out;
-    let mut grids: Vec<Vec<f64>> = if want_grids { vec![Vec::with_capacity(n); 7] } else { vec![] };
     let cs = im1.chunk_shape();
     let ns_guess = plan.spacing.map(|h| (h.value().round() as usize).max(1));
     let per_tile: [usize; 3] = std::array::from_fn(|k| (cs[k] / ns_guess[k]).max(1));
     let tiles = scheduler::plan_grid_tiles(plan.dims, per_tile);
+    let inputs: Vec<_> = [Some(im1p), Some(im2p), a.phi_file.as_deref(), a.mask_file1.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();
+    let fingerprint = serde_json::json!({"tool": "ldic", "parameters": params, "inputs": inputs});
+    let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ldic"), tiles, &fingerprint, Layout::Ldic, &kind)?;
+    if job.shard().is_some() && want_grids {
+        bail!("--vtk-out and --tiff-out need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream convert-field` writes the VTK");
+    }
+    job.annotate(&mut meta);
+    // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
+    let (out_dir, out_stem) = job.output();
+    let mut sink = FieldSink::create(out_dir, out_stem, Layout::Ldic, &kind, &meta, !a.files.no_tsv && job.shard().is_none(), false)?;
+    let mut grids: Vec<Vec<f64>> = if want_grids { vec![Vec::with_capacity(n); 7] } else { vec![] };
     let recompute = |i: usize| -> bool {
         match &plan.keep {
             Some(f) => [-3.0, -2.0, -1.0, 1.0].contains(&f.return_status[i]),
@@ -140,10 +150,24 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     };
     let bar = crate::progress::bar(n as u64, "ldic", a.read.progress());
     let threads = a.read.threads().max(1);
+    let mut emit = |row: FieldRow| -> Result<()> {
+        if want_grids {
+            let t = phi::translation(&row.phi);
+            for (k, v) in [t[0], t[1], t[2], row.error, row.iterations, row.return_status, row.delta_phi_norm].into_iter().enumerate() {
+                grids[k].push(v);
+            }
+        }
+        sink.push(row)?;
+        bar.inc(1);
+        Ok(())
+    };
+    // Rows an interrupted run finished (--resume), then the rest.
+    job.replay(&mut emit)?;
+    let (tiles, order) = job.take_work();
     let t0 = Instant::now();
     scheduler::run(
         &tiles,
-        n,
+        &order,
         threads,
         |tile| {
             // The boxes every window of the tile reads, as one box per image: each chunk is
@@ -184,13 +208,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
                 .collect()
         },
         |i, r| {
-            if want_grids {
-                let t = phi::translation(&r.phi);
-                for (k, v) in [t[0], t[1], t[2], r.error, r.iterations as f64, r.return_status as f64, r.delta_phi_norm].into_iter().enumerate() {
-                    grids[k].push(v);
-                }
-            }
-            sink.push(FieldRow {
+            let row = FieldRow {
                 id: i as i64,
                 position: plan.nodes[i],
                 phi: r.phi,
@@ -200,13 +218,14 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
                 return_status: r.return_status as f64,
                 delta_phi_norm: r.delta_phi_norm,
                 label_dilate: 0.0,
-            })?;
-            bar.inc(1);
-            Ok(())
+            };
+            job.record(&row)?;
+            emit(row)
         },
     )?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
+    drop(emit);
     let (_, counts) = sink.finish()?;
     if a.files.tiff_out {
         let names = ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"];
@@ -244,6 +263,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             n as f64 / secs.max(1e-9)
         );
     }
+    job.complete()?;
     print_statuses(&counts);
     a.read.report(&cache);
     Ok(())

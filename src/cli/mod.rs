@@ -11,6 +11,7 @@ pub mod filter_phi_field;
 pub mod grid_plan;
 pub mod labels;
 pub mod ldic;
+pub mod merge;
 pub mod output_names;
 pub mod pass_phi_field;
 pub mod pixel_search;
@@ -66,6 +67,8 @@ pub enum Command {
     PassPhiField(pass_phi_field::PassPhiFieldArgs),
     /// Find bad points of a field and correct them, or median-filter it (spam-filterPhiField).
     FilterPhiField(filter_phi_field::FilterPhiFieldArgs),
+    /// Put the parts of a sharded run (--shard, mpirun, srun) together as one table.
+    Merge(merge::MergeArgs),
 }
 
 /// Options shared by commands that read volumes.
@@ -166,6 +169,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Labels(a) => labels::run(a),
         Command::PassPhiField(a) => pass_phi_field::run(a),
         Command::FilterPhiField(a) => filter_phi_field::run(a),
+        Command::Merge(a) => merge::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -121,6 +121,8 @@ pub struct PixelSearchArgs {
     pub label_volume_threshold: u64,
     #[command(flatten)]
     pub search: SearchArgs,
+    #[command(flatten)]
+    pub run: crate::distribute::RunArgs,
 }
 
 /// Label-mode points and guesses: label centres of mass, row l = label l.
@@ -270,23 +272,45 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
         "grey_low": s.grey_low_threshold, "grey_high": s.grey_high_threshold, "label_dilate": s.label_dilate,
         "label_volume_threshold": a.label_volume_threshold, "subvoxel": s.subvoxel, "zero_mean": s.zero_mean,
     });
-    let mut meta = FieldMeta::for_command("pixel-search", params);
+    let mut meta = FieldMeta::for_command("pixel-search", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
     let t0 = Instant::now();
     let keep = s.files.vtk_out || s.files.tiff_out;
+    let inputs: Vec<_> = [Some(a.im1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref(), s.labelled_file1.as_deref(), s.mask_file1.as_deref(), s.mask_file2.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(crate::distribute::input_stamp)
+        .collect();
+    let fingerprint = serde_json::json!({"tool": "pixel-search", "parameters": params, "inputs": inputs});
+    let stem_out = format!("{prefix}-pixelSearch");
+    let plan_job = |tiles, layout, kind: &FieldKind, meta: &mut FieldMeta| -> Result<crate::distribute::Job> {
+        let job = crate::distribute::Job::plan(&a.run, &dir, &stem_out, tiles, &fingerprint, layout, kind)?;
+        if job.shard().is_some() && keep {
+            anyhow::bail!("--vtk-out and --tiff-out need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream convert-field` writes the VTK");
+        }
+        job.annotate(meta);
+        Ok(job)
+    };
     let (kept, counts, n) = match &labels {
         None => {
             let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), false)?;
             let n = plan.nodes.len();
             let kind = FieldKind::Grid { dims: plan.dims, spacing: plan.spacing.map(|h| h.value()) };
-            let mut sink = FieldSink::create(&dir, &format!("{prefix}-pixelSearch"), Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
             let cs = im1.chunk_shape();
             let ns = plan.spacing.map(|h| (h.value().round() as usize).max(1));
             let tiles = scheduler::plan_grid_tiles(plan.dims, std::array::from_fn(|k| (cs[k] / ns[k]).max(1)));
+            let mut job = plan_job(tiles, Layout::PixelSearch, &kind, &mut meta)?;
+            let (out_dir, out_stem) = job.output();
+            let mut sink = FieldSink::create(out_dir, out_stem, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv && job.shard().is_none(), keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
+            job.replay(|r| {
+                bar.inc(1);
+                sink.push(r)
+            })?;
+            let (tiles, order) = job.take_work();
             scheduler::run(
                 &tiles,
-                n,
+                &order,
                 threads,
                 |tile| {
                     let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
@@ -309,11 +333,14 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
                 |tile| tile.points.iter().map(|&i| Ok((i, search_point(&im1, &im2, mask1.as_ref(), mask2.as_ref(), &plan.nodes[i], &plan.guesses[i], &o)?))).collect(),
                 |i, r| {
                     bar.inc(1);
-                    sink.push(row(i, plan.nodes[i], &r))
+                    let r = row(i, plan.nodes[i], &r);
+                    job.record(&r)?;
+                    sink.push(r)
                 },
             )?;
             bar.finish_and_clear();
             let (kept, counts) = sink.finish()?;
+            job.complete()?;
             if let Some(f) = &kept {
                 write_extras(f, &dir, &prefix, "pixelSearch", o.hws, plan.spacing, s.files.vtk_out, s.files.tiff_out)?;
             }
@@ -323,13 +350,20 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             let table = LabelTable::scan(lab, s.read.progress())?;
             let (positions, guesses) = label_plan(&table, &a.phi_file, a.phi_file_bin_ratio, a.apply_f)?;
             let n = positions.len();
-            let mut sink = FieldSink::create(&dir, &format!("{prefix}-pixelSearch"), Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
             let pos: Vec<[f64; 3]> = positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
             let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 64);
+            let mut job = plan_job(tiles, Layout::PixelSearchLabels, &FieldKind::Labels, &mut meta)?;
+            let (out_dir, out_stem) = job.output();
+            let mut sink = FieldSink::create(out_dir, out_stem, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv && job.shard().is_none(), keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
+            job.replay(|r| {
+                bar.inc(1);
+                sink.push(r)
+            })?;
+            let (tiles, order) = job.take_work();
             scheduler::run(
                 &tiles,
-                n,
+                &order,
                 threads,
                 |tile| {
                     let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
@@ -356,14 +390,17 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
                 },
                 |l, r| {
                     bar.inc(1);
-                    match r {
-                        None => sink.push(background_row()),
-                        Some(r) => sink.push(row(l, positions[l], &r)),
-                    }
+                    let r = match r {
+                        None => background_row(),
+                        Some(r) => row(l, positions[l], &r),
+                    };
+                    job.record(&r)?;
+                    sink.push(r)
                 },
             )?;
             bar.finish_and_clear();
             let (kept, counts) = sink.finish()?;
+            job.complete()?;
             if let Some(f) = &kept {
                 write_extras(f, &dir, &prefix, "pixelSearch", o.hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
             }

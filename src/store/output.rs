@@ -59,11 +59,20 @@ impl PendingOutput {
             let target = if self.partial_path.is_dir() { self.partial_path.clone() } else { self.partial_path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".").to_path_buf() } else { p.to_path_buf() }).unwrap_or_else(|| ".".into()) };
             super::bulk_store::sync(&target).with_context(|| format!("{}: cannot flush to disk", self.final_path.display()))?;
         }
-        if self.final_path.exists() {
+        // A file is replaced by the rename itself, atomically: at every moment the name holds
+        // the old or the new content (a checkpoint manifest relies on it). A folder cannot be
+        // renamed over, so an old one goes first.
+        if self.final_path.is_dir() {
             remove_any(&self.final_path).with_context(|| format!("{}: cannot replace", self.final_path.display()))?;
         }
         std::fs::rename(&self.partial_path, &self.final_path)
             .with_context(|| format!("{}: cannot rename the finished output into place", self.final_path.display()))?;
+        // The rename is durable once the folder holding it is flushed.
+        if let Some(parent) = self.final_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(parent) {
+                let _ = d.sync_all();
+            }
+        }
         self.committed = true;
         Ok(self.final_path.clone())
     }

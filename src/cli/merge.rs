@@ -1,0 +1,173 @@
+//! `dvc-stream merge PARTS`: the parts of a sharded run (`<stem>.parts/part-K-of-N.parquet`,
+//! see `distribute`) put together as the table one process would have written:
+//! `<stem>.parquet` and spam's TSV, rows ordered by node number or label.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+
+use crate::field::parquet::{read_metadata, FieldMeta};
+use crate::field::sink::{print_statuses, FieldSink};
+use crate::field::{FieldKind, FieldRow, PhiField};
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The parts folder of a sharded run (`<output>.parts`).
+    pub parts: PathBuf,
+    /// Output folder; default: the one holding the parts folder.
+    #[arg(long = "out-dir")]
+    pub out_dir: Option<PathBuf>,
+    /// Also write a legacy VTK file of the merged field.
+    #[arg(long = "vtk-out")]
+    pub vtk_out: bool,
+    /// Do not write the spam TSV.
+    #[arg(long = "no-tsv")]
+    pub no_tsv: bool,
+}
+
+/// One part's file and what its metadata says.
+struct Part {
+    path: PathBuf,
+    index: usize,
+    kv: Vec<(String, String)>,
+    parameters: serde_json::Value,
+}
+
+impl Part {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.kv.iter().find(|(a, _)| a == &format!("dvc_stream.{k}")).map(|(_, v)| v.as_str())
+    }
+}
+
+/// `part-K-of-N.parquet` → (K, N).
+fn part_numbers(name: &str) -> Option<(usize, usize)> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let (k, n) = rest.split_once("-of-")?;
+    Some((k.parse().ok()?, n.parse().ok()?))
+}
+
+/// The part files of `dir`, all of one shard count, checked complete.
+fn find_parts(dir: &Path) -> Result<(Vec<Part>, usize)> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list the parts folder", dir.display()))?;
+    let mut found: Vec<(usize, usize, PathBuf)> = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some((k, n)) = part_numbers(&name) {
+            found.push((k, n, e.path()));
+        }
+    }
+    if found.is_empty() {
+        bail!("{}: no part-K-of-N.parquet files: not the parts folder of a sharded run, or no shard has finished", dir.display());
+    }
+    let mut counts: Vec<usize> = found.iter().map(|f| f.1).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    if counts.len() > 1 {
+        bail!("{}: parts of runs with different shard counts ({counts:?}): remove the old ones", dir.display());
+    }
+    let n = counts[0];
+    let mut missing = Vec::new();
+    for k in 0..n {
+        if found.iter().any(|f| f.0 == k) {
+            continue;
+        }
+        let manifest = dir.join(format!("part-{k}-of-{n}.run")).join("manifest.json");
+        let rows = std::fs::read_to_string(&manifest).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|m| m["rows"].as_u64());
+        missing.push(match rows {
+            Some(r) => format!("shard {k} is incomplete (its checkpoint holds {r} rows: rerun it with --resume)"),
+            None => format!("shard {k} is missing"),
+        });
+    }
+    if !missing.is_empty() {
+        bail!("{}: {} of {n} shards finished; {}", dir.display(), n - missing.len(), missing.join(", "));
+    }
+    found.sort_by_key(|f| f.0);
+    let parts = found
+        .into_iter()
+        .map(|(k, _, path)| {
+            let kv = read_metadata(&path)?;
+            let params = kv.iter().find(|(a, _)| a == "dvc_stream.parameters").map(|(_, v)| v.clone()).unwrap_or_default();
+            let parameters: serde_json::Value = serde_json::from_str(&params).map_err(|_| anyhow!("{}: no run parameters in its metadata: not written by a sharded run", path.display()))?;
+            Ok(Part { path, index: k, kv, parameters })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((parts, n))
+}
+
+pub fn run(a: MergeArgs) -> Result<()> {
+    let dir = a.parts.as_path();
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let Some(stem) = name.strip_suffix(".parts").filter(|s| !s.is_empty()) else {
+        bail!("{}: expected the parts folder of a sharded run, named <output>.parts", dir.display());
+    };
+    let (parts, n) = find_parts(dir)?;
+    // Every part must come from the same run: same tool and parameters but for the shard.
+    let strip = |p: &serde_json::Value| {
+        let mut p = p.clone();
+        if let Some(o) = p.as_object_mut() {
+            o.remove("shard");
+        }
+        p
+    };
+    let first = &parts[0];
+    let params = strip(&first.parameters);
+    let mut rows: Vec<FieldRow> = Vec::new();
+    let mut layout = None;
+    for p in &parts {
+        let shard = &p.parameters["shard"];
+        if shard["index"].as_u64() != Some(p.index as u64) || shard["count"].as_u64() != Some(n as u64) {
+            bail!("{}: its metadata does not say it is shard {} of {n}", p.path.display(), p.index);
+        }
+        if p.get("tool") != first.get("tool") || strip(&p.parameters) != params {
+            bail!("{}: made by a run with other parameters than {}: the parts do not belong together", p.path.display(), first.path.display());
+        }
+        let f = PhiField::read(&p.path)?;
+        if Some(f.len() as u64) != shard["points"].as_u64() {
+            bail!("{}: holds {} rows where its shard has {} points", p.path.display(), f.len(), shard["points"]);
+        }
+        layout = Some(f.layout);
+        rows.extend((0..f.len()).map(|i| f.row(i)));
+    }
+    rows.sort_by_key(|r| r.id);
+    if let Some(w) = rows.windows(2).find(|w| w[0].id == w[1].id) {
+        bail!("{}: id {} appears in two parts", dir.display(), w[0].id);
+    }
+    let layout = layout.expect("at least one part");
+    let json = |k: &str| first.get(k).and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok());
+    let kind = match first.get("kind") {
+        Some("grid") => {
+            let dims: [usize; 3] = json("grid_dims").and_then(|v| serde_json::from_value(v).ok()).ok_or_else(|| anyhow!("{}: no grid shape in its metadata", first.path.display()))?;
+            let spacing: [f64; 3] = json("grid_spacing").and_then(|v| serde_json::from_value(v).ok()).ok_or_else(|| anyhow!("{}: no grid spacing in its metadata", first.path.display()))?;
+            if dims.iter().product::<usize>() != rows.len() {
+                bail!("{}: the parts hold {} nodes of a {dims:?} grid", dir.display(), rows.len());
+            }
+            FieldKind::Grid { dims, spacing }
+        }
+        Some("labels") => FieldKind::Labels,
+        other => bail!("{}: cannot merge a field of kind {other:?}", first.path.display()),
+    };
+    let meta = FieldMeta {
+        tool: first.get("tool").unwrap_or_default().to_string(),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        parameters: params,
+        image_shapes: json("image_shapes").and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+        bin: first.get("bin").and_then(|v| v.parse().ok()).unwrap_or(1),
+    };
+    let out_dir = match &a.out_dir {
+        Some(d) => d.clone(),
+        None => dir.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| ".".into()),
+    };
+    let mut sink = FieldSink::create(&out_dir, stem, layout, &kind, &meta, !a.no_tsv, a.vtk_out)?;
+    for r in rows {
+        sink.push(r)?;
+    }
+    let (kept, counts) = sink.finish()?;
+    if let Some(f) = kept {
+        let path = out_dir.join(format!("{stem}.vtk"));
+        crate::field::vtk::write(&path, &super::convert_field::field_vtk(&f, &path.to_string_lossy()))?;
+    }
+    eprintln!("merged {n} shards of {} into {}", dir.display(), out_dir.join(format!("{stem}.parquet")).display());
+    print_statuses(&counts);
+    Ok(())
+}
