@@ -17,6 +17,9 @@ pub fn stem(p: &Path) -> String {
 pub fn out_dir(od: &Option<PathBuf>, im1: &Path) -> Result<PathBuf> {
     let d = match od {
         Some(d) => d.clone(),
+        None if crate::store::remote::is_remote(im1) => {
+            anyhow::bail!("{}: is in object storage; give a local output folder with --out-dir (-od)", im1.display())
+        }
         None => std::fs::canonicalize(im1)
             .ok()
             .and_then(|p| p.parent().map(|p| p.to_path_buf()))
@@ -31,6 +34,9 @@ pub fn out_dir(od: &Option<PathBuf>, im1: &Path) -> Result<PathBuf> {
 pub fn dir_beside(od: &Option<PathBuf>, path: &Path) -> Result<PathBuf> {
     let d = match od {
         Some(d) => d.clone(),
+        None if crate::store::remote::is_remote(path) => {
+            anyhow::bail!("{}: is in object storage; give a local output folder with --out-dir (-od)", path.display())
+        }
         None => path.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(".")),
     };
     std::fs::create_dir_all(&d).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", d.display()))?;

@@ -221,6 +221,9 @@ impl Volume {
 
 /// What kind of input a path holds, decided from the file system and magic bytes.
 pub fn open_source(path: &Path) -> Result<Arc<dyn VolumeSource>> {
+    if super::remote::is_remote(path) {
+        return super::zarr::open_zarr_source(path);
+    }
     if !path.exists() {
         bail!("{}: no such file or directory", path.display());
     }

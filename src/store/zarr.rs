@@ -15,15 +15,18 @@ use zarrs::array::codec::{BloscCodec, ZstdCodec};
 use zarrs::array::{data_type, Array, ArrayBuilder, ArrayShardedExt, ArrayShardedReadableExt, ArrayShardedReadableExtCache};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::group::{Group, GroupBuilder};
+use zarrs::storage::ReadableListableStorageTraits;
 
 use super::dtype::{DType, TypedBuf};
 use super::volume::{chunk_extent, VolumeSource};
 
-type Store = FilesystemStore;
+/// A store to read from: a folder, or object storage (`super::remote`).
+type Store = dyn ReadableListableStorageTraits;
 
-/// True when `path` is a Zarr array or group (v3 `zarr.json` or v2 `.zarray`/`.zgroup`).
+/// True when `path` is a Zarr array or group (v3 `zarr.json` or v2 `.zarray`/`.zgroup`), or
+/// a store in object storage (whose kind is found when it is opened).
 pub fn is_zarr(path: &Path) -> bool {
-    path.join("zarr.json").is_file() || path.join(".zarray").is_file() || path.join(".zgroup").is_file()
+    super::remote::is_remote(path) || path.join("zarr.json").is_file() || path.join(".zarray").is_file() || path.join(".zgroup").is_file()
 }
 
 fn zarr_dtype(array: &Array<Store>, path: &Path) -> Result<DType> {
@@ -46,6 +49,9 @@ fn zarr_dtype(array: &Array<Store>, path: &Path) -> Result<DType> {
 }
 
 fn store_at(path: &Path) -> Result<Arc<Store>> {
+    if super::remote::is_remote(path) {
+        return super::remote::open_s3(path);
+    }
     Ok(Arc::new(FilesystemStore::new(path).map_err(|e| anyhow!("{}: cannot open Zarr store ({e})", path.display()))?))
 }
 
@@ -401,7 +407,7 @@ pub struct ImageMeta {
 /// Writes the root group of an OME-Zarr 0.5 image whose levels are the arrays "0", "1", ...
 /// with the given bin factors and dropped leading voxels (spam's binning offsets).
 pub fn write_multiscale_group(root: &Path, meta: &ImageMeta, levels: &[(usize, [usize; 3])]) -> Result<()> {
-    let store = store_at(root)?;
+    let store = Arc::new(FilesystemStore::new(root).map_err(|e| anyhow!("{}: cannot open Zarr store ({e})", root.display()))?);
     let datasets: Vec<Value> = levels
         .iter()
         .enumerate()
