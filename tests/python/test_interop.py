@@ -132,3 +132,22 @@ def test_zarr_v2_array_read_by_dvc_stream(tmp_path):
     assert vals["dtype"] == "uint16"
     assert float(vals["min"]) == a.min() and float(vals["max"]) == a.max()
     assert float(vals["mean"]) == pytest.approx(a.mean(), abs=1e-6)
+
+
+def test_shard_parts_folder_is_one_dataset_for_pandas_and_duckdb(tmp_path):
+    """The parts folder of a sharded run reads as one table in pandas and DuckDB, with the
+    rows of the merged table."""
+    import duckdb
+    import pandas as pd
+    d = tmp_path / "s"
+    run(BIN / "dvc-stream", "synth", d, "--shape", "48", "--chunk", "16", "--translate", "0.5", "0", "-1", "-q")
+    for k in range(3):
+        run(BIN / "dvc-stream", "ldic", d / "im1.zarr", d / "im2.zarr", "-hws", "5", "-ns", "6", "-od", tmp_path / "o",
+            "-pre", "r", "-q", "--shard", f"{k}/3")
+    parts = tmp_path / "o" / "r-ldic.parts"
+    run(BIN / "dvc-stream", "merge", parts)
+    merged = pd.read_parquet(tmp_path / "o" / "r-ldic.parquet")
+    by_pandas = pd.read_parquet(parts).sort_values("NodeNumber").reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_pandas, merged)
+    n, lo, hi = duckdb.connect().execute(f"select count(*), min(NodeNumber), max(NodeNumber) from '{parts}/*.parquet'").fetchall()[0]
+    assert (n, lo, hi) == (len(merged), 0, len(merged) - 1)
