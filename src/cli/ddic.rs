@@ -328,7 +328,6 @@ pub fn run(a: DdicArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    drop(emit);
     let (_, counts) = sink.finish()?;
     if want_vtk {
         let fin = |v: &Vector3<f64>| v.map(|x| if x.is_finite() { x } else { 0.0 });

@@ -225,7 +225,6 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     )?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    drop(emit);
     let (_, counts) = sink.finish()?;
     if a.files.tiff_out {
         let names = ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"];

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// `../shared/spec/examples`: spam's own outputs and their inputs.
+#[allow(dead_code)]
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
 }
