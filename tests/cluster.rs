@@ -67,6 +67,11 @@ fn shards_merge_into_the_single_process_table() {
     assert!(!sh.join("r-ldic.tsv").exists(), "a shard writes its part only");
     dvc(&["merge", &s(&sh.join("r-ldic.parts"))]);
     same_table(&full.join("r-ldic"), &sh.join("r-ldic"));
+    // The VTK a sharded run cannot write per part comes from merge.
+    let v = d.path().join("vtk");
+    dvc(&["merge", &s(&sh.join("r-ldic.parts")), "--out-dir", &s(&v), "--vtk-out", "--no-tsv"]);
+    assert!(std::fs::read_to_string(v.join("r-ldic.vtk")).unwrap().starts_with("# vtk DataFile"));
+    assert!(v.join("r-ldic.parquet").exists() && !v.join("r-ldic.tsv").exists());
 
     // Launchers: srun's and a job array's variables choose the shard.
     let lv = d.path().join("launch");

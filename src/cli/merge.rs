@@ -1,15 +1,19 @@
 //! `dvc-stream merge PARTS`: the parts of a sharded run (`<stem>.parts/part-K-of-N.parquet`,
 //! see `distribute`) put together as the table one process would have written:
-//! `<stem>.parquet` and spam's TSV, rows ordered by node number or label.
+//! `<stem>.parquet` and spam's TSV, rows ordered by node number or label, streamed: a
+//! field of 10⁸ rows is merged with a row group per part in memory.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
-use crate::field::parquet::{read_metadata, FieldMeta};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::field::parquet::{read_metadata, FieldMeta, RowReader};
 use crate::field::sink::{print_statuses, FieldSink};
-use crate::field::{FieldKind, FieldRow, PhiField};
+use crate::field::{FieldKind, FieldRow};
 
 #[derive(Args, Debug)]
 pub struct MergeArgs {
@@ -112,8 +116,7 @@ pub fn run(a: MergeArgs) -> Result<()> {
     };
     let first = &parts[0];
     let params = strip(&first.parameters);
-    let mut rows: Vec<FieldRow> = Vec::new();
-    let mut layout = None;
+    let mut readers = Vec::with_capacity(parts.len());
     for p in &parts {
         let shard = &p.parameters["shard"];
         if shard["index"].as_u64() != Some(p.index as u64) || shard["count"].as_u64() != Some(n as u64) {
@@ -122,26 +125,14 @@ pub fn run(a: MergeArgs) -> Result<()> {
         if p.get("tool") != first.get("tool") || strip(&p.parameters) != params {
             bail!("{}: made by a run with other parameters than {}: the parts do not belong together", p.path.display(), first.path.display());
         }
-        let f = PhiField::read(&p.path)?;
-        if Some(f.len() as u64) != shard["points"].as_u64() {
-            bail!("{}: holds {} rows where its shard has {} points", p.path.display(), f.len(), shard["points"]);
-        }
-        layout = Some(f.layout);
-        rows.extend((0..f.len()).map(|i| f.row(i)));
+        readers.push(RowReader::open(&p.path)?);
     }
-    rows.sort_by_key(|r| r.id);
-    if let Some(w) = rows.windows(2).find(|w| w[0].id == w[1].id) {
-        bail!("{}: id {} appears in two parts", dir.display(), w[0].id);
-    }
-    let layout = layout.expect("at least one part");
+    let layout = readers[0].layout;
     let json = |k: &str| first.get(k).and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok());
     let kind = match first.get("kind") {
         Some("grid") => {
             let dims: [usize; 3] = json("grid_dims").and_then(|v| serde_json::from_value(v).ok()).ok_or_else(|| anyhow!("{}: no grid shape in its metadata", first.path.display()))?;
             let spacing: [f64; 3] = json("grid_spacing").and_then(|v| serde_json::from_value(v).ok()).ok_or_else(|| anyhow!("{}: no grid spacing in its metadata", first.path.display()))?;
-            if dims.iter().product::<usize>() != rows.len() {
-                bail!("{}: the parts hold {} nodes of a {dims:?} grid", dir.display(), rows.len());
-            }
             FieldKind::Grid { dims, spacing }
         }
         Some("labels") => FieldKind::Labels,
@@ -159,8 +150,35 @@ pub fn run(a: MergeArgs) -> Result<()> {
         None => dir.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| ".".into()),
     };
     let mut sink = FieldSink::create(&out_dir, stem, layout, &kind, &meta, !a.no_tsv, a.vtk_out)?;
-    for r in rows {
-        sink.push(r)?;
+    // Each part is in id order (a shard writes its rows in point order): a k-way merge streams
+    // them into the table with one row per part in memory.
+    let mut heads: Vec<Option<FieldRow>> = readers.iter_mut().map(|r| r.next_row()).collect::<Result<_>>()?;
+    let mut queue: BinaryHeap<Reverse<(i64, usize)>> = heads.iter().enumerate().filter_map(|(k, h)| h.as_ref().map(|r| Reverse((r.id, k)))).collect();
+    let mut rows_of = vec![0u64; parts.len()];
+    let mut last: Option<i64> = None;
+    while let Some(Reverse((id, k))) = queue.pop() {
+        if last.is_some_and(|l| id <= l) {
+            bail!("{}: id {id} comes twice, or out of order (in {})", dir.display(), parts[k].path.display());
+        }
+        last = Some(id);
+        let row = heads[k].take().expect("a queued part has a row");
+        sink.push(row)?;
+        rows_of[k] += 1;
+        heads[k] = readers[k].next_row()?;
+        if let Some(r) = &heads[k] {
+            queue.push(Reverse((r.id, k)));
+        }
+    }
+    for (p, &got) in parts.iter().zip(&rows_of) {
+        if Some(got) != p.parameters["shard"]["points"].as_u64() {
+            bail!("{}: holds {got} rows where its shard has {} points", p.path.display(), p.parameters["shard"]["points"]);
+        }
+    }
+    if let FieldKind::Grid { dims, .. } = kind {
+        let total: u64 = rows_of.iter().sum();
+        if total != dims.iter().product::<usize>() as u64 {
+            bail!("{}: the parts hold {total} nodes of a {dims:?} grid", dir.display());
+        }
     }
     let (kept, counts) = sink.finish()?;
     if let Some(f) = kept {

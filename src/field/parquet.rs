@@ -245,40 +245,69 @@ fn i32_col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a Int32A
         .ok_or_else(|| anyhow!("{}: column '{name}' is not int32", path.display()))
 }
 
-/// Reads a field written by [`ParquetWriter`].
-pub fn read_field(path: &Path) -> Result<PhiField> {
-    let meta = read_metadata(path)?;
-    let get = |k: &str| meta.iter().find(|(a, _)| a == &format!("dvc_stream.{k}")).map(|(_, v)| v.clone());
-    let layout = get("layout")
-        .and_then(|l| Layout::parse(&l))
-        .ok_or_else(|| anyhow!("{}: not a dvc-stream field (no layout metadata)", path.display()))?;
-    let kind = match get("kind").as_deref() {
-        Some("registration") => FieldKind::Registration,
-        Some("labels") => FieldKind::Labels,
-        Some("grid") => FieldKind::Grid { dims: [0; 3], spacing: [0.0; 3] },
-        other => bail!("{}: unknown field kind {:?}", path.display(), other),
-    };
-    let f = File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
-    let mut field = PhiField::new(kind, layout);
+/// The rows of a field written by [`ParquetWriter`], a row group at a time: what reads a
+/// table too large to hold (`merge` of a sharded run).
+pub struct RowReader {
+    path: std::path::PathBuf,
+    pub layout: Layout,
+    /// Registration, labels, or a grid whose shape is not known from the rows read so far.
+    pub kind: FieldKind,
+    batches: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    rows: std::vec::IntoIter<FieldRow>,
+}
+
+impl RowReader {
+    pub fn open(path: &Path) -> Result<RowReader> {
+        let meta = read_metadata(path)?;
+        let get = |k: &str| meta.iter().find(|(a, _)| a == &format!("dvc_stream.{k}")).map(|(_, v)| v.clone());
+        let layout = get("layout")
+            .and_then(|l| Layout::parse(&l))
+            .ok_or_else(|| anyhow!("{}: not a dvc-stream field (no layout metadata)", path.display()))?;
+        let kind = match get("kind").as_deref() {
+            Some("registration") => FieldKind::Registration,
+            Some("labels") => FieldKind::Labels,
+            Some("grid") => FieldKind::Grid { dims: [0; 3], spacing: [0.0; 3] },
+            other => bail!("{}: unknown field kind {:?}", path.display(), other),
+        };
+        let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let batches = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| anyhow!("{}: not a Parquet file ({e})", path.display()))?
+            .build()
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Ok(RowReader { path: path.to_path_buf(), layout, kind, batches, rows: Vec::new().into_iter() })
+    }
+
+    /// The next row, or None at the end.
+    pub fn next_row(&mut self) -> Result<Option<FieldRow>> {
+        loop {
+            if let Some(r) = self.rows.next() {
+                return Ok(Some(r));
+            }
+            let Some(batch) = self.batches.next() else { return Ok(None) };
+            let b = batch.map_err(|e| anyhow!("{}: {e}", self.path.display()))?;
+            self.rows = batch_rows(&b, self.layout, &self.path)?.into_iter();
+        }
+    }
+}
+
+fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path) -> Result<Vec<FieldRow>> {
     let idname = if layout.is_labels() { "Label" } else { "NodeNumber" };
-    for batch in reader {
-        let b = batch.map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        let ids = b
-            .column_by_name(idname)
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
-            .ok_or_else(|| anyhow!("{}: missing column '{idname}'", path.display()))?;
-        let fl: Vec<&Float64Array> = FLOAT_COLS.iter().map(|c| f64_col(&b, c, path)).collect::<Result<_>>()?;
-        let cc = f64_col(&b, "pixelSearchCC", path)?;
-        let err = f64_col(&b, "error", path)?;
-        let dpn = f64_col(&b, "deltaPhiNorm", path)?;
-        let its = i32_col(&b, "iterations", path)?;
-        let rs = i32_col(&b, "returnStatus", path)?;
-        let ld = i32_col(&b, "LabelDilate", path)?;
-        for i in 0..b.num_rows() {
+    let ids = b
+        .column_by_name(idname)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+        .ok_or_else(|| anyhow!("{}: missing column '{idname}'", path.display()))?;
+    let fl: Vec<&Float64Array> = FLOAT_COLS.iter().map(|c| f64_col(b, c, path)).collect::<Result<_>>()?;
+    let cc = f64_col(b, "pixelSearchCC", path)?;
+    let err = f64_col(b, "error", path)?;
+    let dpn = f64_col(b, "deltaPhiNorm", path)?;
+    let its = i32_col(b, "iterations", path)?;
+    let rs = i32_col(b, "returnStatus", path)?;
+    let ld = i32_col(b, "LabelDilate", path)?;
+    Ok((0..b.num_rows())
+        .map(|i| {
             let v = |k: usize| fl[k].value(i);
             let f = nalgebra::Matrix3::new(v(3), v(4), v(5), v(7), v(8), v(9), v(11), v(12), v(13));
-            field.push(FieldRow {
+            FieldRow {
                 id: ids.value(i),
                 position: Vector3::new(v(0), v(1), v(2)),
                 phi: phi::from_f_t(&f, &Vector3::new(v(6), v(10), v(14))),
@@ -288,8 +317,17 @@ pub fn read_field(path: &Path) -> Result<PhiField> {
                 return_status: rs.value(i) as f64,
                 delta_phi_norm: dpn.value(i),
                 label_dilate: ld.value(i) as f64,
-            });
-        }
+            }
+        })
+        .collect())
+}
+
+/// Reads a field written by [`ParquetWriter`].
+pub fn read_field(path: &Path) -> Result<PhiField> {
+    let mut reader = RowReader::open(path)?;
+    let mut field = PhiField::new(reader.kind.clone(), reader.layout);
+    while let Some(r) = reader.next_row()? {
+        field.push(r);
     }
     if let FieldKind::Grid { .. } = field.kind {
         field.kind = PhiField::grid_from_positions(&field.positions);
