@@ -16,6 +16,7 @@ pub mod progress;
 pub mod scheduler;
 pub mod store;
 pub mod synth;
+pub mod view;
 
 /// Process-wide settings every binary applies first.
 ///

@@ -7,6 +7,7 @@ pub mod convert_field;
 pub mod ddic;
 pub mod deform_image;
 pub mod demo;
+pub mod ereg;
 pub mod filter_phi_field;
 pub mod grid_plan;
 pub mod labels;
@@ -69,6 +70,9 @@ pub enum Command {
     FilterPhiField(filter_phi_field::FilterPhiFieldArgs),
     /// Put the parts of a sharded run (--shard, mpirun, srun) together as one table.
     Merge(merge::MergeArgs),
+    /// Eye registration in a browser: slices of both images and their difference under a
+    /// Φ set by hand, saved as a registration for -pf (spam-ereg).
+    Ereg(ereg::EregArgs),
 }
 
 /// Options shared by commands that read volumes.
@@ -170,6 +174,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::PassPhiField(a) => pass_phi_field::run(a),
         Command::FilterPhiField(a) => filter_phi_field::run(a),
         Command::Merge(a) => merge::run(a),
+        Command::Ereg(a) => ereg::run(a),
     };
     match result {
         Ok(()) => 0,
