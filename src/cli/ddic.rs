@@ -91,6 +91,9 @@ pub struct DdicArgs {
     /// Do not write the VTK glyph file.
     #[arg(long = "no-vtk", conflicts_with = "vtk_out")]
     pub no_vtk: bool,
+    /// Also write a PNG quicklook: arrows of the grains' displacements across the middle.
+    #[arg(long)]
+    pub png: bool,
     /// Do not write the spam TSV (the Parquet table is always written).
     #[arg(long = "no-tsv")]
     pub no_tsv: bool,
@@ -250,6 +253,9 @@ pub fn run(a: DdicArgs) -> Result<()> {
     let inputs: Vec<_> = [Some(a.im1.as_path()), Some(a.lab1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();
     let fingerprint = serde_json::json!({"tool": "ddic", "parameters": params, "inputs": inputs});
     let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ddic"), tiles, &fingerprint, Layout::Ddic, &FieldKind::Labels)?;
+    if job.shard().is_some() && a.png {
+        bail!("--png needs the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream plot`");
+    }
     job.annotate(&mut meta);
     let (out_dir, out_stem) = job.output();
     let mut sink = FieldSink::create(out_dir, out_stem, Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv && job.shard().is_none(), false)?;
@@ -349,6 +355,11 @@ pub fn run(a: DdicArgs) -> Result<()> {
             n - 1,
             (n - 1) as f64 / secs.max(1e-9)
         );
+    }
+    if a.png {
+        for p in crate::view::plot::quicklook(&dir.join(format!("{prefix}-ddic.parquet")))? {
+            eprintln!("wrote {}", p.display());
+        }
     }
     job.complete()?;
     print_statuses(&counts);

@@ -236,6 +236,7 @@ pub fn run(a: FilterPhiFieldArgs) -> Result<()> {
         "filter_median": a.filter_median, "filter_median_radius": a.filter_median_radius,
     });
     write_outputs(&out, &dir, &name, &FieldMeta::for_command("filter-phi-field", params), !a.files.no_tsv, a.files.vtk_out, a.files.tiff_out, None)?;
+    a.files.quicklook(&dir.join(format!("{name}.parquet")))?;
     if !a.quiet {
         eprintln!("filter-phi-field: {message} → {}", dir.join(&name).display());
     }

@@ -127,6 +127,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     let mut meta = FieldMeta::for_command("ldic", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
     let want_grids = a.files.vtk_out || a.files.tiff_out;
+    let whole_field = want_grids || a.files.png;
     let cs = im1.chunk_shape();
     let ns_guess = plan.spacing.map(|h| (h.value().round() as usize).max(1));
     let per_tile: [usize; 3] = std::array::from_fn(|k| (cs[k] / ns_guess[k]).max(1));
@@ -134,8 +135,8 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     let inputs: Vec<_> = [Some(im1p), Some(im2p), a.phi_file.as_deref(), a.mask_file1.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();
     let fingerprint = serde_json::json!({"tool": "ldic", "parameters": params, "inputs": inputs});
     let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ldic"), tiles, &fingerprint, Layout::Ldic, &kind)?;
-    if job.shard().is_some() && want_grids {
-        bail!("--vtk-out and --tiff-out need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream convert-field` writes the VTK");
+    if job.shard().is_some() && whole_field {
+        bail!("--vtk-out, --tiff-out and --png need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream convert-field` writes the VTK");
     }
     job.annotate(&mut meta);
     // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
@@ -262,6 +263,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             n as f64 / secs.max(1e-9)
         );
     }
+    a.files.quicklook(&dir.join(format!("{prefix}-ldic.parquet")))?;
     job.complete()?;
     print_statuses(&counts);
     a.read.report(&cache);

@@ -16,6 +16,7 @@ pub mod merge;
 pub mod output_names;
 pub mod pass_phi_field;
 pub mod pixel_search;
+pub mod plot;
 pub mod pixel_search_propagate;
 pub mod reg;
 pub mod regular_strain;
@@ -73,6 +74,8 @@ pub enum Command {
     /// Eye registration in a browser: slices of both images and their difference under a
     /// Φ set by hand, saved as a registration for -pf (spam-ereg).
     Ereg(ereg::EregArgs),
+    /// PNG pictures of a result table: colour maps on grid slices, arrows for labels, histograms.
+    Plot(plot::PlotArgs),
 }
 
 /// Options shared by commands that read volumes.
@@ -115,6 +118,22 @@ pub struct FieldFiles {
     /// Do not write the spam TSV (the Parquet table is always written) [spam: -notsv].
     #[arg(long = "no-tsv")]
     pub no_tsv: bool,
+    /// Also write PNG quicklooks beside the table (`dvc-stream plot`'s defaults: a middle Z
+    /// slice of each displacement and the status, arrows for labels).
+    #[arg(long)]
+    pub png: bool,
+}
+
+impl FieldFiles {
+    /// The quicklook of a finished table, when --png asked for one.
+    pub fn quicklook(&self, table: &std::path::Path) -> anyhow::Result<()> {
+        if self.png {
+            for p in crate::view::plot::quicklook(table)? {
+                eprintln!("wrote {}", p.display());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `-o`: 1 = trilinear (spam's C kernel), 3 = cubic B-spline (spam's Python path).
@@ -175,6 +194,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::FilterPhiField(a) => filter_phi_field::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Ereg(a) => ereg::run(a),
+        Command::Plot(a) => plot::run(a),
     };
     match result {
         Ok(()) => 0,

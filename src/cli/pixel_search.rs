@@ -285,8 +285,8 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
     let stem_out = format!("{prefix}-pixelSearch");
     let plan_job = |tiles, layout, kind: &FieldKind, meta: &mut FieldMeta| -> Result<crate::distribute::Job> {
         let job = crate::distribute::Job::plan(&a.run, &dir, &stem_out, tiles, &fingerprint, layout, kind)?;
-        if job.shard().is_some() && keep {
-            anyhow::bail!("--vtk-out and --tiff-out need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream convert-field` writes the VTK");
+        if job.shard().is_some() && (keep || s.files.png) {
+            anyhow::bail!("--vtk-out, --tiff-out and --png need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream convert-field` writes the VTK");
         }
         job.annotate(meta);
         Ok(job)
@@ -408,6 +408,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
         }
     };
     drop(kept);
+    s.files.quicklook(&dir.join(format!("{stem_out}.parquet")))?;
     let secs = t0.elapsed().as_secs_f64();
     if !s.read.quiet {
         eprintln!("pixel-search {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads)", a.im1.display(), a.im2.display(), n as f64 / secs.max(1e-9));

@@ -242,5 +242,6 @@ pub fn run(a: PropagateArgs) -> Result<()> {
     }
     print_statuses(&counts);
     s.read.report(&cache);
+    s.files.quicklook(&dir.join(format!("{stem_out}.parquet")))?;
     Ok(())
 }

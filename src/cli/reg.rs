@@ -60,6 +60,11 @@ pub struct RegArgs {
     /// Write image 1 deformed by the result as <im1>-reg-def.tif [spam: -def].
     #[arg(long = "save-deformed-image1")]
     pub save_deformed_image1: bool,
+    /// Write PNGs of the residual |im1 − im2(Φx)| on the three middle slices before (Φ = the
+    /// initial guess, or identity) and after the registration: <pre>-residual-before.png and
+    /// <pre>-residual-after.png, to check the result by eye.
+    #[arg(long)]
+    pub png: bool,
     #[command(flatten)]
     pub read: ReadOpts,
 }
@@ -134,6 +139,17 @@ pub fn run(a: RegArgs) -> Result<()> {
         r.return_status, r.iterations, r.delta_phi_norm, r.error, t[0], t[1], t[2], d.r[0], d.r[1], d.r[2], d.vol
     );
     println!("wrote {}", tsv_path.display());
+    if a.png {
+        let view = crate::view::render::PairView::new(&im1, &im2, 1)?;
+        let (lo, hi) = crate::view::render::default_contrast(&view)?;
+        // Centre-relative Φ as the viewer takes it: this result is about the image centre.
+        let before = init.unwrap_or_else(phi::identity);
+        for (name, p) in [("before", before), ("after", r.phi)] {
+            let path = dir.join(format!("{prefix}-residual-{name}.png"));
+            crate::store::output::write_file_atomic(&path, &crate::view::render::residual_triptych(&view, &p, (hi - lo) / 2.0)?)?;
+            println!("wrote {}", path.display());
+        }
+    }
     if a.save_deformed_image1 {
         if r.return_status > 0 {
             let out = dir.join(format!("{}-reg-def.tif", stem(&a.im1)));

@@ -215,6 +215,7 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
     if !a.files.no_tsv {
         tsv::write_columns(&base.with_extension("tsv"), "StrainPointNumber", &cols)?;
     }
+    a.files.quicklook(&base.with_extension("parquet"))?;
     if a.files.tiff_out {
         let Some(dims) = out_dims else { bail!("--tiff-out needs a grid field") };
         for &c in &comps {

@@ -162,6 +162,7 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-np", "--number-of-processes"),
         ],
         "ereg" => &[("-pf", "--phi-file"), ("-phiFile", "--phi-file"), ("-bin", "--bin"), ("-od", "--out-dir"), ("-pre", "--prefix")],
+        "plot" => &[("-od", "--out-dir"), ("-pre", "--prefix")],
         "merge" => &[("-od", "--out-dir"), ("-vtk", "--vtk-out"), ("-notsv", "--no-tsv")],
         _ => &[],
     }
