@@ -119,6 +119,16 @@ fn quicklooks_of_ldic_ddic_strain_and_reg() {
     };
     let (before, after) = (mean(&o.join("g-residual-before.png")), mean(&o.join("g-residual-after.png")));
     assert!(after < before / 3.0, "the residual drops after registration: {before} → {after}");
+    // deform-image: image 2 moved back by the registration, against image 1.
+    let inv = o.join("inv.tsv");
+    {
+        let mut f = PhiField::read(&o.join("g-registration.tsv")).unwrap();
+        f.phis[0] = f.phis[0].try_inverse().unwrap();
+        tsv::write_field(&inv, &f).unwrap();
+    }
+    dvc(&["deform-image", &im2, "-pf", &s(&inv), "--output", &s(&o.join("back.tif")), "--png-against", &im1]);
+    let (before, after) = (mean(&o.join("back-residual-before.png")), mean(&o.join("back-residual-after.png")));
+    assert!(after < before / 2.0, "deform-image's residual drops: {before} → {after}");
 
     let gd = d.path().join("g");
     dvc(&["synth", &s(&gd), "--grains", "12", "--shape", "56", "--grain-radius", "5", "7", "--grain-max-translation", "2", "--grain-max-rotation", "3", "-q"]);

@@ -54,6 +54,11 @@ pub struct DeformImageArgs {
     /// <out-dir>/<prefix>-reg-def.tif as spam names it.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also write PNGs of the residual against this reference image on the three middle
+    /// slices: |REF − IMAGE| (<out>-residual-before.png) and |REF − deformed IMAGE|
+    /// (<out>-residual-after.png), to check a registration or a field by eye.
+    #[arg(long = "png-against", value_name = "REF")]
+    pub png_against: Option<PathBuf>,
     #[arg(long)]
     pub overwrite: bool,
     #[command(flatten)]
@@ -158,6 +163,21 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
         write_planes(&im, &out, !a.read.quiet, depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
     }
     println!("wrote {}", out.display());
+    if let Some(reference) = &a.png_against {
+        let refv = super::output_names::open_matching(reference, &cache, im.shape(), "reference image")?;
+        let deformed = Volume::open(&out, cache.clone())?;
+        let span = {
+            let (lo, hi) = crate::view::render::default_contrast(&crate::view::render::PairView::new(&refv, &im, 1)?)?;
+            (hi - lo) / 2.0
+        };
+        let base = out.with_extension("");
+        for (name, moved) in [("before", &im), ("after", &deformed)] {
+            let view = crate::view::render::PairView::new(&refv, moved, 1)?;
+            let path = PathBuf::from(format!("{}-residual-{name}.png", base.display()));
+            crate::store::output::write_file_atomic(&path, &crate::view::render::residual_triptych(&view, &phi::identity(), span)?)?;
+            println!("wrote {}", path.display());
+        }
+    }
     a.read.report(&cache);
     Ok(())
 }
