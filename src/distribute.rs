@@ -23,6 +23,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
 use crate::field::parquet::{FieldMeta, ParquetWriter};
+use crate::field::sink::FieldSink;
 use crate::field::{FieldKind, FieldRow, Layout, PhiField};
 use crate::scheduler::Tile;
 use crate::store::output::write_file_atomic;
@@ -196,16 +197,22 @@ impl Job {
         (std::mem::take(&mut self.tiles), std::mem::take(&mut self.order))
     }
 
-    /// Folder and stem of the output table.
-    pub fn output(&self) -> (&Path, &str) {
-        (&self.out_dir, &self.out_stem)
+    /// Refuses outputs that need the whole field (`what`, when `asked`) on a shard.
+    pub fn require_whole_field(&self, asked: bool, what: &str) -> Result<()> {
+        if asked && self.shard.is_some() {
+            bail!("{what} need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream plot` or `convert-field` draws them");
+        }
+        Ok(())
     }
 
-    /// Records the run's shard in the output's metadata (what `merge` checks).
-    pub fn annotate(&self, meta: &mut FieldMeta) {
+    /// Where the run's rows go: the table (and spam's TSV when `tsv`, which a shard never
+    /// writes) with the shard recorded in the metadata; rows kept in memory when `keep`.
+    pub fn sink(&self, layout: Layout, kind: &FieldKind, meta: &FieldMeta, tsv: bool, keep: bool) -> Result<FieldSink> {
+        let mut meta = meta.clone();
         if let (Some(s), Some(o)) = (self.shard, meta.parameters.as_object_mut()) {
             o.insert("shard".into(), serde_json::json!({"index": s.index, "count": s.count, "points": self.total}));
         }
+        FieldSink::create(&self.out_dir, &self.out_stem, layout, kind, &meta, tsv && self.shard.is_none(), keep)
     }
 
     /// Rows finished by earlier attempts, in order (nothing on a fresh run).

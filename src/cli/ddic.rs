@@ -11,7 +11,7 @@ use nalgebra::Vector3;
 use super::output_names::{open_matching, read_registration, stem};
 use super::ReadOpts;
 use crate::field::parquet::FieldMeta;
-use crate::field::sink::{print_statuses, FieldSink};
+use crate::field::sink::print_statuses;
 use crate::field::vtk::{self, VtkArray, VtkValues};
 use crate::field::{FieldKind, FieldRow, Layout, PhiField};
 use crate::kernels::discrete::{correlate_label, label_boxes, DiscreteOptions};
@@ -187,17 +187,7 @@ fn initial_registration(a: &DdicArgs, im1: &Volume, im2: &Volume, start: usize) 
 }
 
 fn row(l: usize, position: Vector3<f64>, r: &PointResult, label_dilate: i64) -> FieldRow {
-    FieldRow {
-        id: l as i64,
-        position,
-        phi: r.phi,
-        cc: 0.0,
-        error: r.error,
-        iterations: r.iterations as f64,
-        return_status: r.return_status as f64,
-        delta_phi_norm: r.delta_phi_norm,
-        label_dilate: label_dilate as f64,
-    }
+    FieldRow { label_dilate: label_dilate as f64, ..FieldRow::registered(l as i64, position, r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm) }
 }
 
 pub fn run(a: DdicArgs) -> Result<()> {
@@ -253,12 +243,8 @@ pub fn run(a: DdicArgs) -> Result<()> {
     let inputs: Vec<_> = [Some(a.im1.as_path()), Some(a.lab1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();
     let fingerprint = serde_json::json!({"tool": "ddic", "parameters": params, "inputs": inputs});
     let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ddic"), tiles, &fingerprint, Layout::Ddic, &FieldKind::Labels)?;
-    if job.shard().is_some() && a.png {
-        bail!("--png needs the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream plot`");
-    }
-    job.annotate(&mut meta);
-    let (out_dir, out_stem) = job.output();
-    let mut sink = FieldSink::create(out_dir, out_stem, Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv && job.shard().is_none(), false)?;
+    job.require_whole_field(a.png, "--png")?;
+    let mut sink = job.sink(Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv, false)?;
     // A shard's labels are not the whole field: `merge --vtk-out` writes the VTK.
     let want_vtk = !a.no_vtk && job.shard().is_none();
     let mut glyphs: Vec<(Vector3<f64>, Vector3<f64>, i64)> = Vec::new();

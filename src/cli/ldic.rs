@@ -12,7 +12,7 @@ use super::output_names::{dir_beside, open_matching, stem};
 use super::grid_plan::{self, three};
 use super::ReadOpts;
 use crate::field::parquet::FieldMeta;
-use crate::field::sink::{print_statuses, FieldSink};
+use crate::field::sink::print_statuses;
 use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
 use crate::field::{FieldKind, FieldRow, Layout};
 use crate::kernels::local::{correlate_point, window1_box, window2_box, round_even, LocalOptions, PointResult};
@@ -135,13 +135,9 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     let inputs: Vec<_> = [Some(im1p), Some(im2p), a.phi_file.as_deref(), a.mask_file1.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();
     let fingerprint = serde_json::json!({"tool": "ldic", "parameters": params, "inputs": inputs});
     let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ldic"), tiles, &fingerprint, Layout::Ldic, &kind)?;
-    if job.shard().is_some() && whole_field {
-        bail!("--vtk-out, --tiff-out and --png need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream convert-field` writes the VTK");
-    }
-    job.annotate(&mut meta);
+    job.require_whole_field(whole_field, "--vtk-out, --tiff-out and --png")?;
     // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
-    let (out_dir, out_stem) = job.output();
-    let mut sink = FieldSink::create(out_dir, out_stem, Layout::Ldic, &kind, &meta, !a.files.no_tsv && job.shard().is_none(), false)?;
+    let mut sink = job.sink(Layout::Ldic, &kind, &meta, !a.files.no_tsv, false)?;
     let mut grids: Vec<Vec<f64>> = if want_grids { vec![Vec::with_capacity(n); 7] } else { vec![] };
     let recompute = |i: usize| -> bool {
         match &plan.keep {
@@ -209,17 +205,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
                 .collect()
         },
         |i, r| {
-            let row = FieldRow {
-                id: i as i64,
-                position: plan.nodes[i],
-                phi: r.phi,
-                cc: 0.0,
-                error: r.error,
-                iterations: r.iterations as f64,
-                return_status: r.return_status as f64,
-                delta_phi_norm: r.delta_phi_norm,
-                label_dilate: 0.0,
-            };
+            let row = FieldRow::registered(i as i64, plan.nodes[i], r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm);
             job.record(&row)?;
             emit(row)
         },

@@ -12,7 +12,7 @@ use super::grid_plan;
 use super::output_names::{open_matching, out_dir, stem};
 use super::ReadOpts;
 use crate::field::parquet::FieldMeta;
-use crate::field::sink::{print_statuses, FieldSink};
+use crate::field::sink::print_statuses;
 use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
 use crate::field::{FieldKind, FieldRow, Layout, PhiField};
 use crate::kernels::ncc::Method;
@@ -283,12 +283,9 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
         .collect();
     let fingerprint = serde_json::json!({"tool": "pixel-search", "parameters": params, "inputs": inputs});
     let stem_out = format!("{prefix}-pixelSearch");
-    let plan_job = |tiles, layout, kind: &FieldKind, meta: &mut FieldMeta| -> Result<crate::distribute::Job> {
+    let plan_job = |tiles, layout, kind: &FieldKind| -> Result<crate::distribute::Job> {
         let job = crate::distribute::Job::plan(&a.run, &dir, &stem_out, tiles, &fingerprint, layout, kind)?;
-        if job.shard().is_some() && (keep || s.files.png) {
-            anyhow::bail!("--vtk-out, --tiff-out and --png need the whole field: merge the shards first (`dvc-stream merge`), then `dvc-stream convert-field` writes the VTK");
-        }
-        job.annotate(meta);
+        job.require_whole_field(keep || s.files.png, "--vtk-out, --tiff-out and --png")?;
         Ok(job)
     };
     let (kept, counts, n) = match &labels {
@@ -299,9 +296,8 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             let cs = im1.chunk_shape();
             let ns = plan.spacing.map(|h| (h.value().round() as usize).max(1));
             let tiles = scheduler::plan_grid_tiles(plan.dims, std::array::from_fn(|k| (cs[k] / ns[k]).max(1)));
-            let mut job = plan_job(tiles, Layout::PixelSearch, &kind, &mut meta)?;
-            let (out_dir, out_stem) = job.output();
-            let mut sink = FieldSink::create(out_dir, out_stem, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv && job.shard().is_none(), keep)?;
+            let mut job = plan_job(tiles, Layout::PixelSearch, &kind)?;
+            let mut sink = job.sink(Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
             job.replay(|r| {
                 bar.inc(1);
@@ -352,9 +348,8 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             let n = positions.len();
             let pos: Vec<[f64; 3]> = positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
             let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 64);
-            let mut job = plan_job(tiles, Layout::PixelSearchLabels, &FieldKind::Labels, &mut meta)?;
-            let (out_dir, out_stem) = job.output();
-            let mut sink = FieldSink::create(out_dir, out_stem, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv && job.shard().is_none(), keep)?;
+            let mut job = plan_job(tiles, Layout::PixelSearchLabels, &FieldKind::Labels)?;
+            let mut sink = job.sink(Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
             job.replay(|r| {
                 bar.inc(1);

@@ -111,17 +111,7 @@ pub fn run(a: RegArgs) -> Result<()> {
     let dir = out_dir(&a.out.out_dir, &a.im1)?;
     let prefix = a.out.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
     let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
-    field.push(FieldRow {
-        id: 1,
-        position: centre,
-        phi: r.phi,
-        cc: 0.0,
-        error: r.error,
-        iterations: r.iterations as f64,
-        return_status: r.return_status as f64,
-        delta_phi_norm: r.delta_phi_norm,
-        label_dilate: 0.0,
-    });
+    field.push(FieldRow::registered(1, centre, r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm));
     let tsv_path = dir.join(format!("{prefix}-registration.tsv"));
     tsv::write_field(&tsv_path, &field)?;
     let params = serde_json::json!({

@@ -109,6 +109,11 @@ impl FieldRow {
     pub fn truth(id: i64, position: Vector3<f64>, phi: Phi) -> FieldRow {
         FieldRow { id, position, phi, cc: 0.0, error: 0.0, iterations: 0.0, return_status: 2.0, delta_phi_norm: 0.0, label_dilate: 0.0 }
     }
+
+    /// The outcome of a Gauss–Newton registration (reg, an ldic node, a ddic label).
+    pub fn registered(id: i64, position: Vector3<f64>, phi: Phi, error: f64, iterations: usize, return_status: i32, delta_phi_norm: f64) -> FieldRow {
+        FieldRow { id, position, phi, cc: 0.0, error, iterations: iterations as f64, return_status: return_status as f64, delta_phi_norm, label_dilate: 0.0 }
+    }
 }
 
 impl PhiField {

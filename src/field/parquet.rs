@@ -218,6 +218,31 @@ pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)],
     Ok(())
 }
 
+/// Every column of a Parquet table as f64 (integer columns converted, other types and nulls
+/// NaN): for tables that are not Φ fields, such as strain tables.
+pub fn read_columns(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
+    let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| anyhow!("{}: not a Parquet file ({e})", path.display()))?;
+    let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut columns = vec![Vec::new(); names.len()];
+    for batch in builder.build().map_err(|e| anyhow!("{}: {e}", path.display()))? {
+        let b = batch.map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        for (k, c) in b.columns().iter().enumerate() {
+            let any = c.as_any();
+            if let Some(a) = any.downcast_ref::<Float64Array>() {
+                columns[k].extend(a.iter().map(|v| v.unwrap_or(f64::NAN)));
+            } else if let Some(a) = any.downcast_ref::<Int32Array>() {
+                columns[k].extend(a.iter().map(|v| v.map_or(f64::NAN, f64::from)));
+            } else if let Some(a) = any.downcast_ref::<Int64Array>() {
+                columns[k].extend(a.iter().map(|v| v.map_or(f64::NAN, |x| x as f64)));
+            } else {
+                columns[k].extend(std::iter::repeat_n(f64::NAN, c.len()));
+            }
+        }
+    }
+    Ok((names, columns))
+}
+
 /// The key-value metadata of a Parquet file written by dvc-stream.
 pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
     let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;

@@ -9,8 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use arrow::array::{Array, Float64Array, Int32Array, Int64Array};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// A table's numeric columns.
 pub struct Table {
@@ -19,49 +17,16 @@ pub struct Table {
 }
 
 impl Table {
-    /// Reads a Parquet or spam TSV table.
+    /// Reads a Parquet table (any numeric columns) or a spam TSV.
     pub fn read(path: &Path) -> Result<Table> {
         let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         if ext == "parquet" {
-            let f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| anyhow!("{}: not a Parquet file ({e})", path.display()))?.build()?;
-            let mut t = Table { names: vec![], columns: vec![] };
-            for batch in reader {
-                let b = batch.map_err(|e| anyhow!("{}: {e}", path.display()))?;
-                if t.names.is_empty() {
-                    t.names = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-                    t.columns = vec![vec![]; t.names.len()];
-                }
-                for (k, c) in b.columns().iter().enumerate() {
-                    let any = c.as_any();
-                    let vals: Vec<f64> = if let Some(a) = any.downcast_ref::<Float64Array>() {
-                        a.iter().map(|v| v.unwrap_or(f64::NAN)).collect()
-                    } else if let Some(a) = any.downcast_ref::<Int32Array>() {
-                        a.iter().map(|v| v.map(|x| x as f64).unwrap_or(f64::NAN)).collect()
-                    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
-                        a.iter().map(|v| v.map(|x| x as f64).unwrap_or(f64::NAN)).collect()
-                    } else {
-                        vec![f64::NAN; c.len()]
-                    };
-                    t.columns[k].extend(vals);
-                }
-            }
-            return Ok(t);
+            let (names, columns) = crate::field::parquet::read_columns(path)?;
+            return Ok(Table { names, columns });
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut lines = text.lines();
-        let names: Vec<String> = lines.next().ok_or_else(|| anyhow!("{}: empty table", path.display()))?.split('\t').map(|s| s.trim().to_string()).collect();
-        let mut columns = vec![Vec::new(); names.len()];
-        for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let cells: Vec<&str> = line.split('\t').collect();
-            if cells.len() != names.len() {
-                bail!("{}: line {} has {} columns, the header {}", path.display(), i + 2, cells.len(), names.len());
-            }
-            for (k, c) in cells.iter().enumerate() {
-                columns[k].push(c.trim().parse::<f64>().unwrap_or(f64::NAN));
-            }
-        }
-        Ok(Table { names, columns })
+        let t = crate::field::tsv::read_table(path)?;
+        let columns = (0..t.columns.len()).map(|k| t.rows.iter().map(|r| r[k]).collect()).collect();
+        Ok(Table { names: t.columns, columns })
     }
 
     pub fn column(&self, name: &str) -> Result<&[f64]> {
@@ -353,6 +318,9 @@ pub fn plot_table(table: &Table, dir: &Path, stem: &str, o: &PlotOptions) -> Res
         for c in &columns {
             written.push(histogram(table.column(c)?, o.range).write(&dir.join(format!("{stem}-{c}-histogram.png")))?);
         }
+    }
+    if written.is_empty() {
+        bail!("nothing to draw: the points are not on a grid and have no displacement columns (--histogram draws any column)");
     }
     Ok(written)
 }

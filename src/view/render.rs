@@ -127,25 +127,13 @@ impl PairView {
         let bx = self.im2.read_box(lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2])?;
         let d = bx.dim();
         let n = [d.0, d.1, d.2];
+        let view = bx.view();
         for ((u, v), o) in out.indexed_iter_mut() {
             let q = map(point(u, v));
-            let l: [f64; 3] = std::array::from_fn(|k| q[k] - lo[k] as f64);
-            // Inside the image (and the box) with both neighbours on every axis.
-            if (0..3).all(|k| q[k] >= 0.0 && q[k] <= (s[k] - 1) as f64 && l[k] >= 0.0 && l[k] <= (n[k] - 1) as f64) {
-                let i: [usize; 3] = std::array::from_fn(|k| (l[k].floor() as usize).min(n[k].saturating_sub(2)));
-                let f: [f64; 3] = std::array::from_fn(|k| l[k] - i[k] as f64);
-                let at = |dz: usize, dy: usize, dx: usize| bx[[(i[0] + dz).min(n[0] - 1), (i[1] + dy).min(n[1] - 1), (i[2] + dx).min(n[2] - 1)]] as f64;
-                let mut acc = 0.0;
-                for (dz, wz) in [(0, 1.0 - f[0]), (1, f[0])] {
-                    for (dy, wy) in [(0, 1.0 - f[1]), (1, f[1])] {
-                        for (dx, wx) in [(0, 1.0 - f[2]), (1, f[2])] {
-                            if wz * wy * wx != 0.0 {
-                                acc += at(dz, dy, dx) * wz * wy * wx;
-                            }
-                        }
-                    }
-                }
-                *o = acc as f32;
+            let l: [f32; 3] = std::array::from_fn(|k| (q[k] - lo[k] as f64) as f32);
+            // Both neighbours inside the box on every axis (the box holds every sampled one).
+            if (0..3).all(|k| l[k] >= 0.0 && (l[k].floor() as usize) + 1 < n[k]) {
+                *o = crate::kernels::interp::trilinear(&view, l);
             }
         }
         Ok(out)
