@@ -119,6 +119,22 @@ fn merge_says_what_is_missing_and_refuses_mixed_parts() {
     fails(&["merge", &parts], "different shard counts");
     fails(&["merge", &s(d.path())], "named <output>.parts");
     fails(&["ldic", &im1, &im2, "-hws", "6", "-ns", "8", "--shard", "3/3", "-od", &s(&out)], "K must be in 0..N-1");
+    fails(&["ldic", &im1, &im2, "-hws", "6", "-ns", "8", "--checkpoint-seconds", "nan", "-od", &s(&out)], "--checkpoint-seconds must be");
+    // A launcher's numbers that make no shard.
+    for (vars, says) in [
+        (vec![("OMPI_COMM_WORLD_RANK", "3"), ("OMPI_COMM_WORLD_SIZE", "2")], "OMPI_COMM_WORLD_RANK gives shard 3 of 2: out of range"),
+        (vec![("SLURM_PROCID", "x"), ("SLURM_NTASKS", "2")], "SLURM_PROCID='x' is not a whole number"),
+        (vec![("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_MIN", "2"), ("SLURM_ARRAY_TASK_COUNT", "3")], "below SLURM_ARRAY_TASK_MIN"),
+    ] {
+        let r = Command::new(env!("CARGO_BIN_EXE_dvc-stream"))
+            .args(["ldic", &im1, &im2, "-hws", "6", "-ns", "8", "-od", &s(&d.path().join("launcher")), "-q"])
+            .envs(vars)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.code() == Some(2) && e.trim_end().lines().count() == 1 && e.contains(says), "{e}");
+    }
+    assert!(!d.path().join("launcher").join("r-ldic.parquet").exists());
     fails(&["ldic", &im1, &im2, "-hws", "6", "-ns", "8", "--shard", "0/2", "--vtk-out", "-od", &s(&out)], "need the whole field");
 }
 

@@ -134,4 +134,17 @@ fn api_slices_bad_requests_and_save() {
     let r: Vec<f64> = serde_json::from_value(info["r"].clone()).unwrap();
     assert!((t[0] - 2.0).abs() < 1e-6 && (t[1] + 1.0).abs() < 1e-6 && (t[2] - 0.25).abs() < 1e-6, "{t:?}");
     assert!((r[2] - 3.0).abs() < 1e-5, "{r:?}"); // the TSV holds F to 7 decimals
+    drop(again);
+
+    // --port: the port asked for (a free one found here).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let fixed = start(&[&im1, &im2, "-od", &s(&out), "--port", &port.to_string()]);
+    assert_eq!(fixed.addr, format!("127.0.0.1:{port}"));
+    assert_eq!(request(&fixed.addr, "GET", "/info", "").0, 200);
+    drop(fixed);
+    // Bad addresses and images that do not match: one line, exit 2.
+    common::fails(&["ereg", &im1, &im2, "-od", &s(&out), "--bind", "not-an-address"], "cannot listen on not-an-address");
+    let other = d.path().join("o");
+    dvc(&["synth", &s(&other), "--shape", "20", "-q"]);
+    common::fails(&["ereg", &im1, &s(&other.join("im2.zarr")), "-od", &s(&out)], "im2.zarr");
 }

@@ -74,6 +74,13 @@ fn grid_maps_have_the_expected_pixels() {
     fails(&["plot", &s(&f), "-c", "nothing"], "no column 'nothing'");
     fails(&["plot", &s(&f), "--range", "5", "1"], "LOW must be below HIGH");
     fails(&["plot", &s(&f), "--axis", "z", "--index", "9"], "outside the grid");
+    fails(&["plot", &s(&d.path().join("none.tsv"))], "none.tsv: cannot read");
+    // Scattered points without displacements: nothing to draw unless a histogram is asked for.
+    let strain = d.path().join("scattered.tsv");
+    std::fs::write(&strain, "StrainPointNumber\tZpos\tYpos\tXpos\tvol\n0\t1\t2\t3\t0.1\n1\t4\t2\t9\t0.2\n2\t1\t7\t3\t0.3\n").unwrap();
+    fails(&["plot", &s(&strain)], "nothing to draw");
+    dvc(&["plot", &s(&strain), "--histogram"]);
+    assert!(d.path().join("scattered-vol-histogram.png").exists());
 }
 
 #[test]
@@ -129,6 +136,10 @@ fn quicklooks_of_ldic_ddic_strain_and_reg() {
     dvc(&["deform-image", &im2, "-pf", &s(&inv), "--output", &s(&o.join("back.tif")), "--png-against", &im1]);
     let (before, after) = (mean(&o.join("back-residual-before.png")), mean(&o.join("back-residual-after.png")));
     assert!(after < before / 2.0, "deform-image's residual drops: {before} → {after}");
+    let small = d.path().join("small");
+    dvc(&["synth", &s(&small), "--shape", "20", "-q"]);
+    fails(&["deform-image", &im2, "-pf", &s(&inv), "--output", &s(&o.join("back2.tif")), "--png-against", &s(&small.join("im1.zarr"))], "im1.zarr");
+    assert!(!o.join("back2-residual-before.png").exists());
 
     let gd = d.path().join("g");
     dvc(&["synth", &s(&gd), "--grains", "12", "--shape", "56", "--grain-radius", "5", "7", "--grain-max-translation", "2", "--grain-max-rotation", "3", "-q"]);
