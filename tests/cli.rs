@@ -6,7 +6,7 @@ use std::process::Command;
 use dvc_stream::field::PhiField;
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/spam-0.9.1")
 }
 
 fn dvc(args: &[&str]) -> std::process::Output {

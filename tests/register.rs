@@ -8,7 +8,7 @@ use dvc_stream::phi;
 use dvc_stream::store::{ChunkCache, Volume};
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/spam-0.9.1")
 }
 
 fn open(p: &Path) -> Volume {

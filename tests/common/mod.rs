@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// `../shared/spec/examples`: spam's own outputs and their inputs.
+/// `tests/data/spam-0.9.1`: spam 0.9.1's own outputs, their inputs and the commands that made them (copied from the project's shared spec so a clone passes its tests alone).
 #[allow(dead_code)]
 pub fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/spam-0.9.1")
 }
 
 /// Runs dvc-stream and asserts it succeeded.

@@ -4,7 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "target" / "debug"
-EXAMPLES = ROOT.parent / "shared" / "spec" / "examples"
+EXAMPLES = ROOT / "tests" / "data" / "spam-0.9.1"
 
 
 def run(*args):
