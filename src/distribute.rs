@@ -207,12 +207,12 @@ impl Job {
 
     /// Where the run's rows go: the table (and spam's TSV when `tsv`, which a shard never
     /// writes) with the shard recorded in the metadata; rows kept in memory when `keep`.
-    pub fn sink(&self, layout: Layout, kind: &FieldKind, meta: &FieldMeta, tsv: bool, keep: bool) -> Result<FieldSink> {
+    pub fn sink(&self, outs: &mut crate::store::output::OutputSet, layout: Layout, kind: &FieldKind, meta: &FieldMeta, tsv: bool, keep: bool) -> Result<FieldSink> {
         let mut meta = meta.clone();
         if let (Some(s), Some(o)) = (self.shard, meta.parameters.as_object_mut()) {
             o.insert("shard".into(), serde_json::json!({"index": s.index, "count": s.count, "points": self.total}));
         }
-        FieldSink::create(&self.out_dir, &self.out_stem, layout, kind, &meta, tsv && self.shard.is_none(), keep)
+        FieldSink::create(outs, &self.out_dir, &self.out_stem, layout, kind, &meta, tsv && self.shard.is_none(), keep)
     }
 
     /// Rows finished by earlier attempts, in order (nothing on a fresh run).

@@ -58,13 +58,21 @@ pub fn field_vtk(f: &PhiField, title: &str) -> String {
 
 pub fn run(a: ConvertFieldArgs) -> Result<()> {
     let field = PhiField::read(&a.input)?;
-    match ext(&a.output).as_str() {
-        "tsv" => tsv::write_field(&a.output, &field),
+    let kind = ext(&a.output);
+    if !["tsv", "parquet", "vtk"].contains(&kind.as_str()) {
+        bail!("{}: unknown output type '.{kind}' (use .tsv, .parquet or .vtk)", a.output.display());
+    }
+    let mut outs = crate::store::output::OutputSet::new(crate::store::output::Existing::Replace);
+    outs.inputs([a.input.as_path()]);
+    let partial = outs.file(&a.output)?;
+    match kind.as_str() {
+        "tsv" => tsv::write_field(&partial, &field)?,
         "parquet" => {
             let meta = FieldMeta::for_command("convert-field", serde_json::json!({"input": a.input}));
-            parquet::write_field(&a.output, &field, &meta)
+            parquet::write_field(&partial, &field, &meta)?
         }
-        "vtk" => vtk::write(&a.output, &field_vtk(&field, &a.output.to_string_lossy())),
-        other => bail!("{}: unknown output type '.{other}' (use .tsv, .parquet or .vtk)", a.output.display()),
+        _ => vtk::write(&partial, &field_vtk(&field, &a.output.to_string_lossy()))?,
     }
+    outs.commit()?;
+    Ok(())
 }

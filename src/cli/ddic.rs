@@ -20,6 +20,7 @@ use crate::kernels::register::{image_centre, register_multiscale, MultiscaleOpti
 use crate::label::LabelTable;
 use crate::phi::{self, ApplyF, Phi};
 use crate::scheduler::{self, BoxUnion};
+use crate::store::output::{Existing, OutputSet};
 use crate::store::Volume;
 
 #[derive(Args, Debug)]
@@ -244,7 +245,9 @@ pub fn run(a: DdicArgs) -> Result<()> {
     let fingerprint = serde_json::json!({"tool": "ddic", "parameters": params, "inputs": inputs});
     let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ddic"), tiles, &fingerprint, Layout::Ddic, &FieldKind::Labels)?;
     job.require_whole_field(a.png, "--png")?;
-    let mut sink = job.sink(Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv, false)?;
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs([a.im1.as_path(), a.lab1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()));
+    let mut sink = job.sink(&mut outs, Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv, false)?;
     // A shard's labels are not the whole field: `merge --vtk-out` writes the VTK.
     let want_vtk = !a.no_vtk && job.shard().is_none();
     let mut glyphs: Vec<(Vector3<f64>, Vector3<f64>, i64)> = Vec::new();
@@ -331,7 +334,7 @@ pub fn run(a: DdicArgs) -> Result<()> {
         let mut all = vec![VtkArray::new("displacements", VtkValues::Vectors(disp))];
         all.extend(arrays);
         let pts: Vec<Vector3<f64>> = glyphs.iter().map(|g| fin(&g.0)).collect();
-        vtk::write(&dir.join(format!("{prefix}-ddic.vtk")), &vtk::glyphs(&pts, &all))?;
+        vtk::write(&outs.file(&dir.join(format!("{prefix}-ddic.vtk")))?, &vtk::glyphs(&pts, &all))?;
     }
     if !a.read.quiet {
         eprintln!(
@@ -343,10 +346,11 @@ pub fn run(a: DdicArgs) -> Result<()> {
         );
     }
     if a.png {
-        for p in crate::view::plot::quicklook(&dir.join(format!("{prefix}-ddic.parquet")))? {
+        for p in crate::view::plot::quicklook(&mut outs, &dir.join(format!("{prefix}-ddic.parquet")))? {
             eprintln!("wrote {}", p.display());
         }
     }
+    outs.commit()?;
     job.complete()?;
     print_statuses(&counts);
     a.read.report(&cache);

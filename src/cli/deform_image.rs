@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::output_names::{out_dir, read_registration, stem};
@@ -15,7 +15,7 @@ use crate::kernels::deform::{deformed_planes, field_deformed_planes, FieldWarp};
 use crate::phi::{self, Phi};
 use crate::store::convert::{default_levels, PyramidWriter};
 use crate::store::dtype::TypedBuf;
-use crate::store::output::PendingOutput;
+use crate::store::output::{Existing, OutputSet};
 use crate::store::tiff_write::TiffStackWriter;
 use crate::store::zarr::{ArrayLayout, Codec, ImageMeta};
 use crate::store::Volume;
@@ -65,17 +65,31 @@ pub struct DeformImageArgs {
     pub read: ReadOpts,
 }
 
-/// Writes `input` deformed by Φ about `centre` to `out` (TIFF or Zarr by extension).
-pub fn deform_to(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize, out: &Path, progress: bool) -> Result<()> {
-    write_planes(input, out, progress, 16, |z0, z1| deformed_planes(input, phi, centre, order, z0, z1))
+fn is_zarr_name(out: &Path) -> bool {
+    out.extension().is_some_and(|e| e == "zarr")
+}
+
+/// Reserves a deformed image in `outs`: a Zarr store for a `.zarr` name, else a TIFF.
+pub fn reserve(outs: &mut OutputSet, out: &Path) -> Result<PathBuf> {
+    if is_zarr_name(out) {
+        outs.store(out)
+    } else {
+        outs.file(out)
+    }
+}
+
+/// Writes `input` deformed by Φ about `centre` as output `out` of `outs` (TIFF or Zarr by
+/// extension).
+pub fn deform_to(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize, outs: &mut OutputSet, out: &Path, progress: bool) -> Result<()> {
+    write_planes(input, outs, out, progress, 16, |z0, z1| deformed_planes(input, phi, centre, order, z0, z1))
 }
 
 /// Writes a volume of `input`'s shape and type, computed `depth` planes at a time by
-/// `planes(z0, z1)`, to `out` (an OME-Zarr store with its pyramid, or a TIFF), atomically.
-pub fn write_planes(input: &Volume, out: &Path, progress: bool, depth: usize, planes: impl Fn(usize, usize) -> Result<Vec<f32>>) -> Result<()> {
+/// `planes(z0, z1)`, as output `out` of `outs` (an OME-Zarr store with its pyramid, or a TIFF).
+pub fn write_planes(input: &Volume, outs: &mut OutputSet, out: &Path, progress: bool, depth: usize, planes: impl Fn(usize, usize) -> Result<Vec<f32>>) -> Result<()> {
     let shape = input.shape();
     let dtype = input.dtype();
-    let pending = PendingOutput::new(out, true)?;
+    let partial = reserve(outs, out)?;
     let bar = crate::progress::bar(shape[0] as u64, "deforming", progress);
     // Planes [z0, z1) in pieces of at most `depth`.
     let slab = |z0: usize, z1: usize| -> Result<Vec<f32>> {
@@ -87,27 +101,28 @@ pub fn write_planes(input: &Volume, out: &Path, progress: bool, depth: usize, pl
         }
         Ok(v)
     };
-    if out.extension().is_some_and(|e| e == "zarr") {
-        std::fs::create_dir_all(pending.path())?;
+    if is_zarr_name(out) {
+        std::fs::create_dir_all(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
         let meta = ImageMeta { name: stem(out), voxel_size: [1.0; 3], unit: "pixel".into(), extra: Default::default() };
         let layout = ArrayLayout { chunk: [64; 3], codec: Codec::Zstd(1), shard: None };
-        let mut w = PyramidWriter::create(pending.path(), &meta, shape, dtype, &layout, default_levels(shape))?;
+        let mut w = PyramidWriter::create(&partial, &meta, shape, dtype, &layout, default_levels(shape)).with_context(|| format!("{}: cannot write", partial.display()))?;
         let d = w.slab_depth();
         for z0 in (0..shape[0]).step_by(d) {
             let z1 = (z0 + d).min(shape[0]);
-            w.write_planes(TypedBuf::from_f32(dtype, &slab(z0, z1)?))?;
+            let planes = TypedBuf::from_f32(dtype, &slab(z0, z1)?);
+            w.write_planes(planes).with_context(|| format!("{}: cannot write", partial.display()))?;
         }
-        w.finish()?;
+        w.finish().with_context(|| format!("{}: cannot write", partial.display()))?;
     } else {
-        let mut w = TiffStackWriter::create(pending.path(), shape, dtype, false)?;
+        let mut w = TiffStackWriter::create(&partial, shape, dtype, false)?;
         let d = depth.max(1);
         for z0 in (0..shape[0]).step_by(d) {
             let z1 = (z0 + d).min(shape[0]);
             w.write_pages(&TypedBuf::from_f32(dtype, &slab(z0, z1)?))?;
         }
+        w.finish()?;
     }
     bar.finish_and_clear();
-    pending.commit()?;
     Ok(())
 }
 
@@ -134,8 +149,19 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
             dir.join(format!("{}-{suffix}.tif", a.out.prefix.clone().unwrap_or_else(|| stem(&a.image))))
         }
     };
-    if out.exists() && !a.overwrite && a.output.is_some() {
-        bail!("{}: already exists (use --overwrite to replace it)", out.display());
+    // An output named by --output is replaced only with --overwrite; spam's default name is
+    // rewritten as spam does. Either way only by one of its kind, never a folder.
+    let mut outs = OutputSet::new(if a.output.is_some() { Existing::overwrite_if(a.overwrite) } else { Existing::Replace });
+    outs.inputs([a.image.as_path(), a.phi_file.as_path()].into_iter().chain(a.png_against.as_deref()));
+    reserve(&mut outs, &out)?;
+    let base = out.with_extension("");
+    let png_paths: Vec<PathBuf> = ["before", "after"].iter().map(|name| PathBuf::from(format!("{}-residual-{name}.png", base.display()))).collect();
+    // The reference is checked before anything is written.
+    let reference = a.png_against.as_ref().map(|r| super::output_names::open_matching(r, &cache, im.shape(), "reference image")).transpose()?;
+    if reference.is_some() {
+        for p in &png_paths {
+            outs.file(p)?;
+        }
     }
     if !is_field {
         let reg = read_registration(&a.phi_file, a.phi_file_bin_ratio)?;
@@ -144,7 +170,7 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
             p = phi::rigid_part(&p);
         }
         let c = reg.positions[0];
-        deform_to(&im, &p, [c[0], c[1], c[2]], a.interpolation_order, &out, !a.read.quiet)?;
+        deform_to(&im, &p, [c[0], c[1], c[2]], a.interpolation_order, &mut outs, &out, !a.read.quiet)?;
     } else {
         field.rescale(a.phi_file_bin_ratio);
         let s = im.shape();
@@ -160,23 +186,22 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
         };
         // About 4 M voxels per piece: the source positions of a piece are held at once.
         let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
-        write_planes(&im, &out, !a.read.quiet, depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
+        write_planes(&im, &mut outs, &out, !a.read.quiet, depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
     }
-    println!("wrote {}", out.display());
-    if let Some(reference) = &a.png_against {
-        let refv = super::output_names::open_matching(reference, &cache, im.shape(), "reference image")?;
-        let deformed = Volume::open(&out, cache.clone())?;
+    if let Some(refv) = &reference {
+        let deformed = Volume::open(outs.partial_of(&out).unwrap_or(&out), cache.clone())?;
         let span = {
-            let (lo, hi) = crate::view::render::default_contrast(&crate::view::render::PairView::new(&refv, &im, 1)?)?;
+            let (lo, hi) = crate::view::render::default_contrast(&crate::view::render::PairView::new(refv, &im, 1)?)?;
             (hi - lo) / 2.0
         };
-        let base = out.with_extension("");
-        for (name, moved) in [("before", &im), ("after", &deformed)] {
-            let view = crate::view::render::PairView::new(&refv, moved, 1)?;
-            let path = PathBuf::from(format!("{}-residual-{name}.png", base.display()));
-            crate::store::output::write_file_atomic(&path, &crate::view::render::residual_triptych(&view, &phi::identity(), span)?)?;
-            println!("wrote {}", path.display());
+        for (path, moved) in png_paths.iter().zip([&im, &deformed]) {
+            let view = crate::view::render::PairView::new(refv, moved, 1)?;
+            let partial = outs.file(path)?;
+            std::fs::write(&partial, crate::view::render::residual_triptych(&view, &phi::identity(), span)?).with_context(|| format!("{}: cannot write", partial.display()))?;
         }
+    }
+    for p in outs.commit()? {
+        println!("wrote {}", p.display());
     }
     a.read.report(&cache);
     Ok(())

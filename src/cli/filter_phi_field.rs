@@ -235,8 +235,11 @@ pub fn run(a: FilterPhiFieldArgs) -> Result<()> {
         "correct_interpolate": a.correct_interpolate, "correct_lqf": a.correct_lqf, "apply_f": a.apply_f,
         "filter_median": a.filter_median, "filter_median_radius": a.filter_median_radius,
     });
-    write_outputs(&out, &dir, &name, &FieldMeta::for_command("filter-phi-field", params), !a.files.no_tsv, a.files.vtk_out, a.files.tiff_out, None)?;
-    a.files.quicklook(&dir.join(format!("{name}.parquet")))?;
+    let mut outs = crate::store::output::OutputSet::new(crate::store::output::Existing::Replace);
+    outs.inputs([a.phi_file.as_path()]);
+    write_outputs(&mut outs, &out, &dir, &name, &FieldMeta::for_command("filter-phi-field", params), !a.files.no_tsv, a.files.vtk_out, a.files.tiff_out, None)?;
+    a.files.quicklook(&mut outs, &dir.join(format!("{name}.parquet")))?;
+    outs.commit()?;
     if !a.quiet {
         eprintln!("filter-phi-field: {message} → {}", dir.join(&name).display());
     }

@@ -67,10 +67,13 @@ pub fn run(a: LabelsArgs) -> Result<()> {
     let cols = columns(&table);
     let mut meta = FieldMeta::for_command("labels", serde_json::json!({ "lab": a.lab }));
     meta.image_shapes = vec![lab.shape()];
-    parquet::write_columns(&dir.join(format!("{prefix}-labels.parquet")), "Label", &cols, &meta)?;
+    let mut outs = crate::store::output::OutputSet::new(crate::store::output::Existing::Replace);
+    outs.inputs([a.lab.as_path()]);
+    parquet::write_columns(&outs.file(&dir.join(format!("{prefix}-labels.parquet")))?, "Label", &cols, &meta)?;
     if !a.no_tsv {
-        tsv::write_columns(&dir.join(format!("{prefix}-labels.tsv")), "Label", &cols)?;
+        tsv::write_columns(&outs.file(&dir.join(format!("{prefix}-labels.tsv")))?, "Label", &cols)?;
     }
+    outs.commit()?;
     if !a.read.quiet {
         let present = table.labels.iter().filter(|l| l.is_some()).count();
         eprintln!("{}: {present} labels (highest {}) → {}", a.lab.display(), table.max_label(), dir.join(format!("{prefix}-labels.parquet")).display());

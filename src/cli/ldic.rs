@@ -20,6 +20,7 @@ use crate::kernels::register::RegisterOptions;
 use crate::phi::{self, ApplyF};
 use crate::scheduler;
 use crate::store::dtype::TypedBuf;
+use crate::store::output::{Existing, OutputSet};
 use crate::store::tiff_write::write_tiff;
 use crate::store::Volume;
 
@@ -85,7 +86,8 @@ pub struct LdicArgs {
     pub read: ReadOpts,
 }
 
-fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> {
+/// Correlates one pair into `outs`; returns its job, whose checkpoint goes once the outputs are committed.
+fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix: &str) -> Result<crate::distribute::Job> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(im1p, cache.clone())?;
     if im1.shape()[0] == 1 {
@@ -137,7 +139,25 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ldic"), tiles, &fingerprint, Layout::Ldic, &kind)?;
     job.require_whole_field(whole_field, "--vtk-out, --tiff-out and --png")?;
     // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
-    let mut sink = job.sink(Layout::Ldic, &kind, &meta, !a.files.no_tsv, false)?;
+    let mut sink = job.sink(outs, Layout::Ldic, &kind, &meta, !a.files.no_tsv, false)?;
+    // Every output of the pair is reserved (and checked) before the work starts.
+    let tiff_names: Vec<(usize, PathBuf)> = if a.files.tiff_out {
+        ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"]
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !(*k == 0 && plan.dims[0] == 1))
+            .map(|(k, name)| (k, dir.join(format!("{prefix}-ldic-{name}.tif"))))
+            .collect()
+    } else {
+        vec![]
+    };
+    for (_, p) in &tiff_names {
+        outs.file(p)?;
+    }
+    let vtk_path = dir.join(format!("{prefix}-ldic.vtk"));
+    if a.files.vtk_out {
+        outs.file(&vtk_path)?;
+    }
     let mut grids: Vec<Vec<f64>> = if want_grids { vec![Vec::with_capacity(n); 7] } else { vec![] };
     let recompute = |i: usize| -> bool {
         match &plan.keep {
@@ -213,15 +233,9 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     let (_, counts) = sink.finish()?;
-    if a.files.tiff_out {
-        let names = ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"];
-        for (k, name) in names.iter().enumerate() {
-            if k == 0 && plan.dims[0] == 1 {
-                continue;
-            }
-            let vals: Vec<f32> = grids[k].iter().map(|&v| v as f32).collect();
-            write_tiff(&dir.join(format!("{prefix}-ldic-{name}.tif")), plan.dims, &TypedBuf::F32(vals))?;
-        }
+    for (k, path) in &tiff_names {
+        let vals: Vec<f32> = grids[*k].iter().map(|&v| v as f32).collect();
+        write_tiff(&outs.file(path)?, plan.dims, &TypedBuf::F32(vals))?;
     }
     if a.files.vtk_out {
         let fin = |v: &Vec<f64>| v.iter().map(|x| if x.is_finite() { *x } else { 0.0 }).collect::<Vec<f64>>();
@@ -238,8 +252,7 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             HeaderNum::Int(_) if first[k].fract() == 0.0 => HeaderNum::Int(first[k] as i64 - hws[k] as i64),
             _ => HeaderNum::Float(first[k] - hws[k] as f64),
         });
-        let path = dir.join(format!("{prefix}-ldic.vtk"));
-        vtk::write(&path, &vtk::structured_points(&path.to_string_lossy(), plan.dims, plan.spacing, origin, &arrays))?;
+        vtk::write(&outs.file(&vtk_path)?, &vtk::structured_points(&vtk_path.to_string_lossy(), plan.dims, plan.spacing, origin, &arrays))?;
     }
     if !a.read.quiet {
         eprintln!(
@@ -249,14 +262,25 @@ fn run_pair(a: &LdicArgs, im1p: &Path, im2p: &Path, prefix: &str) -> Result<()> 
             n as f64 / secs.max(1e-9)
         );
     }
-    a.files.quicklook(&dir.join(format!("{prefix}-ldic.parquet")))?;
-    job.complete()?;
+    a.files.quicklook(outs, &dir.join(format!("{prefix}-ldic.parquet")))?;
     print_statuses(&counts);
     a.read.report(&cache);
-    Ok(())
+    Ok(job)
 }
 
 pub fn run(a: LdicArgs) -> Result<()> {
+    // Every image is checked before the first output is written: all of the run's tables
+    // are committed together at the end, or none.
+    {
+        let cache = a.read.cache()?;
+        let im1 = Volume::open(&a.images[0], cache.clone())?;
+        for p in &a.images[1..] {
+            open_matching(p, &cache, im1.shape(), "image")?;
+        }
+    }
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs(a.images.iter().map(PathBuf::as_path).chain(a.phi_file.as_deref()).chain(a.mask_file1.as_deref()));
+    let mut jobs = vec![];
     for k in 1..a.images.len() {
         let first = if a.series_incremental { &a.images[k - 1] } else { &a.images[0] };
         let second = &a.images[k];
@@ -264,7 +288,11 @@ pub fn run(a: LdicArgs) -> Result<()> {
             (Some(p), 2) => p.clone(),
             _ => format!("{}-{}", stem(first), stem(second)),
         };
-        run_pair(&a, first, second, &prefix)?;
+        jobs.push(run_pair(&a, &mut outs, first, second, &prefix)?);
+    }
+    outs.commit()?;
+    for job in jobs {
+        job.complete()?;
     }
     Ok(())
 }

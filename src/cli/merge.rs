@@ -13,6 +13,7 @@ use std::collections::BinaryHeap;
 
 use crate::field::parquet::{read_metadata, FieldMeta, RowReader};
 use crate::field::sink::{print_statuses, FieldSink};
+use crate::store::output::{Existing, OutputSet};
 use crate::field::{FieldKind, FieldRow};
 
 #[derive(Args, Debug)]
@@ -149,7 +150,9 @@ pub fn run(a: MergeArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => dir.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| ".".into()),
     };
-    let mut sink = FieldSink::create(&out_dir, stem, layout, &kind, &meta, !a.no_tsv, a.vtk_out)?;
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs([a.parts.as_path()]);
+    let mut sink = FieldSink::create(&mut outs, &out_dir, stem, layout, &kind, &meta, !a.no_tsv, a.vtk_out)?;
     // Each part is in id order (a shard writes its rows in point order): a k-way merge streams
     // them into the table with one row per part in memory.
     let mut heads: Vec<Option<FieldRow>> = readers.iter_mut().map(|r| r.next_row()).collect::<Result<_>>()?;
@@ -183,8 +186,9 @@ pub fn run(a: MergeArgs) -> Result<()> {
     let (kept, counts) = sink.finish()?;
     if let Some(f) = kept {
         let path = out_dir.join(format!("{stem}.vtk"));
-        crate::field::vtk::write(&path, &super::convert_field::field_vtk(&f, &path.to_string_lossy()))?;
+        crate::field::vtk::write(&outs.file(&path)?, &super::convert_field::field_vtk(&f, &path.to_string_lossy()))?;
     }
+    outs.commit()?;
     eprintln!("merged {n} shards of {} into {}", dir.display(), out_dir.join(format!("{stem}.parquet")).display());
     print_statuses(&counts);
     Ok(())

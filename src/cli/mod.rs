@@ -125,10 +125,10 @@ pub struct FieldFiles {
 }
 
 impl FieldFiles {
-    /// The quicklook of a finished table, when --png asked for one.
-    pub fn quicklook(&self, table: &std::path::Path) -> anyhow::Result<()> {
+    /// The quicklook of a finished table (an output of `outs`), when --png asked for one.
+    pub fn quicklook(&self, outs: &mut crate::store::output::OutputSet, table: &std::path::Path) -> anyhow::Result<()> {
         if self.png {
-            for p in crate::view::plot::quicklook(table)? {
+            for p in crate::view::plot::quicklook(outs, table)? {
                 eprintln!("wrote {}", p.display());
             }
         }

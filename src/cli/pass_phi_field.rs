@@ -19,6 +19,7 @@ use crate::field::{make_grid, tsv, FieldKind, FieldRow, Layout, PhiField};
 use crate::label::LabelTable;
 use crate::phi::{self, ApplyF, Phi};
 use crate::store::dtype::TypedBuf;
+use crate::store::output::{Existing, OutputSet};
 use crate::store::tiff_write::write_tiff;
 use crate::store::Volume;
 
@@ -99,11 +100,11 @@ pub fn passed_row(id: usize, position: Vector3<f64>, p: Phi) -> FieldRow {
 }
 
 /// Writes a field as Parquet and spam TSV, plus VTK/TIFF when asked (grid: displacements
-/// and returnStatus cells centred on nodes; labels: glyphs).
-pub fn write_outputs(field: &PhiField, dir: &std::path::Path, name: &str, meta: &FieldMeta, tsv_out: bool, vtk_out: bool, tiff_out: bool, spacing: Option<[HeaderNum; 3]>) -> Result<()> {
-    parquet::write_field(&dir.join(format!("{name}.parquet")), field, meta)?;
+/// and returnStatus cells centred on nodes; labels: glyphs), as outputs of `outs`.
+pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Path, name: &str, meta: &FieldMeta, tsv_out: bool, vtk_out: bool, tiff_out: bool, spacing: Option<[HeaderNum; 3]>) -> Result<()> {
+    parquet::write_field(&outs.file(&dir.join(format!("{name}.parquet")))?, field, meta)?;
     if tsv_out {
-        tsv::write_field(&dir.join(format!("{name}.tsv")), field)?;
+        tsv::write_field(&outs.file(&dir.join(format!("{name}.tsv")))?, field)?;
     }
     let disp: Vec<Vector3<f64>> = field.phis.iter().map(|p| phi::translation(p).map(|v| if v.is_finite() { v } else { 0.0 })).collect();
     match (&field.kind, spacing) {
@@ -111,7 +112,7 @@ pub fn write_outputs(field: &PhiField, dir: &std::path::Path, name: &str, meta: 
             if tiff_out {
                 for (k, c) in ["Zdisp", "Ydisp", "Xdisp"].iter().enumerate() {
                     let v: Vec<f32> = field.phis.iter().map(|p| p[(k, 3)] as f32).collect();
-                    write_tiff(&dir.join(format!("{name}-{c}.tif")), *dims, &TypedBuf::F32(v))?;
+                    write_tiff(&outs.file(&dir.join(format!("{name}-{c}.tif")))?, *dims, &TypedBuf::F32(v))?;
                 }
             }
             if vtk_out {
@@ -123,7 +124,7 @@ pub fn write_outputs(field: &PhiField, dir: &std::path::Path, name: &str, meta: 
                     VtkArray::new("returnStatus", VtkValues::IntScalars(field.return_status.iter().map(|v| *v as i64).collect())),
                 ];
                 let path = dir.join(format!("{name}.vtk"));
-                vtk::write(&path, &vtk::structured_points(&path.to_string_lossy(), *dims, hs, origin, &arrays))?;
+                vtk::write(&outs.file(&path)?, &vtk::structured_points(&path.to_string_lossy(), *dims, hs, origin, &arrays))?;
             }
         }
         _ => {
@@ -134,11 +135,18 @@ pub fn write_outputs(field: &PhiField, dir: &std::path::Path, name: &str, meta: 
                     VtkArray::new("mag(displacements)", VtkValues::Scalars(disp.iter().map(|d| d.norm()).collect())),
                     VtkArray::new("returnStatus", VtkValues::Scalars(field.return_status.clone())),
                 ];
-                vtk::write(&dir.join(format!("{name}.vtk")), &vtk::glyphs(&pts, &arrays))?;
+                vtk::write(&outs.file(&dir.join(format!("{name}.vtk")))?, &vtk::glyphs(&pts, &arrays))?;
             }
         }
     }
     Ok(())
+}
+
+/// The run's outputs, never one of its inputs.
+fn new_outputs(a: &PassPhiFieldArgs) -> OutputSet {
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs([a.phi_file.as_path()].into_iter().chain(a.labelled_file1.as_deref()).chain(a.im1.as_deref()).chain(a.regs.as_deref()));
+    outs
 }
 
 pub fn run(a: PassPhiFieldArgs) -> Result<()> {
@@ -181,7 +189,9 @@ pub fn run(a: PassPhiFieldArgs) -> Result<()> {
             ApplyF::Rigid => "rigid",
             ApplyF::All => "all",
         });
-        write_outputs(&out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, None)?;
+        let mut outs = new_outputs(&a);
+        write_outputs(&mut outs, &out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, None)?;
+        outs.commit()?;
         if !a.read.quiet {
             eprintln!("pass-phi-field: {} points → {}", out.len(), dir.join(&name).display());
         }
@@ -247,7 +257,9 @@ pub fn run(a: PassPhiFieldArgs) -> Result<()> {
             out.push(passed_row(i, *p, q));
         }
     }
-    write_outputs(&out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, ns_out.map(|ns| ns.map(|v| HeaderNum::Int(v as i64))))?;
+    let mut outs = new_outputs(&a);
+    write_outputs(&mut outs, &out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, ns_out.map(|ns| ns.map(|v| HeaderNum::Int(v as i64))))?;
+    outs.commit()?;
     if !a.read.quiet {
         eprintln!("pass-phi-field: {} points → {}", out.len(), dir.join(&name).display());
     }

@@ -21,6 +21,7 @@ use crate::label::LabelTable;
 use crate::phi::{self, ApplyF, Phi};
 use crate::scheduler::{self, BoxUnion};
 use crate::store::dtype::TypedBuf;
+use crate::store::output::{Existing, OutputSet};
 use crate::store::tiff_write::write_tiff;
 use crate::store::Volume;
 
@@ -187,7 +188,7 @@ pub fn background_row() -> FieldRow {
 
 /// The VTK and TIFF files of a pixel-search field (`suffix` = "pixelSearch" or
 /// "pixelSearchPropagate").
-pub fn write_extras(f: &PhiField, dir: &std::path::Path, prefix: &str, suffix: &str, hws: [usize; 3], spacing: [HeaderNum; 3], vtk_out: bool, tiff_out: bool) -> Result<()> {
+pub fn write_extras(outs: &mut OutputSet, f: &PhiField, dir: &std::path::Path, prefix: &str, suffix: &str, hws: [usize; 3], spacing: [HeaderNum; 3], vtk_out: bool, tiff_out: bool) -> Result<()> {
     let disp = |finite_only: bool| -> Vec<Vector3<f64>> {
         f.phis.iter().map(|p| phi::translation(p).map(|v| if finite_only && !v.is_finite() { 0.0 } else { v })).collect()
     };
@@ -202,7 +203,7 @@ pub fn write_extras(f: &PhiField, dir: &std::path::Path, prefix: &str, suffix: &
                     ("returnStatus", f.return_status.clone()),
                 ];
                 for (name, v) in cols {
-                    write_tiff(&dir.join(format!("{prefix}-{suffix}-{name}.tif")), *dims, &TypedBuf::F32(v.iter().map(|x| *x as f32).collect()))?;
+                    write_tiff(&outs.file(&dir.join(format!("{prefix}-{suffix}-{name}.tif")))?, *dims, &TypedBuf::F32(v.iter().map(|x| *x as f32).collect()))?;
                 }
             }
             if vtk_out {
@@ -213,7 +214,7 @@ pub fn write_extras(f: &PhiField, dir: &std::path::Path, prefix: &str, suffix: &
                     VtkArray::new("pixelSearchCC", VtkValues::Scalars(f.cc.iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect())),
                 ];
                 let path = dir.join(format!("{prefix}-{suffix}.vtk"));
-                vtk::write(&path, &vtk::structured_points(&path.to_string_lossy(), *dims, spacing, origin, &arrays))?;
+                vtk::write(&outs.file(&path)?, &vtk::structured_points(&path.to_string_lossy(), *dims, spacing, origin, &arrays))?;
             }
         }
         _ => {
@@ -225,7 +226,7 @@ pub fn write_extras(f: &PhiField, dir: &std::path::Path, prefix: &str, suffix: &
                     VtkArray::new("pixelSearchCC", VtkValues::Scalars(f.cc.clone())),
                 ];
                 let pts: Vec<Vector3<f64>> = f.positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect();
-                vtk::write(&dir.join(format!("{prefix}-{suffix}.vtk")), &vtk::glyphs(&pts, &arrays))?;
+                vtk::write(&outs.file(&dir.join(format!("{prefix}-{suffix}.vtk")))?, &vtk::glyphs(&pts, &arrays))?;
             }
         }
     }
@@ -288,7 +289,9 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
         job.require_whole_field(keep || s.files.png, "--vtk-out, --tiff-out and --png")?;
         Ok(job)
     };
-    let (kept, counts, n) = match &labels {
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs([a.im1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()));
+    let (kept, counts, n, job) = match &labels {
         None => {
             let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), false)?;
             let n = plan.nodes.len();
@@ -297,7 +300,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             let ns = plan.spacing.map(|h| (h.value().round() as usize).max(1));
             let tiles = scheduler::plan_grid_tiles(plan.dims, std::array::from_fn(|k| (cs[k] / ns[k]).max(1)));
             let mut job = plan_job(tiles, Layout::PixelSearch, &kind)?;
-            let mut sink = job.sink(Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
+            let mut sink = job.sink(&mut outs, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
             job.replay(|r| {
                 bar.inc(1);
@@ -336,11 +339,10 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             )?;
             bar.finish_and_clear();
             let (kept, counts) = sink.finish()?;
-            job.complete()?;
             if let Some(f) = &kept {
-                write_extras(f, &dir, &prefix, "pixelSearch", o.hws, plan.spacing, s.files.vtk_out, s.files.tiff_out)?;
+                write_extras(&mut outs, f, &dir, &prefix, "pixelSearch", o.hws, plan.spacing, s.files.vtk_out, s.files.tiff_out)?;
             }
-            (kept, counts, n)
+            (kept, counts, n, job)
         }
         Some(lab) => {
             let table = LabelTable::scan(lab, s.read.progress())?;
@@ -349,7 +351,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             let pos: Vec<[f64; 3]> = positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
             let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 64);
             let mut job = plan_job(tiles, Layout::PixelSearchLabels, &FieldKind::Labels)?;
-            let mut sink = job.sink(Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
+            let mut sink = job.sink(&mut outs, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
             job.replay(|r| {
                 bar.inc(1);
@@ -395,15 +397,16 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             )?;
             bar.finish_and_clear();
             let (kept, counts) = sink.finish()?;
-            job.complete()?;
             if let Some(f) = &kept {
-                write_extras(f, &dir, &prefix, "pixelSearch", o.hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
+                write_extras(&mut outs, f, &dir, &prefix, "pixelSearch", o.hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
             }
-            (kept, counts, n)
+            (kept, counts, n, job)
         }
     };
     drop(kept);
-    s.files.quicklook(&dir.join(format!("{stem_out}.parquet")))?;
+    s.files.quicklook(&mut outs, &dir.join(format!("{stem_out}.parquet")))?;
+    outs.commit()?;
+    job.complete()?;
     let secs = t0.elapsed().as_secs_f64();
     if !s.read.quiet {
         eprintln!("pixel-search {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads)", a.im1.display(), a.im2.display(), n as f64 / secs.max(1e-9));

@@ -20,6 +20,7 @@ use crate::kernels::pixel_search::{search_label, search_point, PixelOptions, Pix
 use crate::kernels::propagate::{propagate, rank_points, PropagateOptions};
 use crate::label::{label_of, LabelTable};
 use crate::phi::{self, ApplyF, Phi};
+use crate::store::output::{Existing, OutputSet};
 use crate::store::Volume;
 
 #[derive(Args, Debug)]
@@ -162,6 +163,8 @@ pub fn run(a: PropagateArgs) -> Result<()> {
     let progress = s.read.progress();
 
     // Points, the start's index, and how rows are written.
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs([a.im1.as_path(), a.im2.as_path()].into_iter().chain(a.guiding_points_file.as_deref()));
     let (kept, counts, n) = if let Some(lab) = &labels {
         let table = LabelTable::scan(lab, progress)?;
         let start_voxel: [i64; 3] = std::array::from_fn(|k| sp[k].round() as i64);
@@ -176,7 +179,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
         let bar = crate::progress::bar(order.len() as u64, "propagate", progress);
         let res = propagate(&points, &order, start_disp, &opts, |l, g| search_label(&im1, &im2, lab, &table, l, &with_translation(g), &o), || bar.inc(1))?;
         bar.finish_and_clear();
-        let mut sink = FieldSink::create(&dir, &stem_out, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
+        let mut sink = FieldSink::create(&mut outs, &dir, &stem_out, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
         for (l, r) in res.iter().enumerate() {
             match (l, r) {
                 (0, _) => sink.push(background_row())?,
@@ -186,7 +189,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
         }
         let (kept, counts) = sink.finish()?;
         if let Some(f) = &kept {
-            write_extras(f, &dir, &prefix, "pixelSearchPropagate", hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
+            write_extras(&mut outs, f, &dir, &prefix, "pixelSearchPropagate", hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
         }
         (kept, counts, n)
     } else {
@@ -217,7 +220,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
             Some((dims, ns)) => FieldKind::Grid { dims, spacing: ns.map(|v| v as f64) },
             None => PhiField::grid_from_positions(&points),
         };
-        let mut sink = FieldSink::create(&dir, &stem_out, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
+        let mut sink = FieldSink::create(&mut outs, &dir, &stem_out, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
         for i in first..points.len() {
             let r = res[i].clone().unwrap_or_else(|| PixelResult::failed(&Phi::identity(), -5));
             sink.push(row(i - first, points[i], &r))?;
@@ -225,11 +228,11 @@ pub fn run(a: PropagateArgs) -> Result<()> {
         let (kept, counts) = sink.finish()?;
         if let Some(mut f) = kept.clone() {
             match grid {
-                Some((_, ns)) => write_extras(&f, &dir, &prefix, "pixelSearchPropagate", hws, ns.map(|v| HeaderNum::Int(v as i64)), s.files.vtk_out, s.files.tiff_out)?,
+                Some((_, ns)) => write_extras(&mut outs, &f, &dir, &prefix, "pixelSearchPropagate", hws, ns.map(|v| HeaderNum::Int(v as i64)), s.files.vtk_out, s.files.tiff_out)?,
                 None => {
                     // Scattered points have no grid: glyphs only.
                     f.kind = FieldKind::Labels;
-                    write_extras(&f, &dir, &prefix, "pixelSearchPropagate", hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?
+                    write_extras(&mut outs, &f, &dir, &prefix, "pixelSearchPropagate", hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?
                 }
             }
         }
@@ -242,6 +245,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
     }
     print_statuses(&counts);
     s.read.report(&cache);
-    s.files.quicklook(&dir.join(format!("{stem_out}.parquet")))?;
+    s.files.quicklook(&mut outs, &dir.join(format!("{stem_out}.parquet")))?;
+    outs.commit()?;
     Ok(())
 }

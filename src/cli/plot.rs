@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::output_names::{dir_beside, stem};
+use crate::store::output::{Existing, OutputSet};
 use crate::view::plot::{plot_table, Colormap, PlotOptions, Table};
 
 #[derive(Args, Debug)]
@@ -48,8 +49,10 @@ pub fn run(a: PlotArgs) -> Result<()> {
     let name = a.out.prefix.clone().unwrap_or_else(|| stem(&a.field));
     let axis = ["z", "y", "x"].iter().position(|x| *x == a.axis).expect("checked by clap");
     let o = PlotOptions { columns: a.columns.clone(), axis, index: a.index, range, colormap: a.colormap, histogram: a.histogram };
-    let written = plot_table(&table, &dir, &name, &o).map_err(|e| anyhow::anyhow!("{}: {e:#}", a.field.display()))?;
-    for p in written {
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs([a.field.as_path()]);
+    plot_table(&mut outs, &table, &dir, &name, &o).map_err(|e| anyhow::anyhow!("{}: {e:#}", a.field.display()))?;
+    for p in outs.commit()? {
         println!("wrote {}", p.display());
     }
     Ok(())

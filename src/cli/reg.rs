@@ -11,6 +11,7 @@ use crate::field::parquet::{self, FieldMeta};
 use crate::field::{tsv, FieldKind, FieldRow, Layout, PhiField};
 use crate::kernels::register::{image_centre, register_multiscale, MultiscaleOptions, RegisterOptions};
 use crate::phi;
+use crate::store::output::{Existing, OutputSet};
 use crate::store::Volume;
 
 #[derive(Args, Debug)]
@@ -79,6 +80,24 @@ pub fn run(a: RegArgs) -> Result<()> {
     let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
     let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let centre = image_centre(im1.shape());
+    // Every output is reserved (and checked) before the work starts; all are renamed into
+    // place together at the end.
+    let dir = out_dir(&a.out.out_dir, &a.im1)?;
+    let prefix = a.out.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs([a.im1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()).chain(a.mask_file1.as_deref()));
+    let tsv_path = dir.join(format!("{prefix}-registration.tsv"));
+    let parquet_path = dir.join(format!("{prefix}-registration.parquet"));
+    outs.file(&tsv_path)?;
+    outs.file(&parquet_path)?;
+    let png_paths: Vec<PathBuf> = if a.png { ["before", "after"].iter().map(|n| dir.join(format!("{prefix}-residual-{n}.png"))).collect() } else { vec![] };
+    for p in &png_paths {
+        outs.file(p)?;
+    }
+    let def_path = dir.join(format!("{}-reg-def.tif", stem(&a.im1)));
+    if a.save_deformed_image1 {
+        super::deform_image::reserve(&mut outs, &def_path)?;
+    }
     let init = match &a.phi_file {
         Some(p) => {
             // Positions and translation scaled by -pfb (spam's readCorrelationTSV); the guess
@@ -108,12 +127,9 @@ pub fn run(a: RegArgs) -> Result<()> {
         },
     };
     let r = register_multiscale(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?;
-    let dir = out_dir(&a.out.out_dir, &a.im1)?;
-    let prefix = a.out.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
     let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
     field.push(FieldRow::registered(1, centre, r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm));
-    let tsv_path = dir.join(format!("{prefix}-registration.tsv"));
-    tsv::write_field(&tsv_path, &field)?;
+    tsv::write_field(&outs.file(&tsv_path)?, &field)?;
     let params = serde_json::json!({
         "im1": a.im1, "im2": a.im2, "bin_start": a.bin_start, "bin_stop": a.bin_stop, "phi_file": a.phi_file,
         "phi_file_bin_ratio": a.phi_file_bin_ratio, "mask_file1": a.mask_file1, "margin": margin, "rigid": a.rigid,
@@ -122,32 +138,37 @@ pub fn run(a: RegArgs) -> Result<()> {
     });
     let mut meta = FieldMeta::for_command("reg", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];
-    parquet::write_field(&dir.join(format!("{prefix}-registration.parquet")), &field, &meta)?;
+    parquet::write_field(&outs.file(&parquet_path)?, &field, &meta)?;
     let (t, d) = phi::decompose_phi(&r.phi, &centre, &centre);
     println!(
         "returnStatus {} after {} iterations (‖δΦ‖ {:.2e}, error {:.4})\nt (Z Y X): {:.4} {:.4} {:.4}\nr (deg): {:.4} {:.4} {:.4}\nvol strain: {:.5}",
         r.return_status, r.iterations, r.delta_phi_norm, r.error, t[0], t[1], t[2], d.r[0], d.r[1], d.r[2], d.vol
     );
-    println!("wrote {}", tsv_path.display());
+    let mut wrote = vec![tsv_path.clone()];
     if a.png {
         let view = crate::view::render::PairView::new(&im1, &im2, 1)?;
         let (lo, hi) = crate::view::render::default_contrast(&view)?;
         // Centre-relative Φ as the viewer takes it: this result is about the image centre.
         let before = init.unwrap_or_else(phi::identity);
-        for (name, p) in [("before", before), ("after", r.phi)] {
-            let path = dir.join(format!("{prefix}-residual-{name}.png"));
-            crate::store::output::write_file_atomic(&path, &crate::view::render::residual_triptych(&view, &p, (hi - lo) / 2.0)?)?;
-            println!("wrote {}", path.display());
+        for (path, p) in png_paths.iter().zip([before, r.phi]) {
+            let partial = outs.file(path)?;
+            std::fs::write(&partial, crate::view::render::residual_triptych(&view, &p, (hi - lo) / 2.0)?)
+                .map_err(|e| anyhow::anyhow!("{}: cannot write ({e})", partial.display()))?;
+            wrote.push(path.clone());
         }
     }
     if a.save_deformed_image1 {
         if r.return_status > 0 {
-            let out = dir.join(format!("{}-reg-def.tif", stem(&a.im1)));
-            super::deform_image::deform_to(&im1, &r.phi, [centre[0], centre[1], centre[2]], 1, &out, !a.read.quiet)?;
-            println!("wrote {}", out.display());
+            super::deform_image::deform_to(&im1, &r.phi, [centre[0], centre[1], centre[2]], 1, &mut outs, &def_path, !a.read.quiet)?;
+            wrote.push(def_path.clone());
         } else {
+            outs.release(&def_path)?;
             eprintln!("not writing the deformed image: returnStatus {} ≤ 0", r.return_status);
         }
+    }
+    outs.commit()?;
+    for p in wrote {
+        println!("wrote {}", p.display());
     }
     a.read.report(&cache);
     Ok(())

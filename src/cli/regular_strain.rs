@@ -16,6 +16,7 @@ use crate::field::{tsv, FieldKind, PhiField};
 use crate::kernels::strain;
 use crate::phi::{self, decompose_f};
 use crate::store::dtype::TypedBuf;
+use crate::store::output::{Existing, OutputSet};
 use crate::store::tiff_write::write_tiff;
 
 /// A strain component spam offers.
@@ -211,20 +212,40 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
         "phi_file": a.phi_file, "components": comps.iter().map(|c| name(*c)).collect::<Vec<_>>(), "mode": mode,
         "radius": a.radius, "return_status_threshold": a.return_status_threshold, "no_mask_bad": a.no_mask_bad,
     });
-    parquet::write_columns(&base.with_extension("parquet"), "StrainPointNumber", &cols, &FieldMeta::for_command("regular-strain", params))?;
-    if !a.files.no_tsv {
-        tsv::write_columns(&base.with_extension("tsv"), "StrainPointNumber", &cols)?;
+    // All outputs are checked before the first is written, and renamed together at the end.
+    let mut outs = OutputSet::new(Existing::Replace);
+    outs.inputs([a.phi_file.as_path()]);
+    if a.files.tiff_out && out_dims.is_none() {
+        bail!("--tiff-out needs a grid field");
     }
-    a.files.quicklook(&base.with_extension("parquet"))?;
+    let parquet_path = base.with_extension("parquet");
+    outs.file(&parquet_path)?;
+    if !a.files.no_tsv {
+        outs.file(&base.with_extension("tsv"))?;
+    }
+    if a.files.vtk_out {
+        outs.file(&base.with_extension("vtk"))?;
+    }
+    let mut tiffs = vec![];
     if a.files.tiff_out {
-        let Some(dims) = out_dims else { bail!("--tiff-out needs a grid field") };
         for &c in &comps {
-            let names = columns(c);
-            for (k, cname) in names.iter().enumerate() {
+            for (k, cname) in columns(c).iter().enumerate() {
                 // spam: vol-Q8.tif, rz-Q8.tif, Uzy-Q8.tif (component name, then mode).
-                let v: Vec<f32> = decomp.iter().map(|d| value(c, d)[k] as f32).collect();
-                write_tiff(&dir.join(format!("{pre}-{cname}-{mode}.tif")), dims, &TypedBuf::F32(v))?;
+                let path = dir.join(format!("{pre}-{cname}-{mode}.tif"));
+                outs.file(&path)?;
+                tiffs.push((c, k, path));
             }
+        }
+    }
+    parquet::write_columns(&outs.file(&parquet_path)?, "StrainPointNumber", &cols, &FieldMeta::for_command("regular-strain", params))?;
+    if !a.files.no_tsv {
+        tsv::write_columns(&outs.file(&base.with_extension("tsv"))?, "StrainPointNumber", &cols)?;
+    }
+    a.files.quicklook(&mut outs, &parquet_path)?;
+    if let Some(dims) = out_dims.filter(|_| a.files.tiff_out) {
+        for (c, k, path) in &tiffs {
+            let v: Vec<f32> = decomp.iter().map(|d| value(*c, d)[*k] as f32).collect();
+            write_tiff(&outs.file(path)?, dims, &TypedBuf::F32(v))?;
         }
     }
     if a.files.vtk_out {
@@ -248,8 +269,9 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
             }
             _ => vtk::glyphs(&positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect::<Vec<_>>(), &arrays),
         };
-        vtk::write(&path, &text)?;
+        vtk::write(&outs.file(&path)?, &text)?;
     }
+    outs.commit()?;
     if !a.quiet {
         eprintln!("regular-strain ({mode}): {} points from {} ({masked} masked) → {}", positions.len(), a.phi_file.display(), base.display());
     }

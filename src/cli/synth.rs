@@ -10,7 +10,7 @@ use crate::field::parquet::{self, FieldMeta};
 use crate::field::tsv;
 use crate::phi::{compute_phi, PhiComponents};
 use crate::store::dtype::DType;
-use crate::store::output::PendingOutput;
+use crate::store::output::{Existing, OutputSet};
 use crate::store::zarr::{ArrayLayout, Codec};
 use crate::synth::deformation::{Deformation, Field};
 use crate::synth::texture::Texture;
@@ -174,18 +174,27 @@ pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
     let (format, ext) = a.format(g.shape, None)?;
     let (label_format, _) = a.format(g.shape, Some(1))?;
     std::fs::create_dir_all(&a.out_dir).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", a.out_dir.display()))?;
-    let write = |name: &str, fmt: &SynthFormat, dt: DType, planes: &(dyn Fn(usize, usize) -> TypedBuf + Sync)| -> Result<PathBuf> {
+    // The images and the truth are one set: all renamed into place at the end, or none.
+    let mut outs = OutputSet::new(Existing::overwrite_if(a.overwrite));
+    let names: Vec<PathBuf> = ["im1", "im2", "lab1"].iter().map(|n| a.out_dir.join(format!("{n}.{ext}"))).collect();
+    for p in &names {
+        reserve_image(&mut outs, p)?;
+    }
+    for n in ["truth-grains.tsv", "truth-grains.parquet"] {
+        outs.file(&a.out_dir.join(n))?;
+    }
+    let mut write = |name: &str, fmt: &SynthFormat, dt: DType, planes: &(dyn Fn(usize, usize) -> TypedBuf + Sync)| -> Result<PathBuf> {
         let path = a.out_dir.join(format!("{name}.{ext}"));
-        let pending = PendingOutput::new(&path, a.overwrite)?;
-        write_volume(g.shape, dt, pending.path(), fmt, name, !a.quiet, planes).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
-        pending.commit()
+        let partial = reserve_image(&mut outs, &path)?;
+        write_volume(g.shape, dt, &partial, fmt, name, !a.quiet, planes).map_err(|e| anyhow::anyhow!("{}: {e:#}", partial.display()))?;
+        Ok(path)
     };
     let im1 = write("im1", &format, dtype, &|z0, z1| g.planes(1, z0, z1, a.noise, a.seed, dtype))?;
     let im2 = write("im2", &format, dtype, &|z0, z1| g.planes(2, z0, z1, a.noise, a.seed, dtype))?;
     let ld = g.label_dtype();
     let lab1 = write("lab1", &label_format, ld, &|z0, z1| TypedBuf::from_f32(ld, &g.label_planes(z0, z1)))?;
     let truth = g.truth();
-    tsv::write_field(&a.out_dir.join("truth-grains.tsv"), &truth)?;
+    tsv::write_field(&outs.file(&a.out_dir.join("truth-grains.tsv"))?, &truth)?;
     let params = serde_json::json!({
         "shape": g.shape, "seed": a.seed, "grains": count, "grain_radius": a.grain_radius, "grain_shape": a.grain_shape,
         "grain_fill": a.grain_fill, "grain_max_translation": a.grain_max_translation, "grain_max_rotation": a.grain_max_rotation,
@@ -193,7 +202,8 @@ pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
     });
     let mut meta = FieldMeta::for_command("synth", params);
     meta.image_shapes = vec![g.shape, g.shape];
-    parquet::write_field(&a.out_dir.join("truth-grains.parquet"), &truth, &meta)?;
+    parquet::write_field(&outs.file(&a.out_dir.join("truth-grains.parquet"))?, &truth, &meta)?;
+    outs.commit()?;
     Ok([im1, lab1, im2])
 }
 
@@ -202,31 +212,46 @@ pub fn write_pair(a: &SynthArgs) -> Result<(PathBuf, PathBuf)> {
     let spec = a.spec()?;
     let (format, ext) = a.format(spec.shape, None)?;
     std::fs::create_dir_all(&a.out_dir).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", a.out_dir.display()))?;
-    let mut paths = Vec::new();
-    for image in [1u8, 2] {
-        let path = a.out_dir.join(format!("im{image}.{ext}"));
-        let pending = PendingOutput::new(&path, a.overwrite)?;
-        spec.write(image, pending.path(), &format, !a.quiet).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
-        paths.push(pending.commit()?);
+    let mut outs = OutputSet::new(Existing::overwrite_if(a.overwrite));
+    let paths: Vec<PathBuf> = [1u8, 2].iter().map(|i| a.out_dir.join(format!("im{i}.{ext}"))).collect();
+    for p in &paths {
+        reserve_image(&mut outs, p)?;
     }
-    write_truth(a, &spec, &a.out_dir)?;
+    for n in ["truth.tsv", "truth.parquet", "truth-registration.tsv"] {
+        outs.file(&a.out_dir.join(n))?;
+    }
+    for (image, path) in [1u8, 2].into_iter().zip(&paths) {
+        let partial = reserve_image(&mut outs, path)?;
+        spec.write(image, &partial, &format, !a.quiet).map_err(|e| anyhow::anyhow!("{}: {e:#}", partial.display()))?;
+    }
+    write_truth(&mut outs, a, &spec, &a.out_dir)?;
+    outs.commit()?;
     Ok((paths[0].clone(), paths[1].clone()))
 }
 
-fn write_truth(a: &SynthArgs, spec: &SynthSpec, dir: &Path) -> Result<()> {
+/// Reserves a synthetic image: a Zarr store or a TIFF, by its extension.
+fn reserve_image(outs: &mut OutputSet, path: &Path) -> Result<PathBuf> {
+    if path.extension().is_some_and(|e| e == "zarr") {
+        outs.store(path)
+    } else {
+        outs.file(path)
+    }
+}
+
+fn write_truth(outs: &mut OutputSet, a: &SynthArgs, spec: &SynthSpec, dir: &Path) -> Result<()> {
     let truth = spec.truth([a.truth_ns; 3]);
-    tsv::write_field(&dir.join("truth.tsv"), &truth)?;
+    tsv::write_field(&outs.file(&dir.join("truth.tsv"))?, &truth)?;
     let params = serde_json::json!({
         "shape": spec.shape, "seed": a.seed, "translate": a.translate, "rotate": a.rotate, "zoom": a.zoom,
         "fields": a.fields, "noise": a.noise, "speckle": a.speckle, "dtype": a.dtype, "truth_ns": a.truth_ns,
     });
     let mut meta = FieldMeta::for_command("synth", params);
     meta.image_shapes = vec![spec.shape, spec.shape];
-    parquet::write_field(&dir.join("truth.parquet"), &truth, &meta)?;
+    parquet::write_field(&outs.file(&dir.join("truth.parquet"))?, &truth, &meta)?;
     // The affine part as a spam registration file about the image centre (a -pf guess).
     let mut reg = crate::field::PhiField::new(crate::field::FieldKind::Registration, crate::field::Layout::Registration);
     reg.push(crate::field::FieldRow::truth(1, spec.deformation.centre, spec.deformation.phi));
-    tsv::write_field(&dir.join("truth-registration.tsv"), &reg)?;
+    tsv::write_field(&outs.file(&dir.join("truth-registration.tsv"))?, &reg)?;
     Ok(())
 }
 

@@ -23,7 +23,6 @@ use parquet::file::properties::WriterProperties;
 
 use super::{FieldKind, FieldRow, Layout, PhiField};
 use crate::phi;
-use crate::store::output::PendingOutput;
 
 /// Rows per row group (and per buffered batch).
 pub const ROW_GROUP: usize = 16384;
@@ -74,9 +73,10 @@ fn kv(k: &str, v: String) -> KeyValue {
     KeyValue::new(format!("dvc_stream.{k}"), v)
 }
 
-/// A Parquet field being written row group by row group.
+/// A Parquet field being written row group by row group, at `path` (a partial name of the
+/// run's output set, or a checkpoint segment that a manifest names once it is complete).
 pub struct ParquetWriter {
-    pending: PendingOutput,
+    path: std::path::PathBuf,
     writer: ArrowWriter<File>,
     schema: SchemaRef,
     rows: Vec<FieldRow>,
@@ -84,8 +84,7 @@ pub struct ParquetWriter {
 
 impl ParquetWriter {
     pub fn create(path: &Path, layout: Layout, kind: &FieldKind, meta: &FieldMeta) -> Result<ParquetWriter> {
-        let pending = PendingOutput::new(path, true)?;
-        let file = File::create(pending.path()).with_context(|| format!("{}: cannot create", path.display()))?;
+        let file = File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
         let (kind_s, dims, spacing) = match kind {
             FieldKind::Registration => ("registration", [1, 1, 1], [0.0; 3]),
             FieldKind::Grid { dims, spacing } => ("grid", *dims, *spacing),
@@ -111,7 +110,7 @@ impl ParquetWriter {
         let schema = schema(layout);
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|e| anyhow!("{}: cannot start Parquet file ({e})", path.display()))?;
-        Ok(ParquetWriter { pending, writer, schema, rows: Vec::with_capacity(ROW_GROUP) })
+        Ok(ParquetWriter { path: path.to_path_buf(), writer, schema, rows: Vec::with_capacity(ROW_GROUP) })
     }
 
     /// Buffers a row; a full row group is written out at once.
@@ -130,17 +129,18 @@ impl ParquetWriter {
         let batch = rows_to_batch(&self.schema, &self.rows)?;
         self.writer
             .write(&batch)
-            .map_err(|e| anyhow!("{}: {e}", self.pending.final_path().display()))?;
-        self.writer.flush().map_err(|e| anyhow!("{}: {e}", self.pending.final_path().display()))?;
+            .map_err(|e| anyhow!("{}: {e}", self.path.display()))?;
+        self.writer.flush().map_err(|e| anyhow!("{}: {e}", self.path.display()))?;
         self.rows.clear();
         Ok(())
     }
 
     pub fn finish(mut self) -> Result<()> {
         self.flush()?;
-        let path = self.pending.final_path().to_path_buf();
-        self.writer.close().map_err(|e| anyhow!("{}: cannot finish Parquet file ({e})", path.display()))?;
-        self.pending.commit()?;
+        let path = self.path;
+        let file = self.writer.into_inner().map_err(|e| anyhow!("{}: cannot finish Parquet file ({e})", path.display()))?;
+        // On disk before anything (a commit, a checkpoint manifest) names it as complete.
+        file.sync_all().with_context(|| format!("{}: cannot flush to disk", path.display()))?;
         Ok(())
     }
 }
@@ -175,7 +175,7 @@ fn rows_to_batch(schema: &SchemaRef, rows: &[FieldRow]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
-/// Writes a whole field.
+/// Writes a whole field at `path` (a partial name of the run's output set).
 pub fn write_field(path: &Path, field: &PhiField, meta: &FieldMeta) -> Result<()> {
     let mut w = ParquetWriter::create(path, field.layout, &field.kind, meta)?;
     for i in 0..field.len() {
@@ -185,14 +185,14 @@ pub fn write_field(path: &Path, field: &PhiField, meta: &FieldMeta) -> Result<()
 }
 
 /// Writes a table of named f64 columns (an integer id column first) with the run's
-/// metadata: the form of tables that are not Φ fields (strain components).
+/// metadata: the form of tables that are not Φ fields (strain components). Written at `path`
+/// (a partial name of the run's output set).
 pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)], meta: &FieldMeta) -> Result<()> {
     let n = columns.first().map(|c| c.1.len()).unwrap_or(0);
     let mut fields = vec![Field::new(id_name, DataType::Int64, false)];
     fields.extend(columns.iter().map(|(name, _)| Field::new(name, DataType::Float64, false)));
     let schema: SchemaRef = Arc::new(Schema::new(fields));
-    let pending = PendingOutput::new(path, true)?;
-    let file = File::create(pending.path()).with_context(|| format!("{}: cannot create", path.display()))?;
+    let file = File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
     let kvs = vec![
         kv("tool", meta.tool.clone()),
         kv("version", env!("CARGO_PKG_VERSION").to_string()),
@@ -214,7 +214,6 @@ pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)],
         w.write(&RecordBatch::try_new(schema.clone(), cols)?).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
     w.close().map_err(|e| anyhow!("{}: cannot finish Parquet file ({e})", path.display()))?;
-    pending.commit()?;
     Ok(())
 }
 

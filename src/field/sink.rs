@@ -1,10 +1,13 @@
 //! Where a correlation's rows go as they arrive: always a Parquet table, the spam TSV unless
 //! the user turned it off, and an in-memory copy only when a VTK or TIFF (which need the
-//! whole grid at once) was asked for.
+//! whole grid at once) was asked for. The files are outputs of the run's
+//! [`OutputSet`]: written under their partial names, renamed with the run's other outputs.
 
 use std::path::Path;
 
 use anyhow::Result;
+
+use crate::store::output::OutputSet;
 
 use super::parquet::{FieldMeta, ParquetWriter};
 use super::tsv::TsvWriter;
@@ -18,11 +21,14 @@ pub struct FieldSink {
 }
 
 impl FieldSink {
-    /// `<stem>.parquet` and (if `tsv`) `<stem>.tsv` in `dir`; rows are kept in memory if `keep`.
-    pub fn create(dir: &Path, stem: &str, layout: Layout, kind: &FieldKind, meta: &FieldMeta, tsv: bool, keep: bool) -> Result<FieldSink> {
+    /// `<stem>.parquet` and (if `tsv`) `<stem>.tsv` in `dir`, outputs of `outs`; rows are kept
+    /// in memory if `keep`.
+    pub fn create(outs: &mut OutputSet, dir: &Path, stem: &str, layout: Layout, kind: &FieldKind, meta: &FieldMeta, tsv: bool, keep: bool) -> Result<FieldSink> {
+        let parquet = outs.file(&dir.join(format!("{stem}.parquet")))?;
+        let tsv = if tsv { Some(outs.file(&dir.join(format!("{stem}.tsv")))?) } else { None };
         Ok(FieldSink {
-            parquet: ParquetWriter::create(&dir.join(format!("{stem}.parquet")), layout, kind, meta)?,
-            tsv: if tsv { Some(TsvWriter::create(&dir.join(format!("{stem}.tsv")), layout)?) } else { None },
+            parquet: ParquetWriter::create(&parquet, layout, kind, meta)?,
+            tsv: tsv.map(|p| TsvWriter::create(&p, layout)).transpose()?,
             kept: if keep { Some(PhiField::new(kind.clone(), layout)) } else { None },
             statuses: Default::default(),
         })
@@ -39,8 +45,8 @@ impl FieldSink {
         self.parquet.write_row(row)
     }
 
-    /// Completes the files (renamed into place) and returns the kept rows, if any, and the
-    /// number of rows per return status.
+    /// Completes the files (the output set renames them into place) and returns the kept
+    /// rows, if any, and the number of rows per return status.
     pub fn finish(self) -> Result<(Option<PhiField>, std::collections::BTreeMap<i64, usize>)> {
         self.parquet.finish()?;
         if let Some(t) = self.tsv {

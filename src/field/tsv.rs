@@ -90,7 +90,8 @@ pub fn line(layout: Layout, r: &FieldRow) -> String {
     s
 }
 
-/// Writes a whole field as spam would (atomically: `NAME.partial`, then renamed).
+/// Writes a whole field as spam would, at `path` (an [`crate::store::output::OutputSet`]'s
+/// partial name: the set renames it into place with the run's other outputs).
 pub fn write_field(path: &Path, field: &PhiField) -> Result<()> {
     let mut w = TsvWriter::create(path, field.layout)?;
     for i in 0..field.len() {
@@ -99,10 +100,10 @@ pub fn write_field(path: &Path, field: &PhiField) -> Result<()> {
     w.finish()
 }
 
-/// Writes named columns in spam's `%.7f` format, the id column first (spam's strain TSV).
+/// Writes named columns in spam's `%.7f` format, the id column first (spam's strain TSV), at
+/// `path` (a partial name of the run's output set).
 pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)]) -> Result<()> {
-    let pending = crate::store::output::PendingOutput::new(path, true)?;
-    let f = std::fs::File::create(pending.path()).with_context(|| format!("{}: cannot create", path.display()))?;
+    let f = std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
     let mut out = std::io::BufWriter::new(f);
     let mut head = vec![id_name.to_string()];
     head.extend(columns.iter().map(|c| c.0.clone()));
@@ -120,36 +121,30 @@ pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)])
         out.write_all(l.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
     }
     out.flush().with_context(|| format!("{}: cannot write", path.display()))?;
-    drop(out);
-    pending.commit()?;
     Ok(())
 }
 
-/// A TSV being written row by row.
+/// A TSV being written row by row (at a partial name of the run's output set).
 pub struct TsvWriter {
-    pending: crate::store::output::PendingOutput,
+    path: std::path::PathBuf,
     out: std::io::BufWriter<std::fs::File>,
     layout: Layout,
 }
 
 impl TsvWriter {
     pub fn create(path: &Path, layout: Layout) -> Result<TsvWriter> {
-        let pending = crate::store::output::PendingOutput::new(path, true)?;
-        let f = std::fs::File::create(pending.path()).with_context(|| format!("{}: cannot create", path.display()))?;
+        let f = std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
         let mut out = std::io::BufWriter::new(f);
         writeln!(out, "{}", header(layout)).with_context(|| format!("{}: cannot write", path.display()))?;
-        Ok(TsvWriter { pending, out, layout })
+        Ok(TsvWriter { path: path.to_path_buf(), out, layout })
     }
     pub fn write_row(&mut self, r: &FieldRow) -> Result<()> {
         self.out
             .write_all(line(self.layout, r).as_bytes())
-            .with_context(|| format!("{}: cannot write", self.pending.final_path().display()))
+            .with_context(|| format!("{}: cannot write", self.path.display()))
     }
     pub fn finish(mut self) -> Result<()> {
-        self.out.flush().with_context(|| format!("{}: cannot write", self.pending.final_path().display()))?;
-        drop(self.out);
-        self.pending.commit()?;
-        Ok(())
+        self.out.flush().with_context(|| format!("{}: cannot write", self.path.display()))
     }
 }
 

@@ -12,7 +12,6 @@ use anyhow::Result;
 use nalgebra::{Matrix3, Vector3};
 
 use super::format::py_repr;
-use crate::store::output::write_file_atomic;
 
 /// Values of one data array.
 #[derive(Clone, Debug)]
@@ -142,8 +141,8 @@ pub fn glyphs(points: &[Vector3<f64>], arrays: &[VtkArray]) -> String {
     s
 }
 
-/// Writes a VTK text atomically.
+/// Writes a VTK text at `path` (a partial name of the run's output set).
 pub fn write(path: &Path, text: &str) -> Result<()> {
-    write_file_atomic(path, text.as_bytes())?;
-    Ok(())
+    use anyhow::Context;
+    std::fs::write(path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
 }

@@ -3,8 +3,9 @@
 //! tiff2zarr reads one slab of pages (one write-block deep) at a time, writes the slab's
 //! blocks in parallel, and feeds the same pages to one accumulator per pyramid level, so
 //! each level is spam's binning of the full-resolution image by 2^k, computed in a single
-//! pass and never holding more than about two slabs. The store is written under
-//! `OUT.partial` and renamed when complete.
+//! pass and never holding more than about two slabs. The store is an output of an
+//! [`OutputSet`]: checked (never an input, never a folder that is not a store) before the
+//! input is read, written under `OUT.partial`, and swapped in when complete.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +16,7 @@ use serde_json::{json, Map};
 
 use super::binning::{binned_shape, binning_top, block_mean};
 use super::dtype::{DType, TypedBuf};
-use super::output::PendingOutput;
+use super::output::{Existing, OutputSet};
 use super::tiff::PageInput;
 use super::tiff_write::TiffStackWriter;
 use super::volume::{chunk_extent, chunk_grid};
@@ -256,6 +257,9 @@ impl PyramidWriter {
 /// Converts a 3D TIFF (or a folder of slices) to an OME-Zarr multiscale store.
 pub fn tiff_to_zarr(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<ConvertReport> {
     let t0 = Instant::now();
+    let mut outs = OutputSet::new(Existing::overwrite_if(opts.overwrite));
+    outs.inputs([input]);
+    let root = outs.store(output)?;
     let src = PageInput::open(input)?;
     let shape = src.shape();
     let dtype = src.dtype();
@@ -263,8 +267,6 @@ pub fn tiff_to_zarr(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
         bail!("{}: is 2D (a single page of {}x{}); tiff2zarr needs a 3D stack", input.display(), shape[2], shape[1]);
     }
     let levels = opts.levels.unwrap_or_else(|| default_levels(shape));
-    let pending = PendingOutput::new(output, opts.overwrite)?;
-    let root = pending.path().to_path_buf();
     std::fs::create_dir_all(&root).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", root.display()))?;
     let mut extra = Map::new();
     extra.insert("source".into(), json!(input.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()));
@@ -296,14 +298,14 @@ pub fn tiff_to_zarr(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
         });
         for r in rx {
             let (n, slab) = r?;
-            writer.write_planes(slab).map_err(|e| anyhow::anyhow!("{}: {e:#}", output.display()))?;
+            writer.write_planes(slab).map_err(|e| anyhow::anyhow!("{}: {e:#}", root.display()))?;
             bar.inc(n as u64);
         }
         Ok(())
     })?;
-    writer.finish()?;
+    writer.finish().map_err(|e| anyhow::anyhow!("{}: {e:#}", root.display()))?;
     bar.finish_and_clear();
-    let out = pending.commit()?;
+    let out = outs.commit()?.remove(0);
     Ok(ConvertReport {
         output: out,
         shape,
@@ -317,20 +319,22 @@ pub fn tiff_to_zarr(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
 /// Exports one level of a Zarr store as a multi-page TIFF (for Fiji), slab by slab.
 pub fn zarr_to_tiff(input: &Path, output: &Path, level: usize, overwrite: bool, progress: bool) -> Result<ConvertReport> {
     let t0 = Instant::now();
+    let mut outs = OutputSet::new(Existing::overwrite_if(overwrite));
+    outs.inputs([input]);
+    let partial = outs.file(output)?;
     let reader = NativeReader::open(input, level)?;
-    let pending = PendingOutput::new(output, overwrite)?;
-    let mut w = TiffStackWriter::create(pending.path(), reader.shape, reader.dtype, false)?;
+    let mut w = TiffStackWriter::create(&partial, reader.shape, reader.dtype, false)?;
     let depth = reader.chunk_depth.max(1);
     let bar = crate::progress::bar(reader.shape[0] as u64, "zarr2tiff", progress);
     for z0 in (0..reader.shape[0]).step_by(depth) {
         let z1 = (z0 + depth).min(reader.shape[0]);
         let slab = reader.read_slab(z0, z1)?;
-        w.write_pages(&slab).map_err(|e| anyhow::anyhow!("{}: {e:#}", output.display()))?;
+        w.write_pages(&slab)?;
         bar.inc((z1 - z0) as u64);
     }
-    drop(w);
+    w.finish()?;
     bar.finish_and_clear();
-    let out = pending.commit()?;
+    let out = outs.commit()?.remove(0);
     Ok(ConvertReport {
         output: out,
         shape: reader.shape,

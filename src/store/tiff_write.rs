@@ -6,20 +6,51 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Result};
 use tiff::encoder::{colortype, TiffEncoder, TiffKind, TiffKindBig, TiffKindStandard};
 
 use super::dtype::{DType, TypedBuf};
 
-enum Enc {
-    Standard(TiffEncoder<BufWriter<File>, TiffKindStandard>),
-    Big(TiffEncoder<BufWriter<File>, TiffKindBig>),
+/// The file under the encoder's buffer, keeping the first write error: the buffer's last
+/// flush happens when the encoder is dropped, where an error (a full disk) would be lost.
+struct Kept {
+    file: File,
+    error: Arc<Mutex<Option<std::io::Error>>>,
 }
 
-/// A multi-page grey TIFF being written.
+impl Write for Kept {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf).inspect_err(|e| {
+            let mut k = self.error.lock().unwrap();
+            if k.is_none() {
+                *k = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for Kept {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+enum Enc {
+    Standard(TiffEncoder<BufWriter<Kept>, TiffKindStandard>),
+    Big(TiffEncoder<BufWriter<Kept>, TiffKindBig>),
+}
+
+/// A multi-page grey TIFF being written (at a partial name of the run's output set); call
+/// [`TiffStackWriter::finish`] to learn whether all of it reached the file.
 pub struct TiffStackWriter {
+    path: PathBuf,
+    error: Arc<Mutex<Option<std::io::Error>>>,
     enc: Enc,
     width: u32,
     height: u32,
@@ -45,13 +76,14 @@ impl TiffStackWriter {
         let f = File::create(path).map_err(|e| anyhow!("{}: cannot create ({e})", path.display()))?;
         let total = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
         let big = force_big || total > (3u64 << 30);
-        let w = BufWriter::with_capacity(1 << 20, f);
+        let error = Arc::new(Mutex::new(None));
+        let w = BufWriter::with_capacity(1 << 20, Kept { file: f, error: error.clone() });
         let enc = if big {
             Enc::Big(TiffEncoder::new_big(w).map_err(|e| anyhow!("{}: {e}", path.display()))?)
         } else {
             Enc::Standard(TiffEncoder::new(w).map_err(|e| anyhow!("{}: {e}", path.display()))?)
         };
-        Ok(TiffStackWriter { enc, width: shape[2] as u32, height: shape[1] as u32, dtype, pages: 0 })
+        Ok(TiffStackWriter { path: path.to_path_buf(), error, enc, width: shape[2] as u32, height: shape[1] as u32, dtype, pages: 0 })
     }
 
     /// Appends pages (a whole number of planes).
@@ -65,10 +97,11 @@ impl TiffStackWriter {
         }
         for p in 0..data.len() / plane {
             let page = slice_typed(data, p * plane, (p + 1) * plane);
-            match &mut self.enc {
-                Enc::Standard(e) => write_page(e, self.width, self.height, &page)?,
-                Enc::Big(e) => write_page(e, self.width, self.height, &page)?,
-            }
+            let r = match &mut self.enc {
+                Enc::Standard(e) => write_page(e, self.width, self.height, &page),
+                Enc::Big(e) => write_page(e, self.width, self.height, &page),
+            };
+            r.map_err(|e| anyhow!("{}: cannot write ({e})", self.path.display()))?;
             self.pages += 1;
         }
         Ok(())
@@ -76,6 +109,16 @@ impl TiffStackWriter {
 
     pub fn pages(&self) -> usize {
         self.pages
+    }
+
+    /// Writes out what is buffered; fails, naming the file, if any of it did not reach it.
+    pub fn finish(self) -> Result<()> {
+        let TiffStackWriter { path, error, enc, .. } = self;
+        drop(enc);
+        if let Some(e) = error.lock().unwrap().take() {
+            bail!("{}: cannot write ({e})", path.display());
+        }
+        Ok(())
     }
 }
 
@@ -94,5 +137,6 @@ pub fn slice_typed(t: &TypedBuf, a: usize, b: usize) -> TypedBuf {
 /// Writes a whole (small) volume as a TIFF stack in one go.
 pub fn write_tiff(path: &Path, shape: [usize; 3], data: &TypedBuf) -> Result<()> {
     let mut w = TiffStackWriter::create(path, shape, data.dtype(), false)?;
-    w.write_pages(data)
+    w.write_pages(data)?;
+    w.finish()
 }

@@ -52,6 +52,14 @@ fn store_at(path: &Path) -> Result<Arc<Store>> {
     if super::remote::is_remote(path) {
         return super::remote::open_s3(path);
     }
+    // zarrs reports unreadable metadata without the file ("expected string \"array\""): a root
+    // zarr.json that is not JSON is named here.
+    let root = path.join("zarr.json");
+    if let Ok(text) = std::fs::read(&root) {
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&text) {
+            bail!("{}: is not valid JSON ({e}); the store's metadata is damaged", root.display());
+        }
+    }
     Ok(Arc::new(FilesystemStore::new(path).map_err(|e| anyhow!("{}: cannot open Zarr store ({e})", path.display()))?))
 }
 

@@ -164,6 +164,7 @@ pub fn write_volume(
                 w.write_pages(&planes(z0, z1))?;
                 bar.inc((z1 - z0) as u64);
             }
+            w.finish()?;
         }
     }
     bar.finish_and_clear();

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::store::output::OutputSet;
+
 /// A table's numeric columns.
 pub struct Table {
     pub names: Vec<String>,
@@ -19,8 +21,8 @@ pub struct Table {
 impl Table {
     /// Reads a Parquet table (any numeric columns) or a spam TSV.
     pub fn read(path: &Path) -> Result<Table> {
-        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-        if ext == "parquet" {
+        // By content, not by name: a quicklook reads a table still under its `.partial` name.
+        if crate::field::format::is_parquet(path) {
             let (names, columns) = crate::field::parquet::read_columns(path)?;
             return Ok(Table { names, columns });
         }
@@ -138,8 +140,8 @@ impl Picture {
         }
     }
 
-    /// Writes the PNG (atomically), with the colour range in a text chunk.
-    pub fn write(&self, path: &Path) -> Result<PathBuf> {
+    /// Writes the PNG, with the colour range in a text chunk, as output `path` of `outs`.
+    pub fn write(&self, outs: &mut OutputSet, path: &Path) -> Result<PathBuf> {
         let mut bytes = Vec::new();
         {
             let mut enc = png::Encoder::new(&mut bytes, self.width as u32, self.height as u32);
@@ -149,7 +151,9 @@ impl Picture {
             let mut w = enc.write_header().map_err(|e| anyhow!("PNG: {e}"))?;
             w.write_image_data(&self.rgb).map_err(|e| anyhow!("PNG: {e}"))?;
         }
-        crate::store::output::write_file_atomic(path, &bytes)
+        let partial = outs.file(path)?;
+        std::fs::write(&partial, &bytes).with_context(|| format!("{}: cannot write", partial.display()))?;
+        Ok(path.to_path_buf())
     }
 }
 
@@ -288,8 +292,9 @@ pub struct PlotOptions {
 }
 
 /// Draws `table` into `dir` as `<stem>-<column>-<axis><index>.png` (grid), `<stem>-quiver-<axis>.png`
-/// (scattered points with displacements) and `<stem>-<column>-histogram.png`; returns the files.
-pub fn plot_table(table: &Table, dir: &Path, stem: &str, o: &PlotOptions) -> Result<Vec<PathBuf>> {
+/// (scattered points with displacements) and `<stem>-<column>-histogram.png`, as outputs of
+/// `outs`; returns the files.
+pub fn plot_table(outs: &mut OutputSet, table: &Table, dir: &Path, stem: &str, o: &PlotOptions) -> Result<Vec<PathBuf>> {
     let axis_name = ["z", "y", "x"][o.axis];
     let columns = if o.columns.is_empty() { default_columns(table) } else { o.columns.clone() };
     let mut written = Vec::new();
@@ -300,7 +305,7 @@ pub fn plot_table(table: &Table, dir: &Path, stem: &str, o: &PlotOptions) -> Res
             let index = o.index.unwrap_or(grid.0[o.axis].len() / 2);
             for c in &columns {
                 let pic = grid_map(table.column(c)?, &grid, o.axis, index, o.range, o.colormap)?;
-                written.push(pic.write(&dir.join(format!("{stem}-{c}-{axis_name}{index}.png")))?);
+                written.push(pic.write(outs, &dir.join(format!("{stem}-{c}-{axis_name}{index}.png")))?);
             }
         }
         None => {
@@ -310,13 +315,13 @@ pub fn plot_table(table: &Table, dir: &Path, stem: &str, o: &PlotOptions) -> Res
             };
             if let (Ok(z), Ok(y), Ok(x)) = (table.column("Zdisp"), table.column("Ydisp"), table.column("Xdisp")) {
                 let d: Vec<[f64; 3]> = (0..table.len()).map(|i| [z[i], y[i], x[i]]).collect();
-                written.push(quiver(&pos, &d, o.axis, o.colormap)?.write(&dir.join(format!("{stem}-quiver-{axis_name}.png")))?);
+                written.push(quiver(&pos, &d, o.axis, o.colormap)?.write(outs, &dir.join(format!("{stem}-quiver-{axis_name}.png")))?);
             }
         }
     }
     if o.histogram {
         for c in &columns {
-            written.push(histogram(table.column(c)?, o.range).write(&dir.join(format!("{stem}-{c}-histogram.png")))?);
+            written.push(histogram(table.column(c)?, o.range).write(outs, &dir.join(format!("{stem}-{c}-histogram.png")))?);
         }
     }
     if written.is_empty() {
@@ -325,11 +330,13 @@ pub fn plot_table(table: &Table, dir: &Path, stem: &str, o: &PlotOptions) -> Res
     Ok(written)
 }
 
-/// The quicklook `--png` writes next to a command's table: default columns, middle Z slice.
-pub fn quicklook(table_path: &Path) -> Result<Vec<PathBuf>> {
-    let table = Table::read(table_path)?;
+/// The quicklook `--png` writes next to a command's table (`table_path`, an output of
+/// `outs` read back from its partial name): default columns, middle Z slice.
+pub fn quicklook(outs: &mut OutputSet, table_path: &Path) -> Result<Vec<PathBuf>> {
+    let written = outs.partial_of(table_path).unwrap_or(table_path).to_path_buf();
+    let table = Table::read(&written)?;
     let dir = table_path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| ".".into());
     let stem = table_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let o = PlotOptions { columns: vec![], axis: 0, index: None, range: None, colormap: Colormap::Viridis, histogram: false };
-    plot_table(&table, &dir, &stem, &o).with_context(|| format!("{}: quicklook", table_path.display()))
+    plot_table(outs, &table, &dir, &stem, &o).with_context(|| format!("{}: quicklook", table_path.display()))
 }

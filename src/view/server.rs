@@ -124,12 +124,15 @@ impl EregState {
         let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
         field.push(FieldRow::truth(1, Vector3::new(c[0], c[1], c[2]), phi));
         let tsv_path = self.out_dir.join(format!("{}-registration.tsv", self.prefix));
-        tsv::write_field(&tsv_path, &field)?;
+        // Both files of the registration are renamed into place together.
+        let mut outs = crate::store::output::OutputSet::new(crate::store::output::Existing::Replace);
+        tsv::write_field(&outs.file(&tsv_path)?, &field)?;
         let pq_path = self.out_dir.join(format!("{}-registration.parquet", self.prefix));
         let mut params = self.params.clone();
         params["t"] = serde_json::json!(t);
         params["r"] = serde_json::json!(r);
-        parquet::write_field(&pq_path, &field, &FieldMeta::for_command("ereg", params))?;
+        parquet::write_field(&outs.file(&pq_path)?, &field, &FieldMeta::for_command("ereg", params))?;
+        outs.commit()?;
         Ok(Reply::json(serde_json::json!({"tsv": tsv_path, "parquet": pq_path, "phi": (0..3).map(|i| (0..4).map(|j| phi[(i, j)]).collect::<Vec<_>>()).collect::<Vec<_>>()})))
     }
 }
