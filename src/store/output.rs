@@ -114,9 +114,21 @@ fn canonical(p: &Path) -> PathBuf {
     }
 }
 
+/// Removes a file, or a folder with what it holds. A store's root `zarr.json` goes last, so a
+/// removal cut short by a kill still leaves a folder recognisable as one of our stores (which
+/// the next run removes), never an anonymous folder it must refuse to touch.
 fn remove_any(p: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(m) if m.is_dir() => {
+            let root = p.join("zarr.json");
+            for e in std::fs::read_dir(p)?.flatten() {
+                if e.path() != root {
+                    remove_any(&e.path())?;
+                }
+            }
+            remove_any(&root)?;
+            std::fs::remove_dir(p)
+        }
         Ok(_) => std::fs::remove_file(p),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
