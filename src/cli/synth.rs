@@ -181,7 +181,7 @@ pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
         reserve_image(&mut outs, p)?;
     }
     for n in ["truth-grains.tsv", "truth-grains.parquet"] {
-        outs.file(&a.out_dir.join(n))?;
+        outs.file_replacing(&a.out_dir.join(n))?;
     }
     let mut write = |name: &str, fmt: &SynthFormat, dt: DType, planes: &(dyn Fn(usize, usize) -> TypedBuf + Sync)| -> Result<PathBuf> {
         let path = a.out_dir.join(format!("{name}.{ext}"));
@@ -194,7 +194,7 @@ pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
     let ld = g.label_dtype();
     let lab1 = write("lab1", &label_format, ld, &|z0, z1| TypedBuf::from_f32(ld, &g.label_planes(z0, z1)))?;
     let truth = g.truth();
-    tsv::write_field(&outs.file(&a.out_dir.join("truth-grains.tsv"))?, &truth)?;
+    tsv::write_field(&outs.file_replacing(&a.out_dir.join("truth-grains.tsv"))?, &truth)?;
     let params = serde_json::json!({
         "shape": g.shape, "seed": a.seed, "grains": count, "grain_radius": a.grain_radius, "grain_shape": a.grain_shape,
         "grain_fill": a.grain_fill, "grain_max_translation": a.grain_max_translation, "grain_max_rotation": a.grain_max_rotation,
@@ -202,7 +202,7 @@ pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
     });
     let mut meta = FieldMeta::for_command("synth", params);
     meta.image_shapes = vec![g.shape, g.shape];
-    parquet::write_field(&outs.file(&a.out_dir.join("truth-grains.parquet"))?, &truth, &meta)?;
+    parquet::write_field(&outs.file_replacing(&a.out_dir.join("truth-grains.parquet"))?, &truth, &meta)?;
     outs.commit()?;
     Ok([im1, lab1, im2])
 }
@@ -218,7 +218,7 @@ pub fn write_pair(a: &SynthArgs) -> Result<(PathBuf, PathBuf)> {
         reserve_image(&mut outs, p)?;
     }
     for n in ["truth.tsv", "truth.parquet", "truth-registration.tsv"] {
-        outs.file(&a.out_dir.join(n))?;
+        outs.file_replacing(&a.out_dir.join(n))?;
     }
     for (image, path) in [1u8, 2].into_iter().zip(&paths) {
         let partial = reserve_image(&mut outs, path)?;
@@ -240,18 +240,18 @@ fn reserve_image(outs: &mut OutputSet, path: &Path) -> Result<PathBuf> {
 
 fn write_truth(outs: &mut OutputSet, a: &SynthArgs, spec: &SynthSpec, dir: &Path) -> Result<()> {
     let truth = spec.truth([a.truth_ns; 3]);
-    tsv::write_field(&outs.file(&dir.join("truth.tsv"))?, &truth)?;
+    tsv::write_field(&outs.file_replacing(&dir.join("truth.tsv"))?, &truth)?;
     let params = serde_json::json!({
         "shape": spec.shape, "seed": a.seed, "translate": a.translate, "rotate": a.rotate, "zoom": a.zoom,
         "fields": a.fields, "noise": a.noise, "speckle": a.speckle, "dtype": a.dtype, "truth_ns": a.truth_ns,
     });
     let mut meta = FieldMeta::for_command("synth", params);
     meta.image_shapes = vec![spec.shape, spec.shape];
-    parquet::write_field(&outs.file(&dir.join("truth.parquet"))?, &truth, &meta)?;
+    parquet::write_field(&outs.file_replacing(&dir.join("truth.parquet"))?, &truth, &meta)?;
     // The affine part as a spam registration file about the image centre (a -pf guess).
     let mut reg = crate::field::PhiField::new(crate::field::FieldKind::Registration, crate::field::Layout::Registration);
     reg.push(crate::field::FieldRow::truth(1, spec.deformation.centre, spec.deformation.phi));
-    tsv::write_field(&outs.file(&dir.join("truth-registration.tsv"))?, &reg)?;
+    tsv::write_field(&outs.file_replacing(&dir.join("truth-registration.tsv"))?, &reg)?;
     Ok(())
 }
 

@@ -280,12 +280,18 @@ impl OutputSet {
 
     /// Reserves a file output; returns where to write it (`NAME.partial`).
     pub fn file(&mut self, path: &Path) -> Result<PathBuf> {
-        self.reserve(path, Kind::File)
+        self.reserve(path, Kind::File, self.existing)
+    }
+
+    /// Reserves a file output that replaces an existing file whatever the set's rule (a
+    /// table beside images that `--overwrite` guards).
+    pub fn file_replacing(&mut self, path: &Path) -> Result<PathBuf> {
+        self.reserve(path, Kind::File, Existing::Replace)
     }
 
     /// Reserves a Zarr store output; returns the folder to write it in (`NAME.partial`).
     pub fn store(&mut self, path: &Path) -> Result<PathBuf> {
-        self.reserve(path, Kind::Store)
+        self.reserve(path, Kind::Store, self.existing)
     }
 
     /// Where a reserved output is being written (to read back a finished part, such as a
@@ -312,7 +318,7 @@ impl OutputSet {
         self.planned.is_empty()
     }
 
-    fn reserve(&mut self, path: &Path, kind: Kind) -> Result<PathBuf> {
+    fn reserve(&mut self, path: &Path, kind: Kind, existing: Existing) -> Result<PathBuf> {
         if let Some(p) = self.planned.iter().find(|p| p.shown == path) {
             if p.kind != kind {
                 bail!("{}: named twice as an output, as a file and as a store", path.display());
@@ -349,7 +355,7 @@ impl OutputSet {
                 }
                 _ => {}
             }
-            if self.existing == Existing::Refuse {
+            if existing == Existing::Refuse {
                 bail!("{}: already exists (use --overwrite to replace it)", path.display());
             }
         }
