@@ -80,6 +80,7 @@ pub struct RegularStrainArgs {
     /// Worker threads [spam: -np].
     #[arg(long = "number-of-processes", value_name = "N")]
     pub number_of_processes: Option<usize>,
+    /// No progress, only errors and the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -211,7 +212,10 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
         "phi_file": a.phi_file, "components": comps.iter().map(|c| name(*c)).collect::<Vec<_>>(), "mode": mode,
         "radius": a.radius, "return_status_threshold": a.return_status_threshold, "no_mask_bad": a.no_mask_bad,
     });
-    parquet::write_columns(&base.with_extension("parquet"), "StrainPointNumber", &cols, &FieldMeta::for_command("regular-strain", params))?;
+    let mut meta = FieldMeta::for_command("regular-strain", params);
+    // Strain points on a grid (Q8 cell centres, or the field's nodes) keep its shape and spacing.
+    meta.grid = out_dims.zip(grid.map(|g| g.1));
+    parquet::write_columns(&base.with_extension("parquet"), "StrainPointNumber", &cols, &meta)?;
     if !a.files.no_tsv {
         tsv::write_columns(&base.with_extension("tsv"), "StrainPointNumber", &cols)?;
     }
