@@ -133,7 +133,43 @@ fn vtk_of_a_grid_matches_spams_layout() {
     }
     // The TSV holds 7 decimals, spam's VTK the full value: numbers agree to that precision.
     assert!(diff > 0 || g == w);
-    assert!(got.starts_with("# vtk DataFile Version 2.0\nVTK file from spam: "));
+    assert!(got.starts_with("# vtk DataFile Version 2.0\nVTK file from dvc-stream: "));
+}
+
+/// convert-field reads legacy VTK fields back (issue 20): a grid written from spam's TSV comes
+/// back with the TSV's positions and displacements; a spam glyph file (ddic) as labels.
+#[test]
+fn vtk_fields_convert_back_to_tables() {
+    let ex = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let (vtk, back) = (dir.path().join("f.vtk"), dir.path().join("back.tsv"));
+    let tsv = ex.join("ldic/im1-im2-ldic.tsv");
+    ok(&dvc(&["convert-field", &s(&tsv), &s(&vtk)]));
+    let out = dvc(&["convert-field", &s(&vtk), &s(&back)]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("F is written as the identity"));
+    let (a, b) = (PhiField::read(&tsv).unwrap(), PhiField::read(&back).unwrap());
+    assert_eq!((a.len(), b.kind.clone()), (b.len(), a.kind.clone()));
+    for i in 0..a.len() {
+        assert_eq!(a.positions[i], b.positions[i], "node {i}");
+        for k in 0..3 {
+            assert!((a.phis[i][(k, 3)] - b.phis[i][(k, 3)]).abs() < 1e-12, "node {i}");
+        }
+        assert_eq!((a.return_status[i], a.iterations[i]), (b.return_status[i], b.iterations[i]));
+        assert_eq!(b.phis[i].fixed_view::<3, 3>(0, 0), nalgebra::Matrix3::identity());
+    }
+    // spam's own ddic glyph file: 12 labels, label 9's centre at 29, 29, 29.
+    let labels = dir.path().join("labels.tsv");
+    ok(&dvc(&["convert-field", &s(&ex.join("ddic/lab2-ddic.vtk")), &s(&labels)]));
+    let l = PhiField::read(&labels).unwrap();
+    assert_eq!(l.len(), 12);
+    assert_eq!(l.positions[9], nalgebra::Vector3::new(29.0, 29.0, 29.0));
+    // A VTK that claims more values than it holds is refused with one line, nothing written.
+    let bad = dir.path().join("bad.vtk");
+    let text = std::fs::read_to_string(&vtk).unwrap().replace("CELL_DATA 27", "CELL_DATA 2700000000000");
+    std::fs::write(&bad, text).unwrap();
+    fails(&dvc(&["convert-field", &s(&bad), &s(&dir.path().join("x.tsv"))]), "bad.vtk");
+    assert!(!dir.path().join("x.tsv").exists());
 }
 
 #[test]
@@ -224,4 +260,41 @@ fn stats_reads_pyramid_levels_and_synth_fields() {
     let out = dvc(&["synth", &s(&d), "--field", "twist:1", "-q"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field 'twist'"));
+}
+
+/// `completions bash` gives a script bash loads and that completes the subcommands; `man`
+/// renders with `man -l`, one page per command with `--out-dir`.
+#[test]
+fn completions_load_in_bash_and_man_pages_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dvc(&["completions", "bash"]);
+    ok(&out);
+    let script = dir.path().join("dvc-stream.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    // Load it, then ask the completion function for the words after "dvc-stream l".
+    let probe = format!(
+        "source {}; COMP_WORDS=(dvc-stream l); COMP_CWORD=1; COMP_LINE='dvc-stream l'; COMP_POINT=12; \
+         f=$(complete -p dvc-stream | sed -E 's/.*-F ([^ ]+).*/\\1/'); $f dvc-stream l dvc-stream; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let b = Command::new("bash").arg("-c").arg(&probe).output().unwrap();
+    let words = String::from_utf8_lossy(&b.stdout);
+    assert!(words.lines().any(|w| w == "ldic") && words.lines().any(|w| w == "labels"), "{words} {}", String::from_utf8_lossy(&b.stderr));
+
+    let pages = dir.path().join("man");
+    ok(&dvc(&["man", "--out-dir", &s(&pages)]));
+    for page in ["dvc-stream.1", "dvc-stream-ldic.1", "dvc-stream-completions.1"] {
+        let m = Command::new("man").arg("-l").arg(pages.join(page)).env("MANPAGER", "cat").env("MANWIDTH", "100").output().unwrap();
+        assert!(m.status.success(), "{page}");
+        let text = String::from_utf8_lossy(&m.stdout);
+        assert!(text.contains("NAME") && text.contains("dvc-stream"), "{page}: {text}");
+    }
+    let ldic = String::from_utf8_lossy(&Command::new("man").arg("-l").arg(pages.join("dvc-stream-ldic.1")).env("MANPAGER", "cat").output().unwrap().stdout).to_string();
+    assert!(ldic.contains("half-window-size"), "ldic's page lists its options");
+    let main = dvc(&["man"]);
+    ok(&main);
+    assert!(String::from_utf8_lossy(&main.stdout).contains(".TH dvc-stream"));
+    let v = dvc(&["ldic", "--version"]);
+    ok(&v);
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("dvc-stream"));
 }

@@ -1,4 +1,5 @@
-//! `dvc-stream convert-field IN OUT`: Φ fields between spam TSV, Parquet and VTK.
+//! `dvc-stream convert-field IN OUT`: Φ fields between spam TSV, Parquet and VTK (legacy
+//! ASCII VTK from spam or dvc-stream is read too; it holds displacements only).
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use crate::phi;
 
 #[derive(Args, Debug)]
 pub struct ConvertFieldArgs {
-    /// Input field (.tsv or .parquet).
+    /// Input field (.tsv, .parquet, or a legacy ASCII .vtk field: displacements only, F = identity).
     pub input: PathBuf,
     /// Output (.tsv, .parquet or .vtk).
     pub output: PathBuf,
@@ -58,6 +59,9 @@ pub fn field_vtk(f: &PhiField, title: &str) -> String {
 
 pub fn run(a: ConvertFieldArgs) -> Result<()> {
     let field = PhiField::read(&a.input)?;
+    if ext(&a.input) == "vtk" && ext(&a.output) != "vtk" {
+        eprintln!("note: {}: a VTK field holds displacements only; F is written as the identity", a.input.display());
+    }
     let kind = ext(&a.output);
     if !["tsv", "parquet", "vtk"].contains(&kind.as_str()) {
         bail!("{}: unknown output type '.{kind}' (use .tsv, .parquet or .vtk)", a.output.display());

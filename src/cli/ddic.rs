@@ -68,6 +68,7 @@ pub struct DdicArgs {
     /// Full 12-component Φ per label instead of a rigid motion [spam: -nr].
     #[arg(long = "non-rigid")]
     pub non_rigid: bool,
+    /// Recompute the gradient of the deformed image at each iteration [spam: -ug].
     #[arg(long = "update-gradient")]
     pub update_gradient: bool,
     /// First binning of each label's multiscale registration [spam: -msb].

@@ -59,6 +59,7 @@ pub struct DeformImageArgs {
     /// (<out>-residual-after.png), to check a registration or a field by eye.
     #[arg(long = "png-against", value_name = "REF")]
     pub png_against: Option<PathBuf>,
+    /// Replace an existing output of the same kind (a file, or a Zarr store).
     #[arg(long)]
     pub overwrite: bool,
     #[command(flatten)]

@@ -17,6 +17,7 @@ pub struct DemoArgs {
     /// Cube size of the synthetic pair.
     #[arg(long, default_value_t = 128)]
     pub shape: usize,
+    /// No progress, only errors and the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }

@@ -17,7 +17,9 @@ use crate::view::server::{serve, EregState};
 
 #[derive(Args, Debug)]
 pub struct EregArgs {
+    /// Reference image (TIFF or Zarr store).
     pub im1: PathBuf,
+    /// Image moved by hand onto the reference.
     pub im2: PathBuf,
     /// Start from this registration [spam: -pf].
     #[arg(long = "phi-file")]

@@ -38,11 +38,13 @@ pub struct FilterPhiFieldArgs {
     /// Select as bad the points with a return status ≤ --srs-threshold [spam: -srs].
     #[arg(long = "select-return-status")]
     pub select_return_status: bool,
+    /// Points with a return status below this are bad for --select-return-status [spam: -srst].
     #[arg(long = "srs-threshold", default_value_t = 1, allow_negative_numbers = true)]
     pub srs_threshold: i64,
     /// Select as bad the points with a correlation coefficient ≤ --scc-threshold [spam: -scc].
     #[arg(long = "select-cc")]
     pub select_cc: bool,
+    /// Points with a pixelSearchCC below this are bad for --select-cc [spam: -scct].
     #[arg(long = "scc-threshold", default_value_t = 0.99, allow_negative_numbers = true)]
     pub scc_threshold: f64,
     /// Select as bad the points whose local quadratic coherency is ≥ 0.1 [spam: -slqc].
@@ -70,6 +72,7 @@ pub struct FilterPhiFieldArgs {
     /// Worker threads [spam: -np].
     #[arg(long = "number-of-processes", value_name = "N")]
     pub number_of_processes: Option<usize>,
+    /// No progress, only errors and the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }

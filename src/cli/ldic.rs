@@ -58,13 +58,16 @@ pub struct LdicArgs {
     /// Search margin Z Y X [spam: -m3].
     #[arg(long, num_args = 3, value_names = ["Z", "Y", "X"])]
     pub margin3: Option<Vec<usize>>,
+    /// Most Gauss–Newton iterations per window [spam: -it].
     #[arg(long = "max-iterations", default_value_t = 50)]
     pub max_iterations: usize,
+    /// Convergence: stop when the norm of the change of Φ falls below this [spam: -dp].
     #[arg(long = "min-delta-phi", default_value_t = 0.001)]
     pub min_delta_phi: f64,
     /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
     #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
     pub interpolation_order: usize,
+    /// Recompute the gradient of the deformed image at each iteration [spam: -ug].
     #[arg(long = "update-gradient")]
     pub update_gradient: bool,
     /// Rigid local registration [spam: -rig].

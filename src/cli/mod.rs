@@ -32,7 +32,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::store::cache::{default_cache_bytes, parse_bytes, ChunkCache};
 
 #[derive(Parser, Debug)]
-#[command(name = "dvc-stream", version, about = "Digital volume correlation on CT volumes larger than RAM (spam-compatible files)")]
+#[command(name = "dvc-stream", version, propagate_version = true, about = "Digital volume correlation on CT volumes larger than RAM (spam-compatible files)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -66,6 +66,10 @@ pub enum Command {
     /// Each label's bounding box, volume and centre of mass, as Parquet and TSV.
     Labels(labels::LabelsArgs),
     /// Carry a registration or a field onto a new grid or label centres (spam-passPhiField).
+    ///
+    /// Unlike spam, each neighbour's Φ is moved to the target point before the neighbours are
+    /// averaged, so an affine field is carried exactly; on ordinary fields results differ from
+    /// spam-passPhiField by up to about 1.7 voxels where F ≠ I (docs/spam-differences.md, row 15).
     PassPhiField(pass_phi_field::PassPhiFieldArgs),
     /// Find bad points of a field and correct them, or median-filter it (spam-filterPhiField).
     FilterPhiField(filter_phi_field::FilterPhiFieldArgs),
@@ -76,6 +80,59 @@ pub enum Command {
     Ereg(ereg::EregArgs),
     /// PNG pictures of a result table: colour maps on grid slices, arrows for labels, histograms.
     Plot(plot::PlotArgs),
+    /// Shell completions on stdout (e.g. `dvc-stream completions bash > /etc/bash_completion.d/dvc-stream`).
+    Completions(CompletionsArgs),
+    /// The manual page (roff) on stdout, or one page per command into a folder (`man -l` reads them).
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write dvc-stream.1 and dvc-stream-COMMAND.1 for every command into this folder
+    /// instead of printing the main page.
+    #[arg(long = "out-dir", value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+/// `dvc-stream completions SHELL`: clap_complete's script for the whole command tree.
+fn completions(a: CompletionsArgs) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    clap_complete::generate(a.shell, &mut cmd, "dvc-stream", &mut std::io::stdout());
+    Ok(())
+}
+
+/// `dvc-stream man`: clap_mangen's pages, the main one on stdout or all into a folder.
+fn man(a: ManArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    // Building names each subcommand "dvc-stream-NAME", the page it gets.
+    cmd.build();
+    match a.out_dir {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("cannot write the manual page"),
+        Some(dir) => {
+            // The pages are one output set: written under .partial names, renamed together.
+            let mut outs = crate::store::output::OutputSet::new(crate::store::output::Existing::Replace);
+            let pages = std::iter::once(cmd.clone()).chain(cmd.get_subcommands().cloned());
+            for page in pages {
+                let man = clap_mangen::Man::new(page);
+                let mut roff = Vec::new();
+                man.render(&mut roff).context("cannot render a manual page")?;
+                let path = dir.join(man.get_filename());
+                let partial = outs.file(&path)?;
+                std::fs::write(&partial, &roff).with_context(|| format!("{}: cannot write", path.display()))?;
+            }
+            outs.commit()?;
+            Ok(())
+        }
+    }
 }
 
 /// Options shared by commands that read volumes.
@@ -90,6 +147,9 @@ pub struct ReadOpts {
     /// No progress bars.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Seconds between two progress lines on stderr when it is not a terminal (batch logs).
+    #[arg(long = "progress-interval", value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
+    pub progress_interval: f64,
     /// Worker threads [spam: -np]; default: every core.
     #[arg(long = "number-of-processes", value_name = "N")]
     pub number_of_processes: Option<usize>,
@@ -98,7 +158,8 @@ pub struct ReadOpts {
 /// Where spam-style commands write their results.
 #[derive(Args, Debug, Clone)]
 pub struct OutputOpts {
-    /// Output folder [spam: -od]; default: next to the first image, as spam does.
+    /// Output folder [spam: -od]; default: beside the first input (the first image, or the field
+    /// for the field tools), as spam does.
     #[arg(long = "out-dir")]
     pub out_dir: Option<std::path::PathBuf>,
     /// Output prefix [spam: -pre]; default: named from the inputs, as spam does.
@@ -136,6 +197,14 @@ impl FieldFiles {
     }
 }
 
+/// A positive, finite number of seconds.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a positive number of seconds")),
+    }
+}
+
 /// `-o`: 1 = trilinear (spam's C kernel), 3 = cubic B-spline (spam's Python path).
 pub fn parse_order(s: &str) -> Result<usize, String> {
     match s {
@@ -163,7 +232,9 @@ impl ReadOpts {
             eprintln!("{}", cache.stats());
         }
     }
+    /// Whether to show progress; also sets how often it is printed off a terminal.
     pub fn progress(&self) -> bool {
+        crate::progress::set_interval(self.progress_interval);
         !self.quiet
     }
 }
@@ -195,6 +266,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Merge(a) => merge::run(a),
         Command::Ereg(a) => ereg::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Completions(a) => completions(a),
+        Command::Man(a) => man(a),
     };
     match result {
         Ok(()) => 0,
@@ -215,4 +288,39 @@ pub fn set_threads(n: Option<usize>) {
 /// An error chain on one line.
 pub fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// Every option and argument of every command says what it is in `--help`.
+    #[test]
+    fn every_flag_has_help_text() {
+        let cmd = super::Cli::command();
+        let mut missing = Vec::new();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("{} --{}", sub.get_name(), arg.get_long().unwrap_or(id)));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without help text: {missing:?}");
+    }
+
+    /// `--version` works on every subcommand, as on the top command.
+    #[test]
+    fn every_subcommand_has_version() {
+        let cmd = super::Cli::command();
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name().to_string();
+            let e = super::Cli::try_parse_from(["dvc-stream", &name, "--version"]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion, "{name} --version");
+        }
+    }
 }

@@ -247,6 +247,9 @@ pub fn run(a: PassPhiFieldArgs) -> Result<()> {
                 _ => unreachable!(),
             },
         };
+        if !a.read.quiet && a.apply_f != ApplyF::No {
+            eprintln!("note: each neighbour's Φ is moved to the target before averaging; where F ≠ I this differs from spam-passPhiField (by up to ~1.7 voxels on ordinary fields) and is closer to the truth (docs/spam-differences.md, row 15)");
+        }
         ip.at_all(&targets, nb, a.apply_f, a.check_point_surrounded)
     };
     let mut out = PhiField::new(kind, layout);

@@ -104,7 +104,9 @@ impl SearchArgs {
 
 #[derive(Args, Debug)]
 pub struct PixelSearchArgs {
+    /// Reference image (TIFF, Zarr store or s3://): where the windows are.
     pub im1: PathBuf,
+    /// Deformed image searched for each window.
     pub im2: PathBuf,
     #[command(flatten)]
     pub grid: grid_plan::GridArgs,

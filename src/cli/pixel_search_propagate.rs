@@ -25,7 +25,9 @@ use crate::store::Volume;
 
 #[derive(Args, Debug)]
 pub struct PropagateArgs {
+    /// Reference image (TIFF, Zarr store or s3://): where the windows are.
     pub im1: PathBuf,
+    /// Deformed image searched for each window.
     pub im2: PathBuf,
     /// Start point and its integer displacement: Z Y X dZ dY dX [spam: -sp]. With
     /// --guiding-points-file the first guiding point is the start and only dZ dY dX are used.

@@ -26,6 +26,7 @@ pub struct PlotArgs {
     /// Values mapped to the ends of the colour map (default: the slice's range).
     #[arg(long, num_args = 2, value_names = ["LOW", "HIGH"], allow_negative_numbers = true)]
     pub range: Option<Vec<f64>>,
+    /// Colour map of the maps: viridis or grey.
     #[arg(long, value_enum, default_value = "viridis")]
     pub colormap: Colormap,
     /// Also write a histogram of each column.

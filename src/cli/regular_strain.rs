@@ -81,6 +81,7 @@ pub struct RegularStrainArgs {
     /// Worker threads [spam: -np].
     #[arg(long = "number-of-processes", value_name = "N")]
     pub number_of_processes: Option<usize>,
+    /// No progress, only errors and the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -237,7 +238,10 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
             }
         }
     }
-    parquet::write_columns(&outs.file(&parquet_path)?, "StrainPointNumber", &cols, &FieldMeta::for_command("regular-strain", params))?;
+    let mut meta = FieldMeta::for_command("regular-strain", params);
+    // Strain points on a grid (Q8 cell centres, or the field's nodes) keep its shape and spacing.
+    meta.grid = out_dims.zip(grid.map(|g| g.1));
+    parquet::write_columns(&outs.file(&parquet_path)?, "StrainPointNumber", &cols, &meta)?;
     if !a.files.no_tsv {
         tsv::write_columns(&outs.file(&base.with_extension("tsv"))?, "StrainPointNumber", &cols)?;
     }

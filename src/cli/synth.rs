@@ -28,6 +28,7 @@ pub struct SynthArgs {
     /// Shape Z Y X (overrides --shape).
     #[arg(long, num_args = 3, value_names = ["Z", "Y", "X"])]
     pub shape3: Option<Vec<usize>>,
+    /// Seed of the speckle texture and the noise (the same seed gives the same pair).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Translation Z Y X (voxels) of the image centre.
@@ -54,8 +55,10 @@ pub struct SynthArgs {
     /// zarr (OME-Zarr with pyramid) or tiff.
     #[arg(long, default_value = "zarr")]
     pub format: String,
+    /// Zarr chunk edge in voxels.
     #[arg(long, default_value_t = 64)]
     pub chunk: usize,
+    /// Zarr codec: zstd[:LEVEL], blosc or none.
     #[arg(long, default_value = "zstd:1")]
     pub codec: String,
     /// Pyramid levels including full resolution (default: down to about 64³).
@@ -83,8 +86,10 @@ pub struct SynthArgs {
     /// Node spacing of the truth table.
     #[arg(long = "truth-ns", default_value_t = 10)]
     pub truth_ns: usize,
+    /// Replace the pair and truth files of an earlier synth in DIR.
     #[arg(long)]
     pub overwrite: bool,
+    /// No progress, only errors and the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }

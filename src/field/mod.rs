@@ -182,13 +182,16 @@ impl PhiField {
         }
     }
 
-    /// Reads a `.tsv` or `.parquet` field, deciding by extension (then by content).
+    /// Reads a `.tsv`, `.parquet` or legacy `.vtk` field, deciding by extension (then by
+    /// content). A VTK field holds displacements only: its F is the identity.
     pub fn read(path: &Path) -> Result<PhiField> {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
         if format::is_parquet(path) {
             parquet::read_field(path)
+        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("vtk")) {
+            vtk::read_field(path)
         } else {
             tsv::read_field(path)
         }

@@ -1,8 +1,9 @@
 //! Φ fields as typed Arrow tables in Parquet files, for pandas, DuckDB and polars.
 //!
-//! One schema for every field: the id column (`NodeNumber`, or `Label` for label fields),
-//! positions, the 12 Φ entries under spam's names, and the status columns with real types
-//! (`returnStatus` and `iterations` are integers). Key-value metadata records the tool, its
+//! One schema per layout: the id column (`NodeNumber`, or `Label` for label fields),
+//! positions, the 12 Φ entries under spam's names, and exactly the status columns of the
+//! layout's spam TSV, with real types (`returnStatus`, `iterations`, `LabelDilate` are
+//! integers). Key-value metadata records the tool, its
 //! version, the full command line, the parameters as JSON, the image shapes, the bin level
 //! and the layout, so a table says how it was made. Rows are written in row groups as they
 //! arrive: a field is never held whole in memory.
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use arrow::array::{Array, ArrayRef, Float64Array, Float64Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, RecordBatch};
+use arrow::array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use nalgebra::Vector3;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -31,18 +32,26 @@ const FLOAT_COLS: [&str; 15] = [
     "Zpos", "Ypos", "Xpos", "Fzz", "Fzy", "Fzx", "Zdisp", "Fyz", "Fyy", "Fyx", "Ydisp", "Fxz", "Fxy", "Fxx", "Xdisp",
 ];
 
+/// Whether a status column holds integers (stored as int32) or reals (float64).
+fn is_integer_column(name: &str) -> bool {
+    matches!(name, "iterations" | "returnStatus" | "LabelDilate")
+}
+
+/// The columns after the id, positions and Φ: exactly the layout's spam TSV columns, so a
+/// table carries its tool's columns and no others (an ldic table has no pixelSearchCC).
+fn status_columns(layout: Layout) -> Vec<&'static str> {
+    super::tsv::columns(layout).into_iter().filter(|c| !FLOAT_COLS.contains(c) && !matches!(*c, "NodeNumber" | "Label")).collect()
+}
+
 /// The Arrow schema of a field with the given layout.
 pub fn schema(layout: Layout) -> SchemaRef {
     let mut fields = vec![Field::new(if layout.is_labels() { "Label" } else { "NodeNumber" }, DataType::Int64, false)];
     for c in FLOAT_COLS {
         fields.push(Field::new(c, DataType::Float64, false));
     }
-    fields.push(Field::new("pixelSearchCC", DataType::Float64, false));
-    fields.push(Field::new("error", DataType::Float64, false));
-    fields.push(Field::new("iterations", DataType::Int32, false));
-    fields.push(Field::new("returnStatus", DataType::Int32, false));
-    fields.push(Field::new("deltaPhiNorm", DataType::Float64, false));
-    fields.push(Field::new("LabelDilate", DataType::Int32, false));
+    for c in status_columns(layout) {
+        fields.push(Field::new(c, if is_integer_column(c) { DataType::Int32 } else { DataType::Float64 }, false));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -54,6 +63,12 @@ pub struct FieldMeta {
     pub parameters: serde_json::Value,
     pub image_shapes: Vec<[usize; 3]>,
     pub bin: usize,
+    /// Nodes per axis and spacing of a table on a grid that is not a Φ field (a strain
+    /// table), recorded like a Φ grid's.
+    pub grid: Option<([usize; 3], [f64; 3])>,
+    /// Columns of a [`write_columns`] table that hold integers (bounding boxes, volumes):
+    /// stored as int64, a NaN (a missing label) as null.
+    pub integer_columns: Vec<String>,
 }
 
 impl FieldMeta {
@@ -65,6 +80,8 @@ impl FieldMeta {
             parameters,
             image_shapes: vec![],
             bin: 1,
+            grid: None,
+            integer_columns: vec![],
         }
     }
 }
@@ -146,32 +163,15 @@ impl ParquetWriter {
 }
 
 fn rows_to_batch(schema: &SchemaRef, rows: &[FieldRow]) -> Result<RecordBatch> {
-    let mut id = Int64Builder::with_capacity(rows.len());
-    let mut floats: Vec<Float64Builder> = (0..FLOAT_COLS.len()).map(|_| Float64Builder::with_capacity(rows.len())).collect();
-    let (mut cc, mut err, mut dpn) = (Float64Builder::new(), Float64Builder::new(), Float64Builder::new());
-    let (mut its, mut rs, mut ld) = (Int32Builder::new(), Int32Builder::new(), Int32Builder::new());
-    for r in rows {
-        id.append_value(r.id);
-        for (k, c) in FLOAT_COLS.iter().enumerate() {
-            floats[k].append_value(super::tsv::value(r, c));
-        }
-        cc.append_value(r.cc);
-        err.append_value(r.error);
-        its.append_value(r.iterations as i32);
-        rs.append_value(r.return_status as i32);
-        dpn.append_value(r.delta_phi_norm);
-        ld.append_value(r.label_dilate as i32);
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let name = field.name().as_str();
+        cols.push(match field.data_type() {
+            DataType::Int64 => Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.id))),
+            DataType::Int32 => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| super::tsv::value(r, name) as i32))),
+            _ => Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| super::tsv::value(r, name)))),
+        });
     }
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(id.finish())];
-    for mut f in floats {
-        cols.push(Arc::new(f.finish()));
-    }
-    cols.push(Arc::new(cc.finish()));
-    cols.push(Arc::new(err.finish()));
-    cols.push(Arc::new(its.finish()));
-    cols.push(Arc::new(rs.finish()));
-    cols.push(Arc::new(dpn.finish()));
-    cols.push(Arc::new(ld.finish()));
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
@@ -184,21 +184,31 @@ pub fn write_field(path: &Path, field: &PhiField, meta: &FieldMeta) -> Result<()
     w.finish()
 }
 
-/// Writes a table of named f64 columns (an integer id column first) with the run's
-/// metadata: the form of tables that are not Φ fields (strain components). Written at `path`
-/// (a partial name of the run's output set).
+/// Writes a table of named columns (an integer id column first) with the run's metadata:
+/// the form of tables that are not Φ fields (strain components, the label table). Columns
+/// named in `meta.integer_columns` are stored as int64, the rest as float64. Written at
+/// `path` (a partial name of the run's output set).
 pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)], meta: &FieldMeta) -> Result<()> {
     let n = columns.first().map(|c| c.1.len()).unwrap_or(0);
+    let integer = |name: &str| meta.integer_columns.iter().any(|c| c == name);
     let mut fields = vec![Field::new(id_name, DataType::Int64, false)];
-    fields.extend(columns.iter().map(|(name, _)| Field::new(name, DataType::Float64, false)));
+    fields.extend(columns.iter().map(|(name, _)| if integer(name) { Field::new(name, DataType::Int64, true) } else { Field::new(name, DataType::Float64, false) }));
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let file = File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-    let kvs = vec![
+    let mut kvs = vec![
         kv("tool", meta.tool.clone()),
         kv("version", env!("CARGO_PKG_VERSION").to_string()),
         kv("command_line", meta.command_line.clone()),
         kv("parameters", meta.parameters.to_string()),
     ];
+    if !meta.image_shapes.is_empty() {
+        kvs.push(kv("image_shapes", serde_json::to_string(&meta.image_shapes).unwrap_or_default()));
+    }
+    if let Some((dims, spacing)) = meta.grid {
+        kvs.push(kv("kind", "grid".into()));
+        kvs.push(kv("grid_dims", serde_json::to_string(&dims).unwrap_or_default()));
+        kvs.push(kv("grid_spacing", serde_json::to_string(&spacing).unwrap_or_default()));
+    }
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
         .set_max_row_group_row_count(Some(ROW_GROUP))
@@ -208,8 +218,13 @@ pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)],
     for start in (0..n.max(1)).step_by(ROW_GROUP) {
         let end = (start + ROW_GROUP).min(n);
         let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(start as i64..end as i64))];
-        for (_, v) in columns {
-            cols.push(Arc::new(Float64Array::from(v[start..end].to_vec())));
+        for (name, v) in columns {
+            let part = &v[start..end];
+            cols.push(if integer(name) {
+                Arc::new(part.iter().map(|x| x.is_finite().then_some(*x as i64)).collect::<Int64Array>())
+            } else {
+                Arc::new(Float64Array::from(part.to_vec()))
+            });
         }
         w.write(&RecordBatch::try_new(schema.clone(), cols)?).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
@@ -321,12 +336,16 @@ fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path) -> Result<Vec<FieldR
         .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
         .ok_or_else(|| anyhow!("{}: missing column '{idname}'", path.display()))?;
     let fl: Vec<&Float64Array> = FLOAT_COLS.iter().map(|c| f64_col(b, c, path)).collect::<Result<_>>()?;
-    let cc = f64_col(b, "pixelSearchCC", path)?;
-    let err = f64_col(b, "error", path)?;
-    let dpn = f64_col(b, "deltaPhiNorm", path)?;
-    let its = i32_col(b, "iterations", path)?;
-    let rs = i32_col(b, "returnStatus", path)?;
-    let ld = i32_col(b, "LabelDilate", path)?;
+    // Status columns a layout does not carry read as 0 (tables written before each table had
+    // exactly its tool's columns carry them all).
+    let real = |names: &[&str]| -> Result<Option<&Float64Array>> {
+        names.iter().find(|n| b.column_by_name(n).is_some()).map(|n| f64_col(b, n, path)).transpose()
+    };
+    let int = |name: &str| -> Result<Option<&Int32Array>> { b.column_by_name(name).map(|_| i32_col(b, name, path)).transpose() };
+    let (cc, err, dpn) = (real(&["pixelSearchCC", "PSCC"])?, real(&["error"])?, real(&["deltaPhiNorm"])?);
+    let (its, rs, ld) = (int("iterations")?, int("returnStatus")?, int("LabelDilate")?);
+    let fv = |c: Option<&Float64Array>, i: usize| c.map_or(0.0, |a| a.value(i));
+    let iv = |c: Option<&Int32Array>, i: usize| c.map_or(0.0, |a| a.value(i) as f64);
     Ok((0..b.num_rows())
         .map(|i| {
             let v = |k: usize| fl[k].value(i);
@@ -335,12 +354,12 @@ fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path) -> Result<Vec<FieldR
                 id: ids.value(i),
                 position: Vector3::new(v(0), v(1), v(2)),
                 phi: phi::from_f_t(&f, &Vector3::new(v(6), v(10), v(14))),
-                cc: cc.value(i),
-                error: err.value(i),
-                iterations: its.value(i) as f64,
-                return_status: rs.value(i) as f64,
-                delta_phi_norm: dpn.value(i),
-                label_dilate: ld.value(i) as f64,
+                cc: fv(cc, i),
+                error: fv(err, i),
+                iterations: iv(its, i),
+                return_status: iv(rs, i),
+                delta_phi_norm: fv(dpn, i),
+                label_dilate: iv(ld, i),
             }
         })
         .collect())

@@ -17,6 +17,7 @@ pub mod remote;
 pub mod tiff;
 pub mod tiff_write;
 pub mod volume;
+pub mod voxel_size;
 pub mod zarr;
 
 pub use cache::{ChunkCache, CacheStats};
