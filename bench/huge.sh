@@ -45,7 +45,7 @@ print(dec.group(1), dec.group(2), size(" read from files"), once)
 PY
 }
 gib() { python3 -c "import sys; print(f'{int(sys.argv[1]) / 2**30:.2f} GiB')" "$1"; }
-store_bytes() { du -sb "$@" | awk '{s += $1} END {print s}'; }
+store_bytes() { du -scb "$@" | tail -1 | cut -f1; }
 
 # Time to read and decompress every chunk of the stores once, and how many chunks they hold.
 read_once() {
