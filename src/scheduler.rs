@@ -8,10 +8,25 @@
 //! thread, which restores point order with a small reorder buffer (about one slab of tiles) and
 //! passes each result on as soon as all earlier points are done. Memory is the cache budget,
 //! a window buffer per worker and the reorder buffer, whatever the volume size.
+//!
+//! Every chunk once: before a run, the prefetch of every tile is replayed without loading
+//! ([`ChunkUses::record`]), which gives the chunks each tile reads. Those chunks are pinned in
+//! the cache (evicted only after every chunk no tile waits for), and a chunk is released as
+//! soon as the last tile reading it is done. The chunks held at any moment are then those
+//! shared by the tiles done and the tiles still to come, about one layer (Z slab) of tiles of
+//! every image, plus the tiles in flight: with a budget that holds them, each chunk is
+//! decoded once. That budget ([`ChunkUses::once_budget`]) is reported by `--stats`, and a run
+//! whose `--cache-bytes` is below it says so on stderr.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+
+use crate::store::cache::human_bytes;
+use crate::store::ChunkCache;
 
 /// A group of points correlated together.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +106,149 @@ pub fn plan_point_tiles(positions: &[[f64; 3]], chunk: [usize; 3], per_tile: usi
     tiles
 }
 
+/// One chunk a planned tile reads.
+#[derive(Clone)]
+struct ChunkUse {
+    cache: Arc<ChunkCache>,
+    volume: u64,
+    idx: [u32; 3],
+    bytes: u64,
+}
+
+thread_local! {
+    /// While a run is planned, [`BoxUnion::warm`] records the chunks it would load here
+    /// instead of loading them.
+    static RECORDING: RefCell<Option<Vec<ChunkUse>>> = const { RefCell::new(None) };
+}
+
+/// The chunks each tile of a run reads, and how many tiles are still to read each.
+pub struct ChunkUses {
+    chunks: Vec<ChunkUse>,
+    per_tile: Vec<Vec<u32>>,
+    remaining: Vec<AtomicU32>,
+}
+
+impl ChunkUses {
+    /// Replays `prefetch` on every tile with loading turned off, recording what it would load.
+    pub fn record<P: Fn(&Tile)>(tiles: &[Tile], prefetch: &P) -> ChunkUses {
+        let mut index: HashMap<(u64, [u32; 3]), u32> = HashMap::new();
+        let mut chunks: Vec<ChunkUse> = Vec::new();
+        let mut per_tile = Vec::with_capacity(tiles.len());
+        for t in tiles {
+            RECORDING.with(|r| *r.borrow_mut() = Some(Vec::new()));
+            prefetch(t);
+            let got = RECORDING.with(|r| r.borrow_mut().take()).unwrap_or_default();
+            let mut ids: Vec<u32> = got
+                .into_iter()
+                .map(|u| {
+                    *index.entry((u.volume, u.idx)).or_insert_with(|| {
+                        chunks.push(u);
+                        (chunks.len() - 1) as u32
+                    })
+                })
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            per_tile.push(ids);
+        }
+        let mut count = vec![0u32; chunks.len()];
+        for ids in &per_tile {
+            for &i in ids {
+                count[i as usize] += 1;
+            }
+        }
+        ChunkUses { chunks, per_tile, remaining: count.into_iter().map(AtomicU32::new).collect() }
+    }
+
+    /// Number of distinct chunks the run reads.
+    pub fn distinct(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// The budget with which each chunk is decoded once when tiles are run in order with up
+    /// to `lookahead` tiles loaded ahead of the oldest one not done: the largest total size
+    /// of the chunks first read at most `lookahead` tiles ahead and last read no earlier.
+    pub fn once_budget(&self, lookahead: usize) -> u64 {
+        let n = self.per_tile.len();
+        let mut first = vec![usize::MAX; self.chunks.len()];
+        let mut last = vec![0usize; self.chunks.len()];
+        for (t, ids) in self.per_tile.iter().enumerate() {
+            for &i in ids {
+                let i = i as usize;
+                first[i] = first[i].min(t);
+                last[i] = t;
+            }
+        }
+        let mut delta = vec![0i64; n + 1];
+        for (i, c) in self.chunks.iter().enumerate() {
+            if first[i] == usize::MAX {
+                continue;
+            }
+            delta[first[i].saturating_sub(lookahead)] += c.bytes as i64;
+            delta[last[i] + 1] -= c.bytes as i64;
+        }
+        let (mut held, mut most) = (0i64, 0i64);
+        for d in delta {
+            held += d;
+            most = most.max(held);
+        }
+        most as u64
+    }
+
+    /// Pins every planned chunk in its cache.
+    fn pin(&self) {
+        for c in &self.chunks {
+            c.cache.pin(c.volume, c.idx);
+        }
+    }
+
+    /// Tile `k` is done: chunks no remaining tile reads leave the cache.
+    fn done(&self, k: usize) {
+        for &i in &self.per_tile[k] {
+            if self.remaining[i as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                let c = &self.chunks[i as usize];
+                c.cache.release(c.volume, c.idx);
+            }
+        }
+    }
+
+    /// Releases what tiles that never ran (a failed run) still held pinned.
+    fn release_all(&self) {
+        for (i, c) in self.chunks.iter().enumerate() {
+            if self.remaining[i].load(Ordering::Acquire) > 0 {
+                c.cache.release(c.volume, c.idx);
+            }
+        }
+    }
+
+    /// Tells each cache the budget this run needs, and warns once when it is below it.
+    fn report_budget(&self, lookahead: usize) {
+        let need = self.once_budget(lookahead);
+        let mut caches: Vec<&Arc<ChunkCache>> = Vec::new();
+        for c in &self.chunks {
+            if !caches.iter().any(|k| Arc::ptr_eq(k, &c.cache)) {
+                caches.push(&c.cache);
+            }
+        }
+        for cache in caches {
+            cache.note_once_budget(need);
+            if cache.capacity() < need {
+                eprintln!(
+                    "warning: --cache-bytes {} is below the {} this run needs to decode each chunk once (the chunks of one layer of tiles of every image); chunks will be decoded more than once",
+                    human_bytes(cache.capacity()),
+                    human_bytes(need)
+                );
+            }
+        }
+    }
+}
+
+/// Tiles loaded ahead of the oldest tile not done: those queued in the channel, those being
+/// worked on and the one being prefetched.
+fn lookahead(threads: usize) -> usize {
+    3 * threads + 1
+}
+
 /// Runs `work` on every tile with `threads` workers while `prefetch` warms the cache for the
 /// tiles ahead, and calls `sink` with each point's result in the order of `order` (the
 /// tiles' points, ascending: 0, 1, 2, … for a whole run; a shard's or a resumed run's points
@@ -103,6 +261,10 @@ where
     S: FnMut(usize, R) -> Result<()>,
 {
     let threads = threads.max(1);
+    let uses = ChunkUses::record(tiles, &prefetch);
+    uses.report_budget(lookahead(threads));
+    uses.pin();
+    let uses = &uses;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("dvc-worker-{i}"))
@@ -131,6 +293,7 @@ where
                     s.spawn(move |_| {
                         for k in rx.iter() {
                             let r = work(&tiles[k]);
+                            uses.done(k);
                             let failed = r.is_err();
                             if tx.send(r).is_err() || failed {
                                 break;
@@ -177,6 +340,7 @@ where
             outcome = Err(anyhow!("internal: {next} of {} points finished", order.len()));
         }
     });
+    uses.release_all();
     outcome
 }
 
@@ -202,11 +366,23 @@ impl BoxUnion {
         if (0..3).any(|k| h[k] <= l[k]) {
             return;
         }
+        let recording = RECORDING.with(|r| r.borrow().is_some());
         for z in l[0] / c[0]..=(h[0] - 1) / c[0] {
             for y in l[1] / c[1]..=(h[1] - 1) / c[1] {
                 for x in l[2] / c[2]..=(h[2] - 1) / c[2] {
-                    // A failed read is reported by the worker that needs the chunk.
-                    let _ = vol.chunk([z, y, x]);
+                    let idx = [z, y, x];
+                    if recording {
+                        let u = ChunkUse {
+                            cache: vol.cache().clone(),
+                            volume: vol.id(),
+                            idx: [z as u32, y as u32, x as u32],
+                            bytes: vol.chunk_bytes(idx),
+                        };
+                        RECORDING.with(|r| r.borrow_mut().as_mut().map(|v| v.push(u)));
+                    } else {
+                        // A failed read is reported by the worker that needs the chunk.
+                        let _ = vol.stored_chunk(idx);
+                    }
                 }
             }
         }
@@ -251,6 +427,73 @@ mod tests {
         .unwrap();
         assert_eq!(got.len(), 144);
         assert!(got.iter().enumerate().all(|(k, &(i, v))| i == k && v == k * 10));
+    }
+
+    /// A grid of windows over two volumes in chunks of 4³ through a cache of `budget` bytes
+    /// (0: the run's budget for once): (chunks decoded, distinct chunks, budget for once).
+    fn windows_through(budget: u64) -> (u64, u64, u64) {
+        use crate::store::memory::MemorySource;
+        use crate::store::Volume;
+        let n = 40;
+        let src = |seed: f32| MemorySource {
+            path: "m".into(),
+            shape: [n; 3],
+            chunk: [4; 3],
+            data: Arc::new((0..n * n * n).map(|i| i as f32 * seed).collect()),
+        };
+        let plan = |cache: Arc<ChunkCache>| {
+            let a = Volume::new(Arc::new(src(1.0)), cache.clone());
+            let b = Volume::new(Arc::new(src(2.0)), cache);
+            (a, b)
+        };
+        // Nodes every 6 voxels, windows of 5³ (6³ for image 2): neighbouring layers share chunks.
+        let dims = [6, 6, 6];
+        let node = |i: usize| -> [i64; 3] { [(i / 36) as i64 * 6 + 4, (i / 6 % 6) as i64 * 6 + 4, (i % 6) as i64 * 6 + 4] };
+        let tiles = plan_grid_tiles(dims, [1, 1, 1]);
+        let order: Vec<usize> = (0..216).collect();
+        let boxes = |p: [i64; 3], h: i64| (p.map(|v| v - h), p.map(|v| v + h + 1));
+        let probe = ChunkCache::new(1 << 30);
+        let (a, b) = plan(probe.clone());
+        let warm = |t: &Tile, a: &Volume, b: &Volume| {
+            let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
+            for &i in &t.points {
+                b1.add(boxes(node(i), 2));
+                b2.add(boxes(node(i), 3));
+            }
+            b1.warm(a);
+            b2.warm(b);
+        };
+        let once = ChunkUses::record(&tiles, &|t: &Tile| warm(t, &a, &b)).once_budget(lookahead(2));
+        let cache = ChunkCache::new(if budget == 0 { once } else { budget });
+        let (a, b) = plan(cache.clone());
+        run(&tiles, &order, 2, |t| warm(t, &a, &b), |t| {
+            t.points
+                .iter()
+                .map(|&i| {
+                    let (lo, hi) = boxes(node(i), 2);
+                    let w = a.read_box(lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2])?;
+                    let (lo, hi) = boxes(node(i), 3);
+                    let v = b.read_box(lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2])?;
+                    Ok((i, w.sum() + v.sum()))
+                })
+                .collect()
+        }, |_, _| Ok(()))
+        .unwrap();
+        let s = cache.stats();
+        assert!(s.peak_resident_bytes <= cache.capacity());
+        (s.misses, s.distinct_chunks, once)
+    }
+
+    #[test]
+    fn each_chunk_is_decoded_once_when_the_budget_holds_a_layer() {
+        let (decoded, distinct, once) = windows_through(0);
+        // Both volumes are 2 × 1000 chunks of 256 bytes; a layer of tiles is far less.
+        assert_eq!(distinct, 2000);
+        assert!(once < 2000 * 256 / 3, "{once}");
+        assert_eq!(decoded, distinct);
+        // A quarter of that budget decodes chunks again.
+        let (decoded, distinct, _) = windows_through(once / 4);
+        assert!(decoded > distinct + distinct / 5, "{decoded} of {distinct}");
     }
 
     #[test]

@@ -209,6 +209,28 @@ fn sharded_and_blosc_stores() {
     }
 }
 
+#[test]
+fn a_box_in_a_sharded_store_decodes_only_the_inner_chunks_it_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [64, 64, 64];
+    let data = pattern(shape, DType::U16);
+    let tif = dir.path().join("a.tif");
+    dvc_stream::store::tiff_write::write_tiff(&tif, shape, &data).unwrap();
+    // 8³ inner chunks in 32³ shards: a 6³ box inside one inner chunk, then one across 2×2×2.
+    let zarr = dir.path().join("s.zarr");
+    tiff_to_zarr(&tif, &zarr, &opts([8, 8, 8], Codec::Zstd(1), Some(4), Some(1))).unwrap();
+    let vol = Volume::open(&zarr, ChunkCache::new(1 << 20)).unwrap();
+    let b = vol.read_box(17..23, 9..15, 41..47).unwrap();
+    assert_eq!(b[[0, 0, 0]] as f64, data.get_f64((17 * 64 + 9) * 64 + 41));
+    let s = vol.cache().stats();
+    assert_eq!((s.misses, s.bytes_read), (1, 8 * 8 * 8 * 2), "one inner chunk of the 32³ shard: {s}");
+    vol.read_box(20..28, 12..20, 44..52).unwrap();
+    let s = vol.cache().stats();
+    assert_eq!((s.misses, s.bytes_read), (8, 8 * 8 * 8 * 2 * 8), "{s}");
+    // Held in their stored type: 8 uint16 inner chunks.
+    assert_eq!(vol.cache().resident_bytes(), 8 * 1024);
+}
+
 fn memory_volume(shape: [usize; 3], chunk: [usize; 3]) -> (Volume, Vec<f32>) {
     let data: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| i as f32).collect();
     let src = dvc_stream::store::memory::MemorySource {

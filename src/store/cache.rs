@@ -1,53 +1,93 @@
 //! The byte-bounded cache of decoded chunks that every volume read goes through.
 //!
 //! One cache is shared by all the volumes of a run (both images, masks, labels) so that
-//! `--cache-bytes` bounds the whole process, whatever the back end (Zarr or TIFF). It is
-//! built on `moka` (the concurrent cache that zarrs itself uses for its size-limited chunk
-//! caches) with a byte weigher and LRU eviction. zarrs' own `ChunkCacheDecodedLruSizeLimit`
-//! is per array and holds native-typed bytes of Zarr arrays only; here chunks are stored
-//! once as f32 for every back end, and hits, misses and bytes decoded are counted for
-//! `--stats`. Chunks are handed out as `Arc`s: a chunk evicted while a worker still uses
-//! it stays alive until that worker drops it, so eviction never pulls data from under a
-//! worker.
+//! `--cache-bytes` bounds the whole process, whatever the back end (Zarr or TIFF). Chunks are
+//! held in their stored type (uint8, uint16, int16, uint32 or float32; float64 is held as
+//! float32, what every kernel reads) and converted to f32 only when a box is copied out
+//! ([`super::volume::Volume::read_box_into`]), so the budget counts stored bytes: a uint16
+//! chunk costs half what it would as f32.
+//!
+//! Eviction is an exact LRU (a tick per access under one lock: an access is one chunk of a
+//! box, never one voxel, so the lock is cheap), because the scheduler's promise, "each chunk
+//! decoded once when the budget holds a layer of tiles", is a statement about exact LRU order.
+//! moka, used before, records reads in a bounded log and drops them when it is full, which
+//! made chunks still needed look old. The scheduler also tells the cache when a chunk's last
+//! tile is done ([`ChunkCache::release`]), so the budget is spent on chunks still to be used.
+//! Chunks are handed out as `Arc`s: a chunk evicted while a worker still uses it stays alive
+//! until that worker drops it, so eviction never pulls data from under a worker. Concurrent
+//! requests for the same missing chunk decode it once.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Result;
-use moka::policy::EvictionPolicy;
 
-/// A decoded chunk: f32 values in Z-major order, shape as given by its source.
-pub type Chunk = Arc<[f32]>;
+use super::dtype::TypedBuf;
+
+/// A decoded chunk in its stored type, Z-major, shape as given by its source (edge chunks
+/// clipped to the volume).
+pub type Chunk = Arc<TypedBuf>;
 
 /// Key of a chunk: which volume (an id unique within the process) and its chunk index.
-type Key = (u64, [u32; 3]);
+pub type Key = (u64, [u32; 3]);
+
+/// Volume ids are unique across caches, so a key names one chunk in the whole process.
+static NEXT_VOLUME_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Counters reported by `--stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
     pub hits: u64,
+    /// Chunks decoded (a miss decodes).
     pub misses: u64,
+    /// Distinct chunks ever decoded: `misses / distinct_chunks` is how often each was decoded.
+    pub distinct_chunks: u64,
     /// Bytes of decoded chunk data produced by the back ends (in the stored type).
     pub bytes_read: u64,
     pub capacity_bytes: u64,
     /// Largest number of bytes held at once (checked after each miss).
     pub peak_resident_bytes: u64,
+    /// The budget with which the scheduler's runs decode each chunk once (0: no run planned).
+    pub once_budget_bytes: u64,
+    /// Bytes the whole process got from read calls so far (`rchar` of /proc/self/io; 0 where
+    /// there is none): what was read from the stores (compressed), next to what it decoded to.
+    pub process_read_bytes: u64,
+}
+
+/// `rchar` of /proc/self/io.
+fn process_read_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("rchar:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0)
 }
 
 impl std::fmt::Display for CacheStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let total = self.hits + self.misses;
         let rate = if total > 0 { 100.0 * self.hits as f64 / total as f64 } else { 0.0 };
+        let per = if self.distinct_chunks > 0 { self.misses as f64 / self.distinct_chunks as f64 } else { 0.0 };
         write!(
             f,
-            "chunk cache: {} hits, {} misses ({:.1}% hit rate), {} read, capacity {}, peak held {}",
+            "chunk cache: {} hits, {} misses ({:.1}% hit rate), {} chunks decoded of {} distinct touched ({:.2} decodes per chunk), {} read, capacity {}, peak held {}",
             self.hits,
             self.misses,
             rate,
+            self.misses,
+            self.distinct_chunks,
+            per,
             human_bytes(self.bytes_read),
             human_bytes(self.capacity_bytes),
             human_bytes(self.peak_resident_bytes)
-        )
+        )?;
+        if self.once_budget_bytes > 0 {
+            write!(f, ", budget to decode each chunk once {}", human_bytes(self.once_budget_bytes))?;
+        }
+        if self.process_read_bytes > 0 {
+            write!(f, ", {} read from files by the process", human_bytes(self.process_read_bytes))?;
+        }
+        Ok(())
     }
 }
 
@@ -104,82 +144,241 @@ pub fn default_cache_bytes() -> u64 {
     (total / 4).min(4 << 30)
 }
 
+/// A slot filled once by whichever thread decodes the chunk; others wait on it.
+type Slot = Arc<OnceLock<std::result::Result<Chunk, String>>>;
+
+struct Entry {
+    slot: Slot,
+    /// Last access (the key of this entry in `State::order` or `State::pinned_order`), once
+    /// loaded.
+    tick: Option<u64>,
+    /// Whether the entry sits in `pinned_order`.
+    pinned: bool,
+    bytes: u64,
+}
+
+struct State {
+    map: HashMap<Key, Entry>,
+    /// Loaded chunks no planned tile waits for, by last access, oldest first: evicted first.
+    order: BTreeMap<u64, Key>,
+    /// Loaded chunks a planned tile still has to read, by last access, oldest first.
+    pinned_order: BTreeMap<u64, Key>,
+    /// Chunks planned tiles still have to read ([`ChunkCache::pin`]).
+    planned: HashSet<Key>,
+    resident: u64,
+    tick: u64,
+    touched: HashSet<Key>,
+}
+
+impl State {
+    fn touch(&mut self, key: Key) {
+        self.tick += 1;
+        let t = self.tick;
+        let pinned = self.planned.contains(&key);
+        if let Some(e) = self.map.get_mut(&key) {
+            if let Some(old) = e.tick.replace(t) {
+                if e.pinned { self.pinned_order.remove(&old) } else { self.order.remove(&old) };
+            }
+            e.pinned = pinned;
+            if pinned { self.pinned_order.insert(t, key) } else { self.order.insert(t, key) };
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(e) = self.map.remove(key) {
+            if let Some(t) = e.tick {
+                if e.pinned { self.pinned_order.remove(&t) } else { self.order.remove(&t) };
+            }
+            self.resident -= e.bytes;
+        }
+    }
+
+    /// The chunk to evict: the least recently used of those no planned tile waits for, else
+    /// the least recently used of all (the budget is below what the plan needs).
+    fn victim(&self) -> Option<Key> {
+        self.order.first_key_value().or_else(|| self.pinned_order.first_key_value()).map(|(_, k)| *k)
+    }
+}
+
 /// The shared chunk cache.
 pub struct ChunkCache {
-    inner: moka::sync::Cache<Key, Chunk>,
+    state: Mutex<State>,
     capacity: u64,
     hits: AtomicU64,
     misses: AtomicU64,
     bytes_read: AtomicU64,
     peak_resident: AtomicU64,
-    next_id: AtomicU64,
+    once_budget: AtomicU64,
+}
+
+/// Bytes a chunk costs the budget.
+fn weight(c: &TypedBuf) -> u64 {
+    (c.len() * c.dtype().size()) as u64
 }
 
 impl ChunkCache {
     pub fn new(capacity_bytes: u64) -> Arc<ChunkCache> {
-        let inner = moka::sync::Cache::builder()
-            .max_capacity(capacity_bytes)
-            .eviction_policy(EvictionPolicy::lru())
-            .weigher(|_k: &Key, v: &Chunk| u32::try_from(v.len() * 4).unwrap_or(u32::MAX))
-            .build();
         Arc::new(ChunkCache {
-            inner,
+            state: Mutex::new(State {
+                map: HashMap::new(),
+                order: BTreeMap::new(),
+                pinned_order: BTreeMap::new(),
+                planned: HashSet::new(),
+                resident: 0,
+                tick: 0,
+                touched: HashSet::new(),
+            }),
             capacity: capacity_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             peak_resident: AtomicU64::new(0),
-            next_id: AtomicU64::new(1),
+            once_budget: AtomicU64::new(0),
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A worker that panicked cannot leave the map half-updated (every update is a few
+        // map operations without user code), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A fresh id for a volume that will store its chunks here.
     pub fn register_volume(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        NEXT_VOLUME_ID.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Returns the chunk, decoding it with `load` (which returns the values and the number of
-    /// bytes it read) on a miss. Concurrent requests for the same missing chunk decode it once.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Returns the chunk, decoding it with `load` (which returns the values in their stored
+    /// type and the number of bytes it read) on a miss. Concurrent requests for the same
+    /// missing chunk decode it once.
     pub fn get_or_load<F>(&self, volume: u64, idx: [u32; 3], load: F) -> Result<Chunk>
     where
-        F: FnOnce() -> Result<(Vec<f32>, u64)>,
+        F: FnOnce() -> Result<(TypedBuf, u64)>,
     {
         let key = (volume, idx);
-        if let Some(c) = self.inner.get(&key) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(c);
-        }
-        let loaded = self.inner.try_get_with(key, || -> Result<Chunk> {
-            let (values, bytes) = load()?;
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
-            Ok(Arc::from(values))
+        let slot = {
+            let mut st = self.lock();
+            match st.map.get(&key) {
+                Some(e) => {
+                    let slot = e.slot.clone();
+                    if let Some(Ok(c)) = slot.get() {
+                        let c = c.clone();
+                        st.touch(key);
+                        drop(st);
+                        self.hits.fetch_add(1, Ordering::Relaxed);
+                        return Ok(c);
+                    }
+                    slot
+                }
+                None => {
+                    let slot: Slot = Arc::new(OnceLock::new());
+                    st.map.insert(key, Entry { slot: slot.clone(), tick: None, pinned: false, bytes: 0 });
+                    slot
+                }
+            }
+        };
+        let mut decoded_here = false;
+        let r = slot.get_or_init(|| {
+            decoded_here = true;
+            match load() {
+                Ok((values, bytes)) => {
+                    self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+                    Ok(Arc::new(values))
+                }
+                Err(e) => Err(format!("{e:#}")),
+            }
         });
-        // moka applies evictions in batches; settle them now so that the budget holds at every
-        // moment rather than on average (a miss costs far more than this bookkeeping).
-        self.inner.run_pending_tasks();
-        self.peak_resident.fetch_max(self.inner.weighted_size(), Ordering::Relaxed);
-        match loaded {
-            Ok(c) => Ok(c),
-            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        if !decoded_here {
+            // Another thread decoded it while this one waited.
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return r.clone().map_err(|e| anyhow::anyhow!(e));
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.lock();
+        let same_slot = st.map.get(&key).is_some_and(|e| Arc::ptr_eq(&e.slot, &slot));
+        match r {
+            Ok(c) => {
+                st.touched.insert(key);
+                if same_slot {
+                    let w = weight(c);
+                    if let Some(e) = st.map.get_mut(&key) {
+                        e.bytes = w;
+                    }
+                    st.resident += w;
+                    st.touch(key);
+                    // Evict least recently used chunks until the budget holds, at every moment.
+                    while st.resident > self.capacity {
+                        let Some(old) = st.victim() else { break };
+                        st.remove(&old);
+                    }
+                    self.peak_resident.fetch_max(st.resident, Ordering::Relaxed);
+                }
+                Ok(c.clone())
+            }
+            Err(e) => {
+                // Not cached: the next request tries again.
+                if same_slot {
+                    st.remove(&key);
+                }
+                Err(anyhow::anyhow!(e.clone()))
+            }
         }
     }
 
+    /// Marks a chunk that planned tiles will read: it is evicted only when every chunk no
+    /// plan waits for is gone already.
+    pub fn pin(&self, volume: u64, idx: [u32; 3]) {
+        let mut st = self.lock();
+        let key = (volume, idx);
+        st.planned.insert(key);
+        if st.map.get(&key).is_some_and(|e| e.tick.is_some()) {
+            st.touch(key);
+        }
+    }
+
+    /// Drops a chunk that no planned tile will read again, so the budget goes to chunks still
+    /// to be used. A later request decodes it again (and counts as a miss).
+    pub fn release(&self, volume: u64, idx: [u32; 3]) {
+        let mut st = self.lock();
+        let key = (volume, idx);
+        st.planned.remove(&key);
+        if st.map.get(&key).is_some_and(|e| e.tick.is_some()) {
+            st.remove(&key);
+        }
+    }
+
+    /// Records the budget a planned run needs to decode each chunk once (the largest seen).
+    pub fn note_once_budget(&self, bytes: u64) {
+        self.once_budget.fetch_max(bytes, Ordering::Relaxed);
+    }
 
     pub fn stats(&self) -> CacheStats {
+        let distinct = self.lock().touched.len() as u64;
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            distinct_chunks: distinct,
             bytes_read: self.bytes_read.load(Ordering::Relaxed),
             capacity_bytes: self.capacity,
             peak_resident_bytes: self.peak_resident.load(Ordering::Relaxed),
+            once_budget_bytes: self.once_budget.load(Ordering::Relaxed),
+            process_read_bytes: process_read_bytes(),
         }
     }
 
-    /// Bytes currently held (after pending evictions have run).
+    /// Bytes currently held.
     pub fn resident_bytes(&self) -> u64 {
-        self.inner.run_pending_tasks();
-        self.inner.weighted_size()
+        self.lock().resident
+    }
+
+    /// Number of chunks currently held.
+    pub fn resident_chunks(&self) -> usize {
+        let st = self.lock();
+        st.order.len() + st.pinned_order.len()
     }
 }
 
@@ -202,15 +401,61 @@ mod tests {
         let cache = ChunkCache::new(64 * 1024);
         let v = cache.register_volume();
         for i in 0..100u32 {
-            let c = cache.get_or_load(v, [i, 0, 0], || Ok((vec![i as f32; 1024], 2048))).unwrap();
-            assert_eq!(c[0], i as f32);
+            let c = cache.get_or_load(v, [i, 0, 0], || Ok((TypedBuf::F32(vec![i as f32; 1024]), 2048))).unwrap();
+            assert_eq!(c.get_f64(0), i as f64);
         }
         let c = cache.get_or_load(v, [99, 0, 0], || panic!("should be cached")).unwrap();
-        assert_eq!(c[5], 99.0);
+        assert_eq!(c.get_f64(5), 99.0);
         assert!(cache.resident_bytes() <= 64 * 1024);
         let s = cache.stats();
         assert_eq!(s.misses, 100);
         assert_eq!(s.hits, 1);
+        assert_eq!(s.distinct_chunks, 100);
         assert_eq!(s.bytes_read, 200 * 1024);
+    }
+
+    #[test]
+    fn the_budget_counts_stored_bytes() {
+        // 16 uint16 chunks of 32³ (64 KiB each) fit a 1 MiB budget: as f32 only 8 did.
+        let n = 32 * 32 * 32;
+        let cache = ChunkCache::new(16 * n as u64 * 2);
+        let v = cache.register_volume();
+        for i in 0..16u32 {
+            cache.get_or_load(v, [i, 0, 0], || Ok((TypedBuf::U16(vec![i as u16; n]), 0))).unwrap();
+        }
+        assert_eq!(cache.resident_chunks(), 16);
+        for i in 0..16u32 {
+            cache.get_or_load(v, [i, 0, 0], || panic!("chunk {i} was evicted")).unwrap();
+        }
+        assert_eq!(cache.stats().misses, 16);
+        // One more evicts exactly the least recently used one (chunk 0).
+        cache.get_or_load(v, [16, 0, 0], || Ok((TypedBuf::U16(vec![0; n]), 0))).unwrap();
+        assert_eq!(cache.resident_chunks(), 16);
+        cache.get_or_load(v, [1, 0, 0], || panic!("chunk 1 is not the oldest")).unwrap();
+        cache.get_or_load(v, [0, 0, 0], || Ok((TypedBuf::U16(vec![0; n]), 0))).unwrap();
+        assert_eq!(cache.stats().misses, 18);
+    }
+
+    #[test]
+    fn released_chunks_free_the_budget_and_failed_loads_are_retried() {
+        let cache = ChunkCache::new(1 << 20);
+        let v = cache.register_volume();
+        cache.get_or_load(v, [0, 0, 0], || Ok((TypedBuf::U8(vec![1; 100]), 100))).unwrap();
+        assert_eq!(cache.resident_bytes(), 100);
+        cache.release(v, [0, 0, 0]);
+        assert_eq!(cache.resident_bytes(), 0);
+        // A pinned chunk outlives newer unpinned ones.
+        let small = ChunkCache::new(300);
+        let w = small.register_volume();
+        small.pin(w, [0, 0, 0]);
+        for i in 0..5u32 {
+            small.get_or_load(w, [i, 0, 0], || Ok((TypedBuf::U8(vec![0; 100]), 100))).unwrap();
+        }
+        small.get_or_load(w, [0, 0, 0], || panic!("the pinned chunk was evicted")).unwrap();
+        small.release(w, [0, 0, 0]);
+        assert_eq!(small.resident_chunks(), 2);
+        assert!(cache.get_or_load(v, [1, 0, 0], || anyhow::bail!("disk on fire")).is_err());
+        let c = cache.get_or_load(v, [1, 0, 0], || Ok((TypedBuf::U8(vec![7; 10]), 10))).unwrap();
+        assert_eq!(c.get_f64(3), 7.0);
     }
 }

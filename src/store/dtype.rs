@@ -142,6 +142,45 @@ impl TypedBuf {
     }
 
 
+    /// Writes values `start..start + dst.len()` into `dst` as f32. `as f32` is exact for the
+    /// 8- and 16-bit types and rounds to nearest for uint32 and float64, the same value the
+    /// readers produced when chunks were converted at decode time.
+    #[inline]
+    pub fn copy_f32(&self, start: usize, dst: &mut [f32]) {
+        let end = start + dst.len();
+        macro_rules! conv {
+            ($v:expr) => {
+                for (d, s) in dst.iter_mut().zip(&$v[start..end]) {
+                    *d = *s as f32;
+                }
+            };
+        }
+        match self {
+            TypedBuf::U8(v) => conv!(v),
+            TypedBuf::U16(v) => conv!(v),
+            TypedBuf::I16(v) => conv!(v),
+            TypedBuf::U32(v) => conv!(v),
+            TypedBuf::F32(v) => dst.copy_from_slice(&v[start..end]),
+            TypedBuf::F64(v) => conv!(v),
+        }
+    }
+
+    /// All values as f32.
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.len()];
+        self.copy_f32(0, &mut out);
+        out
+    }
+
+    /// f32 values read from a volume stored as `dtype`, held back in that type when it is
+    /// narrower than f32 (uint8, uint16, int16: exact, as the values came from it), else as f32.
+    pub fn narrowed(dtype: DType, values: Vec<f32>) -> TypedBuf {
+        match dtype {
+            DType::U8 | DType::U16 | DType::I16 => TypedBuf::from_f32(dtype, &values),
+            _ => TypedBuf::F32(values),
+        }
+    }
+
     /// Builds a buffer of `dtype` from f32 values, truncating and saturating integers.
     pub fn from_f32(dtype: DType, values: &[f32]) -> TypedBuf {
         match dtype {

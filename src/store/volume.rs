@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use ndarray::{s, Array3, ArrayViewMut3};
 
 use super::cache::{Chunk, ChunkCache};
-use super::dtype::DType;
+use super::dtype::{DType, TypedBuf};
 
 /// A back end that can decode one chunk of a 3D volume.
 pub trait VolumeSource: Send + Sync {
@@ -27,6 +27,13 @@ pub trait VolumeSource: Send + Sync {
     /// Decodes chunk `idx`: the values inside the volume only (edge chunks are clipped),
     /// Z-major, together with the number of bytes decoded.
     fn read_chunk(&self, idx: [usize; 3]) -> Result<(Vec<f32>, u64)>;
+    /// Decodes chunk `idx` as [`read_chunk`](Self::read_chunk) does, in the type the cache
+    /// holds it in: the stored type (float64 as f32). Back ends that decode to f32 anyway
+    /// need not override it: their values are narrowed back to uint8/uint16/int16 exactly.
+    fn read_chunk_stored(&self, idx: [usize; 3]) -> Result<(TypedBuf, u64)> {
+        let (values, bytes) = self.read_chunk(idx)?;
+        Ok((TypedBuf::narrowed(self.dtype(), values), bytes))
+    }
     /// The file or store this reads, for messages.
     fn path(&self) -> &Path;
     /// The bin factor of this source relative to the full-resolution data (1 for level 0).
@@ -117,13 +124,33 @@ impl Volume {
         Ok(Volume::new(Arc::new(super::binning::BinnedSource::new(self.clone(), bin)), self.cache.clone()))
     }
 
-    /// One chunk through the cache.
-    pub fn chunk(&self, idx: [usize; 3]) -> Result<Chunk> {
+    /// The id this volume's chunks carry in the cache.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// One chunk through the cache, in its stored type.
+    pub fn stored_chunk(&self, idx: [usize; 3]) -> Result<Chunk> {
         let key = [idx[0] as u32, idx[1] as u32, idx[2] as u32];
         let src = &self.source;
         self.cache
-            .get_or_load(self.id, key, || src.read_chunk(idx))
+            .get_or_load(self.id, key, || src.read_chunk_stored(idx))
             .with_context(|| format!("{}: reading chunk {:?}", src.path().display(), idx))
+    }
+
+    /// One chunk through the cache, as f32 values (clipped to the volume, Z-major).
+    pub fn chunk(&self, idx: [usize; 3]) -> Result<Vec<f32>> {
+        Ok(self.stored_chunk(idx)?.to_f32_vec())
+    }
+
+    /// Bytes chunk `idx` costs the cache budget.
+    pub fn chunk_bytes(&self, idx: [usize; 3]) -> u64 {
+        let e = chunk_extent(self.shape(), self.chunk_shape(), idx);
+        let size = match self.dtype() {
+            DType::F64 => 4,
+            d => d.size(),
+        };
+        (e.iter().map(|r| r.len()).product::<usize>() * size) as u64
     }
 
     /// Reads the box `[z0,z1) × [y0,y1) × [x0,x1)` as f32; voxels outside the volume are NaN.
@@ -158,12 +185,13 @@ impl Volume {
         let cs = self.chunk_shape();
         let c_lo: [usize; 3] = std::array::from_fn(|a| lo[a] as usize / cs[a]);
         let c_hi: [usize; 3] = std::array::from_fn(|a| (hi[a] as usize - 1) / cs[a]);
+        let mut tmp: Vec<f32> = Vec::new();
         for cz in c_lo[0]..=c_hi[0] {
             for cy in c_lo[1]..=c_hi[1] {
                 for cx in c_lo[2]..=c_hi[2] {
                     let idx = [cz, cy, cx];
                     let ext = chunk_extent(shape, cs, idx);
-                    let chunk = self.chunk(idx)?;
+                    let chunk = self.stored_chunk(idx)?;
                     let ce = [ext[0].len(), ext[1].len(), ext[2].len()];
                     if chunk.len() != ce[0] * ce[1] * ce[2] {
                         bail!(
@@ -185,7 +213,7 @@ impl Volume {
                             for yy in a0[1]..a1[1] {
                                 let src_off = ((zz - ext[0].start) * ce[1] + (yy - ext[1].start)) * ce[2] + (a0[2] - ext[2].start);
                                 let o = (((zz as i64 - origin[0]) as usize) * dims[1] + (yy as i64 - origin[1]) as usize) * dims[2] + (a0[2] as i64 - origin[2]) as usize;
-                                dst[o..o + w].copy_from_slice(&chunk[src_off..src_off + w]);
+                                chunk.copy_f32(src_off, &mut dst[o..o + w]);
                             }
                         }
                         continue;
@@ -194,15 +222,17 @@ impl Volume {
                         for yy in a0[1]..a1[1] {
                             let src_off = ((zz - ext[0].start) * ce[1] + (yy - ext[1].start)) * ce[2]
                                 + (a0[2] - ext[2].start);
-                            let src = &chunk[src_off..src_off + w];
                             let oz = (zz as i64 - origin[0]) as usize;
                             let oy = (yy as i64 - origin[1]) as usize;
                             let ox = (a0[2] as i64 - origin[2]) as usize;
                             let mut row = out.slice_mut(s![oz, oy, ox..ox + w]);
                             if let Some(dst) = row.as_slice_mut() {
-                                dst.copy_from_slice(src);
+                                chunk.copy_f32(src_off, dst);
                             } else {
-                                row.iter_mut().zip(src).for_each(|(d, v)| *d = *v);
+                                // A strided view: converted through a row buffer.
+                                tmp.resize(w, 0.0);
+                                chunk.copy_f32(src_off, &mut tmp[..w]);
+                                row.iter_mut().zip(&tmp[..w]).for_each(|(d, v)| *d = *v);
                             }
                         }
                     }

@@ -180,9 +180,16 @@ impl VolumeSource for ZarrSource {
         Ok(Some(Arc::new(src)))
     }
     fn read_chunk(&self, idx: [usize; 3]) -> Result<(Vec<f32>, u64)> {
+        let (values, bytes) = self.read_chunk_stored(idx)?;
+        Ok((values.to_f32_vec(), bytes))
+    }
+    fn read_chunk_stored(&self, idx: [usize; 3]) -> Result<(TypedBuf, u64)> {
         let ext = chunk_extent(self.shape, self.chunk, idx);
         let i = [idx[0] as u64, idx[1] as u64, idx[2] as u64];
         let opts = zarrs::array::CodecOptions::default();
+        // A sharded array is read inner chunk by inner chunk: the shard's index (cached per
+        // shard) gives the byte range of the one inner chunk asked for, and only that range is
+        // read and decoded.
         macro_rules! get {
             ($t:ty) => {{
                 let v: Vec<$t> = match &self.shard_cache {
@@ -190,30 +197,35 @@ impl VolumeSource for ZarrSource {
                     None => self.array.retrieve_chunk::<Vec<$t>>(&i),
                 }
                 .map_err(|e| anyhow!("{}: chunk {:?}: {e}", self.path.display(), idx))?;
-                crop_chunk(&v, self.chunk, &ext)
+                crop_chunk(v, self.chunk, &ext)
             }};
         }
         let out = match self.dtype {
-            DType::U8 => get!(u8),
-            DType::U16 => get!(u16),
-            DType::I16 => get!(i16),
-            DType::U32 => get!(u32),
-            DType::F32 => get!(f32),
-            DType::F64 => get!(f64),
+            DType::U8 => TypedBuf::U8(get!(u8)),
+            DType::U16 => TypedBuf::U16(get!(u16)),
+            DType::I16 => TypedBuf::I16(get!(i16)),
+            DType::U32 => TypedBuf::U32(get!(u32)),
+            DType::F32 => TypedBuf::F32(get!(f32)),
+            // Held as f32, what every kernel reads: half the bytes, the same values.
+            DType::F64 => TypedBuf::F32(get!(f64).iter().map(|&v| v as f32).collect()),
         };
         let bytes = (out.len() * self.dtype.size()) as u64;
         Ok((out, bytes))
     }
 }
 
-/// The part of a full (padded) chunk that lies inside the volume, as f32.
-fn crop_chunk<T: Copy + Into<f64>>(v: &[T], chunk: [usize; 3], ext: &[std::ops::Range<usize>; 3]) -> Vec<f32> {
+/// The part of a full (padded) chunk that lies inside the volume, in its stored type (the
+/// chunk itself, without a copy, when it lies wholly inside).
+fn crop_chunk<T: Copy>(v: Vec<T>, chunk: [usize; 3], ext: &[std::ops::Range<usize>; 3]) -> Vec<T> {
     let e = [ext[0].len(), ext[1].len(), ext[2].len()];
+    if e == chunk {
+        return v;
+    }
     let mut out = Vec::with_capacity(e[0] * e[1] * e[2]);
     for z in 0..e[0] {
         for y in 0..e[1] {
             let o = (z * chunk[1] + y) * chunk[2];
-            out.extend(v[o..o + e[2]].iter().map(|&a| Into::<f64>::into(a) as f32));
+            out.extend_from_slice(&v[o..o + e[2]]);
         }
     }
     out
