@@ -14,7 +14,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use zarrs::storage::ReadableListableStorageTraits;
@@ -22,7 +22,12 @@ use zarrs_object_store::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use zarrs_object_store::object_store::{ClientConfigKey, RetryConfig};
 use zarrs_object_store::object_store::prefix::PrefixStore;
 use zarrs_object_store::AsyncObjectStore;
+use zarrs_storage::byte_range::{ByteRange, ByteRangeIterator};
 use zarrs_storage::storage_adapter::async_to_sync::{AsyncToSyncBlockOn, AsyncToSyncStorageAdapter};
+use zarrs_storage::{
+    ListableStorageTraits, MaybeBytes, MaybeBytesIterator, ReadableStorageTraits, StorageError, StoreKey, StoreKeys, StoreKeysPrefixes,
+    StorePrefix,
+};
 
 /// Whether `path` names a store in object storage (`s3://…`) rather than on a file system.
 pub fn is_remote(path: &Path) -> bool {
@@ -65,6 +70,84 @@ impl AsyncToSyncBlockOn for BlockOn {
     }
 }
 
+/// A store whose failures that took the whole timeout say so: object_store reports them as
+/// "error sending request", which does not tell a user that the endpoint never answered, nor
+/// what to change. Once a read has timed out, every later one fails at once with the same
+/// message: opening a store tries several keys, and a silent endpoint would otherwise cost
+/// the timeout once per key.
+struct Timed<S> {
+    inner: S,
+    timeout: Duration,
+    timed_out: OnceLock<String>,
+}
+
+impl<S> Timed<S> {
+    fn said<T>(&self, started: Instant, r: Result<T, StorageError>) -> Result<T, StorageError> {
+        r.map_err(|e| {
+            if started.elapsed() + Duration::from_millis(50) >= self.timeout {
+                StorageError::Other(
+                    self.timed_out
+                        .get_or_init(|| {
+                            format!(
+                                "timed out: no complete answer from the store within {} s ({TIMEOUT_VAR} to wait longer): {e}",
+                                self.timeout.as_secs_f64()
+                            )
+                        })
+                        .clone(),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Runs `read` unless a read has already timed out.
+    fn read<T>(&self, read: impl FnOnce() -> Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Some(why) = self.timed_out.get() {
+            return Err(StorageError::Other(why.clone()));
+        }
+        self.said(Instant::now(), read())
+    }
+}
+
+impl<S: ReadableStorageTraits> ReadableStorageTraits for Timed<S> {
+    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
+        self.read(|| self.inner.get(key))
+    }
+    fn get_partial_many<'a>(&'a self, key: &StoreKey, byte_ranges: ByteRangeIterator<'a>) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        let started = Instant::now();
+        let parts = self.read(|| self.inner.get_partial_many(key, byte_ranges))?;
+        Ok(parts.map(|it| Box::new(it.map(move |r| self.said(started, r))) as Box<dyn Iterator<Item = _> + 'a>))
+    }
+    fn get_partial(&self, key: &StoreKey, byte_range: ByteRange) -> Result<MaybeBytes, StorageError> {
+        self.read(|| self.inner.get_partial(key, byte_range))
+    }
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        self.read(|| self.inner.size_key(key))
+    }
+    fn supports_get_partial(&self) -> bool {
+        self.inner.supports_get_partial()
+    }
+}
+
+impl<S: ListableStorageTraits> ListableStorageTraits for Timed<S> {
+    fn list(&self) -> Result<StoreKeys, StorageError> {
+        self.read(|| self.inner.list())
+    }
+    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
+        self.read(|| self.inner.list_prefix(prefix))
+    }
+    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
+        self.read(|| self.inner.list_dir(prefix))
+    }
+    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
+        self.read(|| self.inner.size_prefix(prefix))
+    }
+    fn size(&self) -> Result<u64, StorageError> {
+        self.read(|| self.inner.size())
+    }
+}
+
 /// The store at `s3://BUCKET/PREFIX`, readable and listable as a synchronous zarrs store.
 pub fn open_s3(path: &Path) -> Result<Arc<dyn ReadableListableStorageTraits>> {
     let url = path.to_str().ok_or_else(|| anyhow!("{}: not a valid s3:// address", path.display()))?;
@@ -85,5 +168,6 @@ pub fn open_s3(path: &Path) -> Result<Arc<dyn ReadableListableStorageTraits>> {
         .map_err(|e| anyhow!("{url}: cannot open the bucket ({e})"))?;
     let store = PrefixStore::new(s3, prefix.trim_end_matches('/'));
     let store = Arc::new(AsyncObjectStore::new(store));
-    Ok(Arc::new(AsyncToSyncStorageAdapter::new(store, BlockOn(runtime()?.handle().clone()))))
+    let sync = AsyncToSyncStorageAdapter::new(store, BlockOn(runtime()?.handle().clone()));
+    Ok(Arc::new(Timed { inner: sync, timeout, timed_out: OnceLock::new() }))
 }

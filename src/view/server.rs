@@ -124,7 +124,7 @@ impl EregState {
         let t_max = 2.0 * self.full_shape.iter().copied().max().unwrap_or(1) as f64;
         for (name, v, max, unit) in [("t", t, t_max, " voxels (twice the largest side)"), ("r", r, 360.0, "°")] {
             if let Some(x) = v.iter().find(|x| !(x.is_finite() && x.abs() <= max)) {
-                bail!("{name} = {x}: each component must be a finite number within ±{max}{unit}");
+                bail!("{name} = {x:?}: each component must be a finite number within ±{max}{unit}");
             }
         }
         Ok(())
