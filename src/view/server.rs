@@ -454,7 +454,9 @@ pub fn serve(state: &EregState, addr: &str, ready: impl FnOnce(&str, SocketAddr)
             };
             if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
                 open.fetch_sub(1, Ordering::SeqCst);
-                answer_and_close(&mut stream, &Reply::refused(503, format!("more than {MAX_CONNECTIONS} connections at once")));
+                // Answered from the accepting thread: no lingering here, which would hold up accepting.
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = write_reply(&mut stream, &Reply::refused(503, format!("more than {MAX_CONNECTIONS} connections at once")));
                 continue;
             }
             let (access, saving, open) = (&access, &saving, &open);
