@@ -31,7 +31,8 @@ pub struct EregArgs {
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// Address to listen on. The default serves this machine only; reach it from elsewhere
-    /// through an SSH tunnel (`ssh -L 8000:127.0.0.1:PORT host`) rather than opening it.
+    /// through an SSH tunnel (`ssh -L 8000:127.0.0.1:PORT host`) rather than opening it
+    /// (another address works, with a warning: the token then crosses the network in clear).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
     #[command(flatten)]
@@ -68,7 +69,13 @@ pub fn run(a: EregArgs) -> Result<()> {
         prefix: a.out.prefix.clone().unwrap_or_else(|| format!("{}-{}-ereg", stem(&a.im1), stem(&a.im2))),
         params,
     };
-    serve(&state, &format!("{}:{}", a.bind, a.port), |url| {
+    serve(&state, &format!("{}:{}", a.bind, a.port), |url, bound| {
+        if !bound.ip().is_loopback() {
+            eprintln!(
+                "ereg: WARNING: listening on {bound}, not on this machine only: anyone who can reach it and learns the URL \
+                 (it travels unencrypted) can read both images and overwrite the saved registration; prefer an SSH tunnel"
+            );
+        }
         println!("ereg: open {url} in a browser (Ctrl-C to stop)");
         use std::io::Write;
         let _ = std::io::stdout().flush();

@@ -4,15 +4,30 @@
 //! - `GET /info` — JSON: shape of the viewed level, bin, the initial t and r, the default
 //!   contrast.
 //! - `GET /slice?picture=1|2|diff&axis=0|1|2&index=N&t=Z,Y,X&r=Z,Y,X&lo=L&hi=H` — a PNG.
-//! - `POST /save` with `{"t": [Z, Y, X], "r": [Z, Y, X]}` — writes the registration TSV and
-//!   Parquet that `reg`, `pixel-search` and `ldic` take as `-pf`; answers with their paths.
+//! - `POST /save` with `{"t": [Z, Y, X], "r": [Z, Y, X]}` (`Content-Type: application/json`) —
+//!   writes the registration TSV and Parquet that `reg`, `pixel-search` and `ldic` take as
+//!   `-pf`; answers with their paths.
 //!
 //! t is in full-resolution voxels, r a rotation vector in degrees (spam's computePhi), Φ acts
 //! about the image centre. Bad requests (unknown path, a slice out of range, a malformed
-//! number) get 400 with a one-line reason; the server never stops on them.
+//! number, a Φ out of bounds) get 400 with a one-line reason; the server never stops on them.
+//!
+//! Why the access checks: any web page the user visits can send requests to 127.0.0.1, and
+//! `/save` rewrites the file the next `ldic -pf` reads. So every request must carry the random
+//! token of the printed URL (`?token=`); a Host that is not a loopback name or an address is
+//! refused (DNS rebinding: a name the attacker controls, resolved to 127.0.0.1); an Origin
+//! other than the server's own, or a fetch marked cross-site, is refused; `/save` takes only
+//! `application/json` (which another origin cannot send without a preflight). Each connection
+//! is served on its own thread, its request read within a size limit and a deadline, so one
+//! slow or stuck client holds nothing but its own thread.
 
 use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use nalgebra::Vector3;
@@ -76,6 +91,9 @@ impl Reply {
     fn bad(e: anyhow::Error) -> Reply {
         Reply { status: 400, content_type: "text/plain; charset=utf-8", body: format!("{e:#}\n").into_bytes() }
     }
+    fn refused(status: u16, why: String) -> Reply {
+        Reply { status, content_type: "text/plain; charset=utf-8", body: format!("{why}\n").into_bytes() }
+    }
     fn json(v: serde_json::Value) -> Reply {
         Reply { status: 200, content_type: "application/json", body: v.to_string().into_bytes() }
     }
@@ -98,10 +116,25 @@ impl EregState {
         r.unwrap_or_else(Reply::bad)
     }
 
+    /// Refuses a translation or rotation that no registration of these images can have: a
+    /// translation beyond twice the largest side moves image 2 off image 1 altogether, a
+    /// rotation beyond a full turn is another way to write a smaller one, and huge values
+    /// (1e308) overflow Φ to NaN.
+    fn check_phi_inputs(&self, t: [f64; 3], r: [f64; 3]) -> Result<()> {
+        let t_max = 2.0 * self.full_shape.iter().copied().max().unwrap_or(1) as f64;
+        for (name, v, max, unit) in [("t", t, t_max, " voxels (twice the largest side)"), ("r", r, 360.0, "°")] {
+            if let Some(x) = v.iter().find(|x| !(x.is_finite() && x.abs() <= max)) {
+                bail!("{name} = {x:?}: each component must be a finite number within ±{max}{unit}");
+            }
+        }
+        Ok(())
+    }
+
     fn slice(&self, q: &HashMap<String, String>) -> Result<Reply> {
         let picture = q.get("picture").and_then(|p| Picture::parse(p)).ok_or_else(|| anyhow!("picture must be 1, 2 or diff"))?;
         let t = three(q, "t", [0.0; 3])?;
         let r = three(q, "r", [0.0; 3])?;
+        self.check_phi_inputs(t, r)?;
         let lo: f32 = q.get("lo").map(|_| number(q, "lo")).transpose()?.unwrap_or(self.contrast.0);
         let hi: f32 = q.get("hi").map(|_| number(q, "hi")).transpose()?.unwrap_or(self.contrast.1);
         if !(lo.is_finite() && hi.is_finite() && hi > lo) {
@@ -119,7 +152,11 @@ impl EregState {
             Ok([n[0], n[1], n[2]])
         };
         let (t, r) = (get("t")?, get("r")?);
+        self.check_phi_inputs(t, r)?;
         let phi = phi_of(t, r);
+        if phi.iter().any(|x| !x.is_finite()) {
+            bail!("Φ of t = {t:?}, r = {r:?} is not finite");
+        }
         let c = self.full_shape.map(|n| (n as f64 - 1.0) / 2.0);
         let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
         field.push(FieldRow::truth(1, Vector3::new(c[0], c[1], c[2]), phi));
@@ -137,21 +174,303 @@ impl EregState {
     }
 }
 
-/// Serves `state` at `addr` (e.g. 127.0.0.1:0) until the process ends; `ready` gets the URL
-/// once the socket listens.
-pub fn serve(state: &EregState, addr: &str, ready: impl FnOnce(&str)) -> Result<()> {
-    let server = tiny_http::Server::http(addr).map_err(|e| anyhow!("cannot listen on {addr} ({e})"))?;
-    let bound = server.server_addr().to_ip().ok_or_else(|| anyhow!("{addr}: not an IP address"))?;
-    ready(&format!("http://{bound}/"));
-    for mut request in server.incoming_requests() {
-        let mut body = Vec::new();
-        let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
-        let method = request.method().as_str().to_string();
-        let reply = state.handle(&method, request.url(), &body);
-        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes()).expect("a valid header");
-        let response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status).with_header(header);
-        // A client that went away is not the server's problem.
-        let _ = request.respond(response);
+
+/// The largest request head and body accepted: the page's own requests are a few hundred bytes.
+const MAX_HEAD: usize = 16 << 10;
+const MAX_BODY: usize = 64 << 10;
+/// Time a client has to send its whole request, head and body.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; beyond them a new one is answered 503 at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// A random 128-bit token, in hex, from the operating system's generator.
+fn new_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| anyhow!("cannot read /dev/urandom for the access token ({e})"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Equality that takes the same time wherever the first difference is, so the token cannot
+/// be found a byte at a time by timing answers.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The host name of a Host header (`[::1]:8000` → `::1`, `localhost:8000` → `localhost`);
+/// None when the header is malformed.
+fn host_name(authority: &str) -> Option<&str> {
+    let port_ok = |p: &str| p.parse::<u16>().is_ok();
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (name, after) = rest.split_once(']')?;
+        (after.is_empty() || after.strip_prefix(':').is_some_and(port_ok)).then_some(name)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((name, port)) => port_ok(port).then_some(name),
+            None => Some(authority),
+        }
     }
+}
+
+/// Who may talk to the server.
+struct Access {
+    token: String,
+    /// The address listened on: when it is not loopback (`--bind`), a Host that is this
+    /// address (any address, for 0.0.0.0) is accepted too.
+    bound_ip: IpAddr,
+}
+
+/// The parts of a request the server looks at.
+struct Head {
+    method: String,
+    target: String,
+    /// Names in lower case.
+    headers: Vec<(String, String)>,
+    /// Bytes read past the head: the start of the body.
+    rest: Vec<u8>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Access {
+    /// Whether a browser that sends this Host reached the server by a name DNS rebinding
+    /// cannot give it: a loopback name or address, or the address listened on. Any port: an
+    /// `ssh -L 8000:127.0.0.1:PORT` tunnel changes it, and a rebound name is refused anyway.
+    fn host_allowed(&self, host: &str) -> bool {
+        let Some(name) = host_name(host) else { return false };
+        if name.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip == self.bound_ip || self.bound_ip.is_unspecified())
+    }
+
+    /// The reason to refuse a request (403), or None.
+    fn refusal(&self, head: &Head, path: &str, q: &HashMap<String, String>) -> Option<String> {
+        let Some(host) = head.header("host") else { return Some("a Host header is required".into()) };
+        if !self.host_allowed(host) {
+            return Some(format!("Host '{host}' is not this machine's loopback address: open the URL that dvc-stream ereg printed"));
+        }
+        if let Some(origin) = head.header("origin") {
+            if !origin.eq_ignore_ascii_case(&format!("http://{host}")) {
+                return Some(format!("requests from another web page (Origin '{origin}') are refused"));
+            }
+        }
+        // Browsers mark a request by which site made it; the page itself loads from a link or
+        // the address bar ("none"), its requests are "same-origin".
+        if let Some(site) = head.header("sec-fetch-site") {
+            if path != "/" && site != "same-origin" && site != "none" {
+                return Some(format!("requests from another web page (Sec-Fetch-Site '{site}') are refused"));
+            }
+        }
+        match q.get("token") {
+            Some(t) if same_secret(t, &self.token) => None,
+            Some(_) => Some("wrong access token: open the URL that dvc-stream ereg printed".into()),
+            None => Some("no access token: open the URL that dvc-stream ereg printed (…/?token=…)".into()),
+        }
+    }
+}
+
+/// Why a request got no answer from the API.
+enum Unserved {
+    /// The client closed the connection, or sent nothing in time.
+    Gone,
+    /// An answer of this status and one-line reason.
+    Refused(u16, String),
+}
+
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// One read that returns by `deadline`.
+fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left))?;
+    stream.read(buf)
+}
+
+fn late() -> Unserved {
+    Unserved::Refused(408, format!("the request was not received within {} s", REQUEST_TIMEOUT.as_secs()))
+}
+
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, Unserved> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match read_by(stream, &mut chunk, deadline) {
+            Ok(0) => return Err(Unserved::Gone),
+            Ok(n) => n,
+            // A connection opened ahead of time and never used is simply closed.
+            Err(e) if timed_out(&e) && !buf.is_empty() => return Err(late()),
+            Err(_) => return Err(Unserved::Gone),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 48];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let head = Head {
+                    method: req.method.unwrap_or("").to_string(),
+                    target: req.path.unwrap_or("").to_string(),
+                    headers: req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).trim().to_string())).collect(),
+                    rest: buf[len..].to_vec(),
+                };
+                return Ok(head);
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                return Err(Unserved::Refused(431, format!("the request head is larger than {} KiB or has too many headers", MAX_HEAD >> 10)))
+            }
+            Err(e) => return Err(Unserved::Refused(400, format!("malformed request ({e})"))),
+        }
+    }
+}
+
+fn read_body(stream: &mut TcpStream, head: Head, deadline: Instant) -> Result<Vec<u8>, Unserved> {
+    if head.header("transfer-encoding").is_some() {
+        return Err(Unserved::Refused(411, "a request body needs a Content-Length (chunked bodies are not accepted)".into()));
+    }
+    let len = match head.header("content-length") {
+        None => 0,
+        Some(v) => v.parse::<usize>().map_err(|_| Unserved::Refused(400, format!("Content-Length '{v}' is not a number")))?,
+    };
+    if len > MAX_BODY {
+        return Err(Unserved::Refused(413, format!("a request body of {len} bytes is more than the {} KiB accepted", MAX_BODY >> 10)));
+    }
+    let mut body = head.rest;
+    let mut chunk = [0u8; 4096];
+    while body.len() < len {
+        match read_by(stream, &mut chunk, deadline) {
+            Ok(0) => return Err(Unserved::Gone),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if timed_out(&e) => return Err(late()),
+            Err(_) => return Err(Unserved::Gone),
+        }
+    }
+    body.truncate(len);
+    Ok(body)
+}
+
+/// Reads one request from `stream`, checks who sent it, and answers it through `state`.
+fn exchange(state: &EregState, access: &Access, saving: &Mutex<()>, stream: &mut TcpStream) -> Result<Reply, Unserved> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let head = read_head(stream, deadline)?;
+    let (path, q) = query(&head.target);
+    if let Some(why) = access.refusal(&head, &path, &q) {
+        return Err(Unserved::Refused(403, why));
+    }
+    let is_save = head.method == "POST" && path == "/save";
+    if is_save && !head.header("content-type").is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))) {
+        return Err(Unserved::Refused(415, "/save takes Content-Type: application/json".into()));
+    }
+    let (method, target) = (head.method.clone(), head.target.clone());
+    let body = read_body(stream, head, deadline)?;
+    // Two saves at once would interleave their writes of the same files.
+    let _one_save = is_save.then(|| saving.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(state.handle(&method, &target, &body))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+fn write_reply(stream: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
+    // no-store: slices and answers depend on the token-bearing URL only, and must not be kept;
+    // frame-ancestors: no other page may show this one in a frame and click Save through it.
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\
+         X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nContent-Security-Policy: frame-ancestors 'none'\r\n\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.content_type,
+        reply.body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&reply.body)?;
+    stream.flush()
+}
+
+/// Answers `reply`, then closes so that the client reads it: closing with unread request
+/// bytes pending makes the system reset the connection, and the answer can be lost.
+fn answer_and_close(stream: &mut TcpStream, reply: &Reply) {
+    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    let _ = write_reply(stream, reply);
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < 2 * MAX_BODY {
+        match read_by(stream, &mut sink, deadline) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+fn serve_connection(state: &EregState, access: &Access, saving: &Mutex<()>, mut stream: TcpStream) {
+    let reply = match exchange(state, access, saving, &mut stream) {
+        Ok(reply) => reply,
+        Err(Unserved::Gone) => return,
+        Err(Unserved::Refused(status, why)) => Reply::refused(status, why),
+    };
+    answer_and_close(&mut stream, &reply);
+}
+
+/// Serves `state` at `addr` (e.g. 127.0.0.1:0) until the process ends, one thread per
+/// connection; `ready` gets the URL to open (with the access token) and the address listened
+/// on, once the socket listens.
+pub fn serve(state: &EregState, addr: &str, ready: impl FnOnce(&str, SocketAddr)) -> Result<()> {
+    let listener = TcpListener::bind(addr).map_err(|e| anyhow!("cannot listen on {addr} ({e})"))?;
+    let bound = listener.local_addr().map_err(|e| anyhow!("{addr}: no local address ({e})"))?;
+    let access = Access { token: new_token()?, bound_ip: bound.ip() };
+    ready(&format!("http://{bound}/?token={}", access.token), bound);
+    let open = AtomicUsize::new(0);
+    let saving = Mutex::new(());
+    std::thread::scope(|scope| {
+        for stream in listener.incoming() {
+            let mut stream = match stream {
+                Ok(s) => s,
+                // Out of file descriptors, or a client gone before accept: wait, go on.
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, Ordering::SeqCst);
+                // Answered from the accepting thread: no lingering here, which would hold up accepting.
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = write_reply(&mut stream, &Reply::refused(503, format!("more than {MAX_CONNECTIONS} connections at once")));
+                continue;
+            }
+            let (access, saving, open) = (&access, &saving, &open);
+            let spawned = std::thread::Builder::new().name("ereg-http".into()).spawn_scoped(scope, move || {
+                serve_connection(state, access, saving, stream);
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+            if spawned.is_err() {
+                open.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    });
     Ok(())
 }
