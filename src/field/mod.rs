@@ -278,7 +278,8 @@ impl PhiField {
         let mut spacing = [0f64; 3];
         for a in 0..3 {
             let mut v: Vec<f64> = positions.iter().map(|p| p[a]).collect();
-            v.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
+            // A total order: NaN positions (refused later, with the row) must not break the sort.
+            v.sort_by(f64::total_cmp);
             v.dedup();
             dims[a] = v.len();
             // spam: difference of the two smallest distinct values; a single layer's spacing
