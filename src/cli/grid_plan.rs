@@ -98,12 +98,12 @@ pub fn plan(phi_file: &Option<PathBuf>, bin_ratio: f64, apply_f: ApplyF, ns: Opt
             let FieldKind::Grid { dims, spacing } = f.kind else {
                 bail!("{}: a label field cannot guide a grid correlation (use its label mode or ddic)", p.display());
             };
-            f.check_whole_grid(&p, shape)?;
             if let Some(ns) = ns {
                 if (0..3).any(|k| dims[k] > 1 && (ns[k] as f64 - spacing[k]).abs() > 1e-5 * spacing[k].abs()) {
                     bail!("{}: node spacing {:?} differs from --node-spacing {:?}", p.display(), spacing, ns);
                 }
             }
+            f.check_whole_grid(&p, shape)?;
             let keep = if skip { Some(f.clone()) } else { None };
             Ok(Plan { nodes: f.positions.clone(), dims, spacing: spacing.map(HeaderNum::Float), guesses: f.phis.clone(), keep })
         }
