@@ -342,3 +342,15 @@ fn a_grid_of_10_to_the_15_nodes_is_refused() {
         &["grid of"],
     );
 }
+
+#[test]
+fn pixel_search_windows_and_ranges_and_ddic_margins_beyond_the_image_are_refused() {
+    let ex = examples().join("inputs");
+    let d = tempfile::tempdir().unwrap();
+    let (im1, im2, lab1) = (s(&ex.join("im1.tif")), s(&ex.join("im2.tif")), s(&ex.join("lab1.tif")));
+    let od = s(d.path());
+    refused(&["pixel-search", &im1, &im2, "-hws", "1000", "-ns", "15", "-od", &od, "-q"], &["--half-window-size 1000"]);
+    refused(&["pixel-search", &im1, &im2, "-hws", "5", "-ns", "15", "-sr", "-1000", "1000", "-1", "1", "-1", "1", "-od", &od, "-q"], &["--search-range"]);
+    refused(&["ddic", &im1, &lab1, &im2, "-m", "1000", "-od", &od, "-q"], &["--margin 1000"]);
+    assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written");
+}
