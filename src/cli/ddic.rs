@@ -203,6 +203,9 @@ pub fn run(a: DdicArgs) -> Result<()> {
     if a.margin < 0 {
         bail!("--margin (-m) must be ≥ 0");
     }
+    if a.margin as u64 >= im1.shape().iter().copied().max().unwrap_or(0) as u64 {
+        bail!("--margin {}: the search margin is not smaller than the {:?} image", a.margin, im1.shape());
+    }
     if a.multiscale_binning == 0 {
         bail!("--multiscale-binning (-msb) must be ≥ 1");
     }

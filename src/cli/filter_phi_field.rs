@@ -184,6 +184,19 @@ pub fn run(a: FilterPhiFieldArgs) -> Result<()> {
         if a.apply_f == ApplyF::Rigid {
             bail!("--filter-median filters all of Φ (-F all) or only t (-F no), not its rigid part");
         }
+        // Each point gathers its (2r+1)³ neighbours: a radius beyond the grid adds only
+        // reflected copies, and a large one cannot be held.
+        let largest = dims.iter().copied().max().unwrap_or(0);
+        if a.filter_median_radius > largest {
+            bail!(
+                "--filter-median-radius {} is larger than the {}x{}x{} grid of {}: at most {largest}",
+                a.filter_median_radius,
+                dims[0],
+                dims[1],
+                dims[2],
+                a.phi_file.display()
+            );
+        }
         let entries: Vec<(usize, usize)> = match a.apply_f {
             ApplyF::No => vec![(0, 3), (1, 3), (2, 3)],
             _ => (0..3).flat_map(|r| (0..4).map(move |c| (r, c))).collect(),

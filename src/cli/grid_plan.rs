@@ -43,6 +43,38 @@ impl GridArgs {
     }
 }
 
+/// Refuses windows that cannot be correlated, before anything is allocated or written:
+/// a window wider than the image (every window would lie mostly outside it, and a
+/// `-hws 1000` window is 32 GB of f32), or a search margin as large as the image.
+pub fn check_windows(hws: [usize; 3], margin: [usize; 3], shape: [usize; 3]) -> Result<()> {
+    for (a, axis) in ["Z", "Y", "X"].iter().enumerate() {
+        if shape[a] == 1 {
+            // A 2D image: its one plane is correlated in Y and X only.
+            continue;
+        }
+        let width = hws[a].saturating_mul(2).saturating_add(1);
+        if width > shape[a] {
+            bail!(
+                "--half-window-size {}: windows are {width} voxels along {axis}, larger than the {}x{}x{} image",
+                hws[a],
+                shape[0],
+                shape[1],
+                shape[2]
+            );
+        }
+        if margin[a] >= shape[a] {
+            bail!(
+                "--margin {}: the search margin along {axis} is not smaller than the {}x{}x{} image",
+                margin[a],
+                shape[0],
+                shape[1],
+                shape[2]
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The grid, the initial Φ of every node and the file values kept by --skip.
 pub struct Plan {
     pub nodes: Vec<Vector3<f64>>,
@@ -71,6 +103,7 @@ pub fn plan(phi_file: &Option<PathBuf>, bin_ratio: f64, apply_f: ApplyF, ns: Opt
                     bail!("{}: node spacing {:?} differs from --node-spacing {:?}", p.display(), spacing, ns);
                 }
             }
+            f.check_whole_grid(&p, shape)?;
             let keep = if skip { Some(f.clone()) } else { None };
             Ok(Plan { nodes: f.positions.clone(), dims, spacing: spacing.map(HeaderNum::Float), guesses: f.phis.clone(), keep })
         }
@@ -82,6 +115,7 @@ pub fn plan(phi_file: &Option<PathBuf>, bin_ratio: f64, apply_f: ApplyF, ns: Opt
             if skip {
                 bail!("--skip needs a field as --phi-file");
             }
+            crate::field::check_grid_size(shape, ns)?;
             let (nodes, dims) = make_grid(shape, ns);
             if nodes.is_empty() {
                 bail!("no node fits in the {:?} image with spacing {:?}", shape, ns);

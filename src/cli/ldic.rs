@@ -102,6 +102,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
         bail!("--half-window-size (-hws) is required");
     };
     let margin = three(Some(a.margin), &a.margin3).unwrap();
+    grid_plan::check_windows(hws, margin, im1.shape())?;
     let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), a.skip)?;
     let o = LocalOptions {
         hws,

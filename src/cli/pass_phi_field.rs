@@ -220,6 +220,7 @@ pub fn run(a: PassPhiFieldArgs) -> Result<()> {
             (None, Some(s)) => [s[0], s[1], s[2]],
             (None, None) => bail!("--im1 or --im1-shape is needed to place the output grid"),
         };
+        crate::field::check_grid_size(shape, ns)?;
         let (nodes, dims) = make_grid(shape, ns);
         if nodes.is_empty() {
             bail!("no node fits in the {shape:?} image with spacing {ns:?}");

@@ -249,6 +249,12 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
     if labels.is_none() && hws.is_none() {
         bail!("--half-window-size (-hws) is required in grid mode");
     }
+    // Sizes from arguments, against the image before anything is allocated (issue 15).
+    grid_plan::check_windows(hws.unwrap_or([0; 3]), [0; 3], im1.shape())?;
+    let shape = im1.shape();
+    if (0..3).any(|k| shape[k] > 1 && (range_lo[k].unsigned_abs() >= shape[k] as u64 || range_hi[k].unsigned_abs() >= shape[k] as u64)) {
+        bail!("--search-range {:?}: a displacement is not smaller than the {}x{}x{} image", s.search_range, shape[0], shape[1], shape[2]);
+    }
     let mask1 = s.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let mask2 = s.mask_file2.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let o = PixelOptions {

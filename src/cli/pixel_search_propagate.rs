@@ -203,6 +203,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
                 if ns.contains(&0) {
                     bail!("--node-spacing must be positive");
                 }
+                crate::field::check_grid_size(im1.shape(), ns)?;
                 let (nodes, dims) = make_grid(im1.shape(), ns);
                 if nodes.is_empty() {
                     bail!("no node fits in the {:?} image with spacing {:?}", im1.shape(), ns);

@@ -188,13 +188,95 @@ impl PhiField {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
-        if format::is_parquet(path) {
-            parquet::read_field(path)
+        let field = if format::is_parquet(path) {
+            parquet::read_field(path)?
         } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("vtk")) {
-            vtk::read_field(path)
+            vtk::read_field(path)?
         } else {
-            tsv::read_field(path)
+            tsv::read_field(path)?
+        };
+        field.check_positions(path)?;
+        Ok(field)
+    }
+
+    /// Refuses positions no volume can have: NaN or infinite ones in a registration or a
+    /// grid (only a label field marks missing labels with NaN), and any beyond ±2^48.
+    pub fn check_positions(&self, path: &Path) -> Result<()> {
+        for (i, p) in self.positions.iter().enumerate() {
+            let finite = p.iter().all(|v| v.is_finite());
+            if (!finite && self.kind != FieldKind::Labels) || p.iter().any(|v| v.abs() > MAX_COORDINATE) {
+                bail!(
+                    "{}: row {} ({} {}): position ({}, {}, {}) is not a voxel position",
+                    path.display(),
+                    i + 1,
+                    if self.layout.is_labels() { "label" } else { "node" },
+                    self.ids[i],
+                    p[0],
+                    p[1],
+                    p[2]
+                );
+            }
         }
+        Ok(())
+    }
+
+    /// Checks that a grid field is a whole regular grid in Z-major order (the order spam
+    /// and every grid command write) with every node inside an image of `shape`: what a
+    /// grid command needs before it takes the field's rows as its nodes.
+    pub fn check_whole_grid(&self, path: &Path, shape: [usize; 3]) -> Result<()> {
+        let FieldKind::Grid { dims, .. } = self.kind else { return Ok(()) };
+        if self.is_empty() {
+            bail!("{}: holds no rows", path.display());
+        }
+        let n: usize = dims.iter().product();
+        if n != self.len() {
+            bail!(
+                "{}: {} rows do not make a whole grid: the positions span {}x{}x{} = {n} nodes (a row is missing, repeated or moved)",
+                path.display(),
+                self.len(),
+                dims[0],
+                dims[1],
+                dims[2]
+            );
+        }
+        let axes: Vec<Vec<f64>> = (0..3)
+            .map(|a| {
+                let mut v: Vec<f64> = self.positions.iter().map(|p| p[a]).collect();
+                v.sort_by(f64::total_cmp);
+                v.dedup();
+                v
+            })
+            .collect();
+        for (i, p) in self.positions.iter().enumerate() {
+            let want = [axes[0][i / (dims[1] * dims[2])], axes[1][(i / dims[2]) % dims[1]], axes[2][i % dims[2]]];
+            if (0..3).any(|a| p[a] != want[a]) {
+                bail!(
+                    "{}: row {}: node at ({}, {}, {}) where a Z-major grid has ({}, {}, {}): rows are not a regular grid in Z, Y, X order",
+                    path.display(),
+                    i + 1,
+                    p[0],
+                    p[1],
+                    p[2],
+                    want[0],
+                    want[1],
+                    want[2]
+                );
+            }
+            if (0..3).any(|a| p[a] < 0.0 || p[a] > shape[a].saturating_sub(1) as f64) {
+                bail!(
+                    "{}: row {}: node at ({}, {}, {}) lies outside the {}x{}x{} image",
+                    path.display(),
+                    i + 1,
+                    p[0],
+                    p[1],
+                    p[2],
+                    shape[0],
+                    shape[1],
+                    shape[2]
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Rebuilds grid metadata (dims, spacing) from positions, as spam does when reading.
@@ -203,7 +285,8 @@ impl PhiField {
         let mut spacing = [0f64; 3];
         for a in 0..3 {
             let mut v: Vec<f64> = positions.iter().map(|p| p[a]).collect();
-            v.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
+            // A total order: NaN positions (refused later, with the row) must not break the sort.
+            v.sort_by(f64::total_cmp);
             v.dedup();
             dims[a] = v.len();
             // spam: difference of the two smallest distinct values; a single layer's spacing
@@ -212,6 +295,30 @@ impl PhiField {
         }
         FieldKind::Grid { dims, spacing }
     }
+}
+
+/// The largest coordinate a position may have (volumes hold at most 2^48 voxels).
+pub const MAX_COORDINATE: f64 = (1u64 << 48) as f64;
+
+/// The number of nodes [`make_grid`] makes, refused when the grid could not be held in
+/// memory (a spacing of 1 on a 100000³ image is 10^15 nodes).
+pub fn check_grid_size(shape: [usize; 3], ns: [usize; 3]) -> Result<u64> {
+    let per_axis: [u64; 3] = std::array::from_fn(|a| {
+        if a == 0 && shape[0] == 1 {
+            1
+        } else if ns[a] == 0 {
+            0
+        } else {
+            (shape[a].saturating_sub(1) / ns[a]) as u64
+        }
+    });
+    let nodes = per_axis.iter().try_fold(1u64, |n, &k| n.checked_mul(k));
+    // A node costs its position, its Φ and its status columns, several times over.
+    crate::store::volume::check_memory(
+        &format!("a grid of {}x{}x{} nodes (node spacing {:?} on a {:?} image)", per_axis[0], per_axis[1], per_axis[2], ns, shape),
+        nodes.map(|n| n as u128 * 256),
+    )?;
+    Ok(nodes.unwrap_or(0))
 }
 
 /// spam's `makeGrid`: node coordinates ns, 2·ns, … strictly below N on each axis (z = 0

@@ -7,6 +7,12 @@
 //! version, the full command line, the parameters as JSON, the image shapes, the bin level
 //! and the layout, so a table says how it was made. Rows are written in row groups as they
 //! arrive: a field is never held whole in memory.
+//!
+//! Parquet's own page checksums are not written by the `parquet` crate (60), and zstd pages
+//! carry none, so a flipped bit in a data page would be read as a value. Every table we
+//! write therefore records a CRC-32 of its data (every byte before the footer) in the
+//! key-value metadata, and every read checks it first: a damaged table fails naming the
+//! file instead of feeding wrong numbers on.
 
 use std::fs::File;
 use std::path::Path;
@@ -24,6 +30,79 @@ use parquet::file::properties::WriterProperties;
 
 use super::{FieldKind, FieldRow, Layout, PhiField};
 use crate::phi;
+
+/// Key of the data checksum: "CRC32HEX:LENGTH", the CRC-32 of the file's first LENGTH bytes.
+const DATA_CRC_KEY: &str = "dvc_stream.data_crc32";
+
+/// A file that hashes every byte written to it, for [`DATA_CRC_KEY`].
+pub struct ChecksumFile {
+    file: File,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl ChecksumFile {
+    fn new(file: File) -> ChecksumFile {
+        ChecksumFile { file, crc: crc32fast::Hasher::new(), len: 0 }
+    }
+}
+
+impl std::io::Write for ChecksumFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Closes a table: flushes every row group to the file, records the data checksum, then
+/// writes the footer.
+fn close_with_checksum(mut w: ArrowWriter<ChecksumFile>, path: &Path) -> Result<()> {
+    w.flush().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    w.sync().map_err(|e| anyhow!("{}: cannot write ({e})", path.display()))?;
+    let f = w.inner();
+    let value = format!("{:08x}:{}", f.crc.clone().finalize(), f.len);
+    w.append_key_value_metadata(KeyValue::new(DATA_CRC_KEY.to_string(), value));
+    let f = w.into_inner().map_err(|e| anyhow!("{}: cannot finish Parquet file ({e})", path.display()))?;
+    // On disk before anything (a commit, a checkpoint manifest) names it as complete.
+    f.file.sync_all().with_context(|| format!("{}: cannot flush to disk", path.display()))?;
+    Ok(())
+}
+
+/// Checks a table's data against the checksum its writer recorded (tables written before
+/// checksums, or by other programs, have none and are read as they are).
+fn verify_checksum(path: &Path, meta: &[(String, String)]) -> Result<()> {
+    let Some((_, v)) = meta.iter().find(|(k, _)| k == DATA_CRC_KEY) else { return Ok(()) };
+    let parsed = v.split_once(':').and_then(|(c, l)| Some((u32::from_str_radix(c, 16).ok()?, l.parse::<u64>().ok()?)));
+    let Some((want, len)) = parsed else {
+        bail!("{}: corrupt Parquet table: unreadable data checksum '{v}'", path.display());
+    };
+    let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let file_len = f.metadata().with_context(|| format!("{}: cannot read", path.display()))?.len();
+    if len > file_len {
+        bail!("{}: truncated Parquet table: its checksum covers {len} bytes, the file has {file_len}", path.display());
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, std::io::Read::take(f, len));
+    loop {
+        let buf = std::io::BufRead::fill_buf(&mut r).with_context(|| format!("{}: cannot read", path.display()))?;
+        if buf.is_empty() {
+            break;
+        }
+        crc.update(buf);
+        let n = buf.len();
+        std::io::BufRead::consume(&mut r, n);
+    }
+    let got = crc.finalize();
+    if got != want {
+        bail!("{}: corrupt Parquet table: its data checksum is {got:08x}, the writer recorded {want:08x} (the file was damaged after it was written)", path.display());
+    }
+    Ok(())
+}
 
 /// Rows per row group (and per buffered batch).
 pub const ROW_GROUP: usize = 16384;
@@ -94,7 +173,7 @@ fn kv(k: &str, v: String) -> KeyValue {
 /// run's output set, or a checkpoint segment that a manifest names once it is complete).
 pub struct ParquetWriter {
     path: std::path::PathBuf,
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<ChecksumFile>,
     schema: SchemaRef,
     rows: Vec<FieldRow>,
 }
@@ -125,7 +204,7 @@ impl ParquetWriter {
             .set_key_value_metadata(Some(meta_kv))
             .build();
         let schema = schema(layout);
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+        let writer = ArrowWriter::try_new(ChecksumFile::new(file), schema.clone(), Some(props))
             .map_err(|e| anyhow!("{}: cannot start Parquet file ({e})", path.display()))?;
         Ok(ParquetWriter { path: path.to_path_buf(), writer, schema, rows: Vec::with_capacity(ROW_GROUP) })
     }
@@ -155,9 +234,7 @@ impl ParquetWriter {
     pub fn finish(mut self) -> Result<()> {
         self.flush()?;
         let path = self.path;
-        let file = self.writer.into_inner().map_err(|e| anyhow!("{}: cannot finish Parquet file ({e})", path.display()))?;
-        // On disk before anything (a commit, a checkpoint manifest) names it as complete.
-        file.sync_all().with_context(|| format!("{}: cannot flush to disk", path.display()))?;
+        close_with_checksum(self.writer, &path)?;
         Ok(())
     }
 }
@@ -214,7 +291,7 @@ pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)],
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_key_value_metadata(Some(kvs))
         .build();
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| anyhow!("{}: cannot start Parquet file ({e})", path.display()))?;
+    let mut w = ArrowWriter::try_new(ChecksumFile::new(file), schema.clone(), Some(props)).map_err(|e| anyhow!("{}: cannot start Parquet file ({e})", path.display()))?;
     for start in (0..n.max(1)).step_by(ROW_GROUP) {
         let end = (start + ROW_GROUP).min(n);
         let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(start as i64..end as i64))];
@@ -228,13 +305,14 @@ pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)],
         }
         w.write(&RecordBatch::try_new(schema.clone(), cols)?).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
-    w.close().map_err(|e| anyhow!("{}: cannot finish Parquet file ({e})", path.display()))?;
+    close_with_checksum(w, path)?;
     Ok(())
 }
 
 /// Every column of a Parquet table as f64 (integer columns converted, other types and nulls
 /// NaN): for tables that are not Φ fields, such as strain tables.
 pub fn read_columns(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
+    verify_checksum(path, &read_metadata(path)?)?;
     let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| anyhow!("{}: not a Parquet file ({e})", path.display()))?;
     let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -298,6 +376,7 @@ pub struct RowReader {
 impl RowReader {
     pub fn open(path: &Path) -> Result<RowReader> {
         let meta = read_metadata(path)?;
+        verify_checksum(path, &meta)?;
         let get = |k: &str| meta.iter().find(|(a, _)| a == &format!("dvc_stream.{k}")).map(|(_, v)| v.clone());
         let layout = get("layout")
             .and_then(|l| Layout::parse(&l))

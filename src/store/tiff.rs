@@ -36,12 +36,86 @@ struct RawPage {
 /// Plane size in voxels below which decoded chunks group several pages.
 const TARGET_CHUNK_BYTES: usize = 16 << 20;
 
+/// The most pixels of a page that has to be decoded whole (compressed or tiled pages): the
+/// decoder holds the page and a chunk of it as f32, so a page claiming more is refused
+/// before anything is allocated (a 1 KB file can claim pages of 2^40 pixels).
+pub const MAX_DECODED_PAGE_PIXELS: u64 = 1 << 30;
+
 fn open_decoder(path: &Path) -> Result<Decoder<BufReader<File>>> {
     let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let file_len = f.metadata().with_context(|| format!("{}: cannot read", path.display()))?.len();
     let d = Decoder::new(BufReader::new(f))
         .map_err(|e| anyhow!("{}: not a readable TIFF ({e})", path.display()))?
-        .with_limits(Limits::unlimited());
+        .with_limits(decoder_limits(file_len));
     Ok(d)
+}
+
+/// Limits that keep the decoder's allocations to what the file can hold: tag values and
+/// compressed segments lie inside the file, a decoded page is at most
+/// [`MAX_DECODED_PAGE_PIXELS`] of 8 bytes.
+fn decoder_limits(file_len: u64) -> Limits {
+    let mut l = Limits::default();
+    let page = (MAX_DECODED_PAGE_PIXELS * 8) as usize;
+    l.decoding_buffer_size = page;
+    l.intermediate_buffer_size = page;
+    l.ifd_value_size = usize::try_from(file_len).unwrap_or(usize::MAX).max(1 << 20);
+    l
+}
+
+/// Checks that every segment (strip or tile) of the current page lies inside the file, with
+/// arithmetic that cannot overflow: offsets and byte counts come from the file itself.
+/// Returns the page's stored bytes.
+fn check_segments(d: &mut Decoder<BufReader<File>>, path: &Path, page: usize, file_len: u64) -> Result<u64> {
+    let tiled = d.find_tag(Tag::TileWidth).ok().flatten().is_some();
+    let (off_tag, count_tag, what) =
+        if tiled { (Tag::TileOffsets, Tag::TileByteCounts, "tile") } else { (Tag::StripOffsets, Tag::StripByteCounts, "strip") };
+    let offsets: Vec<u64> = d
+        .find_tag_unsigned_vec(off_tag)
+        .map_err(|e| anyhow!("{}: page {page}: unreadable {what} offsets ({e})", path.display()))?
+        .ok_or_else(|| anyhow!("{}: page {page} has no {what} offsets", path.display()))?;
+    let counts: Vec<u64> = d
+        .find_tag_unsigned_vec(count_tag)
+        .map_err(|e| anyhow!("{}: page {page}: unreadable {what} byte counts ({e})", path.display()))?
+        .ok_or_else(|| anyhow!("{}: page {page} has no {what} byte counts", path.display()))?;
+    if offsets.len() != counts.len() {
+        bail!("{}: corrupt: page {page} has {} {what} offsets but {} byte counts", path.display(), offsets.len(), counts.len());
+    }
+    let mut stored = 0u64;
+    for (s, (&o, &c)) in offsets.iter().zip(&counts).enumerate() {
+        stored = stored.saturating_add(c);
+        if o.checked_add(c).is_none_or(|end| end > file_len) {
+            bail!(
+                "{}: truncated or corrupt: page {page} {what} {s} claims bytes {o}..{} but the file has {file_len}",
+                path.display(),
+                o as u128 + c as u128
+            );
+        }
+    }
+    Ok(stored)
+}
+
+/// No codec TIFF uses (LZW, Deflate, zstd, PackBits) expands data more than this, so a page
+/// whose decoded size exceeds its stored bytes by more is corrupt, however small it claims.
+const MAX_EXPANSION: u64 = 1 << 16;
+
+/// Checks that a page of `w`×`h` pixels that must be decoded whole can be held.
+fn check_decoded_page(path: &Path, page: usize, w: u32, h: u32, dtype: DType, stored: u64) -> Result<()> {
+    let pixels = w as u64 * h as u64;
+    let bytes = pixels * dtype.size() as u64;
+    if bytes > stored.saturating_mul(MAX_EXPANSION).saturating_add(1 << 20) {
+        bail!(
+            "{}: truncated or corrupt: page {page} claims {w}x{h} pixels ({bytes} bytes) from {stored} stored bytes",
+            path.display()
+        );
+    }
+    if pixels > MAX_DECODED_PAGE_PIXELS {
+        bail!(
+            "{}: page {page} is {w}x{h} pixels, compressed or tiled; pages decoded whole are limited to {} pixels (store it uncompressed in strips, or as slices)",
+            path.display(),
+            MAX_DECODED_PAGE_PIXELS
+        );
+    }
+    Ok(())
 }
 
 /// The sample type of the current page.
@@ -96,9 +170,12 @@ impl TiffSource {
     pub fn open(path: &Path) -> Result<TiffSource> {
         let mut d = open_decoder(path)?;
         let (w, h) = d.dimensions().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        if w == 0 || h == 0 {
+            bail!("{}: page 0 is {w}x{h} pixels: no image", path.display());
+        }
         let dtype = page_dtype(&mut d, path, 0)?;
         let big_endian = matches!(d.byte_order(), tiff::tags::ByteOrder::BigEndian);
-        let file_len = std::fs::metadata(path)?.len();
+        let file_len = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?.len();
         let mut raw_pages = Vec::new();
         let mut all_raw = true;
         let mut page = 0usize;
@@ -111,32 +188,46 @@ impl TiffSource {
             if pt != dtype {
                 bail!("{}: page {page} is {pt} but page 0 is {dtype}", path.display());
             }
-            if all_raw {
-                let compression: u16 = d.find_tag_unsigned(Tag::Compression).ok().flatten().unwrap_or(1);
-                let predictor: u16 = d.find_tag_unsigned(Tag::Predictor).ok().flatten().unwrap_or(1);
-                let tiled = d.find_tag(Tag::TileWidth).ok().flatten().is_some();
-                let offsets: Option<Vec<u64>> = d.find_tag_unsigned_vec(Tag::StripOffsets).ok().flatten();
-                let counts: Option<Vec<u64>> = d.find_tag_unsigned_vec(Tag::StripByteCounts).ok().flatten();
+            let stored = check_segments(&mut d, path, page, file_len)?;
+            let compression: u16 = d.find_tag_unsigned(Tag::Compression).ok().flatten().unwrap_or(1);
+            let predictor: u16 = d.find_tag_unsigned(Tag::Predictor).ok().flatten().unwrap_or(1);
+            let tiled = d.find_tag(Tag::TileWidth).ok().flatten().is_some();
+            if compression != 1 || predictor != 1 || tiled {
+                all_raw = false;
+            }
+            if !all_raw {
+                check_decoded_page(path, page, w, h, dtype, stored)?;
+            } else {
+                let offsets: Vec<u64> = d.find_tag_unsigned_vec(Tag::StripOffsets).ok().flatten().unwrap_or_default();
+                let counts: Vec<u64> = d.find_tag_unsigned_vec(Tag::StripByteCounts).ok().flatten().unwrap_or_default();
                 let rps: u64 = d.find_tag_unsigned(Tag::RowsPerStrip).ok().flatten().unwrap_or(h as u64);
-                let rps = rps.clamp(1, h as u64) as usize;
-                match (compression, predictor, tiled, offsets, counts) {
-                    (1, 1, false, Some(offsets), Some(counts)) if offsets.len() == counts.len() => {
-                        let row_bytes = w as u64 * dtype.size() as u64;
-                        for (s, (&o, &c)) in offsets.iter().zip(&counts).enumerate() {
-                            let rows = (h as u64 - (s * rps) as u64).min(rps as u64);
-                            if c < rows * row_bytes || o + rows * row_bytes > file_len {
-                                bail!(
-                                    "{}: truncated or corrupt: page {page} strip {s} needs bytes {}..{} but the file has {file_len}",
-                                    path.display(),
-                                    o,
-                                    o + rows * row_bytes
-                                );
-                            }
-                        }
-                        raw_pages.push(RawPage { strip_offsets: offsets, rows_per_strip: rps });
-                    }
-                    _ => all_raw = false,
+                let rps = rps.clamp(1, (h as u64).max(1));
+                // Every row of the page must be in a strip the file holds: the chunk reader
+                // indexes strips by row.
+                let strips = (h as u64).div_ceil(rps);
+                if (offsets.len() as u64) < strips || counts.len() < offsets.len() {
+                    bail!(
+                        "{}: corrupt: page {page} has {} rows in strips of {rps} but {} strip offsets and {} byte counts",
+                        path.display(),
+                        h,
+                        offsets.len(),
+                        counts.len()
+                    );
                 }
+                let row_bytes = w as u64 * dtype.size() as u64;
+                for s in 0..strips as usize {
+                    let (o, c) = (offsets[s], counts[s]);
+                    let rows = (h as u64 - s as u64 * rps).min(rps);
+                    let need = rows * row_bytes;
+                    if c < need || o.checked_add(need).is_none_or(|end| end > file_len) {
+                        bail!(
+                            "{}: truncated or corrupt: page {page} strip {s} needs bytes {o}..{} but the file has {file_len}",
+                            path.display(),
+                            o as u128 + need as u128
+                        );
+                    }
+                }
+                raw_pages.push(RawPage { strip_offsets: offsets, rows_per_strip: rps as usize });
             }
             page += 1;
             if !d.more_images() {
@@ -392,6 +483,9 @@ impl TiffSlicesSource {
             let mut d = open_decoder(f)?;
             let (w, h) = d.dimensions().map_err(|e| anyhow!("{}: {e}", f.display()))?;
             let t = page_dtype(&mut d, f, 0)?;
+            let file_len = std::fs::metadata(f).with_context(|| format!("{}: cannot read", f.display()))?.len();
+            let stored = check_segments(&mut d, f, 0, file_len)?;
+            check_decoded_page(f, 0, w, h, t, stored)?;
             if d.more_images() {
                 bail!("{}: slice has several pages; a slice folder needs 2D files", f.display());
             }

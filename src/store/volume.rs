@@ -46,6 +46,70 @@ pub trait VolumeSource: Send + Sync {
     }
 }
 
+/// The most voxels a volume may claim (2^48, 256 Ti voxels: far beyond any scan, and small
+/// enough that voxel counts, byte sizes and signed box coordinates cannot overflow).
+pub const MAX_VOXELS: u64 = 1 << 48;
+/// The most voxels of one chunk: a chunk is decoded whole, and held as f32.
+pub const MAX_CHUNK_VOXELS: u64 = 1 << 30;
+
+/// Checks a shape read from a file (3 axes, each positive, at most [`MAX_VOXELS`] voxels in
+/// all) before anything is sized from it.
+pub fn check_shape(path: &Path, shape: &[u64]) -> Result<[usize; 3]> {
+    if shape.len() != 3 {
+        bail!("{}: has {} dimensions, 3 are needed (Z, Y, X)", path.display(), shape.len());
+    }
+    let voxels = shape.iter().try_fold(1u64, |n, &s| n.checked_mul(s));
+    if voxels.is_none_or(|n| n > MAX_VOXELS) {
+        bail!("{}: shape {:?} claims more than 2^48 voxels: corrupt metadata, or a volume too large to read", path.display(), shape);
+    }
+    if shape.contains(&0) {
+        bail!("{}: shape {:?} holds no voxel", path.display(), shape);
+    }
+    Ok([shape[0] as usize, shape[1] as usize, shape[2] as usize])
+}
+
+/// Checks a chunk shape read from a file: a chunk is decoded whole, so its voxels must be
+/// few enough to hold ([`MAX_CHUNK_VOXELS`]).
+pub fn check_chunk_shape(path: &Path, chunk: &[u64], dtype: DType) -> Result<[usize; 3]> {
+    if chunk.len() != 3 || chunk.contains(&0) {
+        bail!("{}: chunk shape {:?} is not 3 positive sizes", path.display(), chunk);
+    }
+    let voxels = chunk.iter().try_fold(1u64, |n, &s| n.checked_mul(s));
+    if voxels.is_none_or(|n| n > MAX_CHUNK_VOXELS) {
+        bail!(
+            "{}: chunk shape {:?} claims more than 2^30 voxels per chunk ({} bytes each at least): corrupt metadata, or chunks too large to decode",
+            path.display(),
+            chunk,
+            voxels.map_or("over 2^64".to_string(), |n| (n as u128 * dtype.size() as u128).to_string())
+        );
+    }
+    Ok([chunk[0] as usize, chunk[1] as usize, chunk[2] as usize])
+}
+
+/// The machine's memory in bytes (MemTotal; 4 GiB when it cannot be read).
+pub fn memory_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(4 << 30)
+}
+
+/// Refuses an allocation sized from arguments or files that cannot fit in memory: `bytes`
+/// is None when computing it overflowed. `what` says what would be allocated, for the message.
+pub fn check_memory(what: &str, bytes: Option<u128>) -> Result<()> {
+    let total = memory_total();
+    match bytes {
+        Some(b) if b <= total as u128 => Ok(()),
+        Some(b) => bail!("{what} would need {:.1} GiB, more than this machine's {:.1} GiB of memory", b as f64 / (1u64 << 30) as f64, total as f64 / (1u64 << 30) as f64),
+        None => bail!("{what} would need more bytes than can be counted"),
+    }
+}
+
 /// Extent of chunk `idx` along each axis, clipped to the volume.
 pub fn chunk_extent(shape: [usize; 3], chunk: [usize; 3], idx: [usize; 3]) -> [Range<usize>; 3] {
     std::array::from_fn(|a| {

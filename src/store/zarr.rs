@@ -20,6 +20,9 @@ use zarrs::storage::ReadableListableStorageTraits;
 use super::dtype::{DType, TypedBuf};
 use super::volume::{chunk_extent, VolumeSource};
 
+/// The most inner chunks a shard may hold (its index is read whole).
+const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
+
 /// A store to read from: a folder, or object storage (`super::remote`).
 type Store = dyn ReadableListableStorageTraits;
 
@@ -46,6 +49,35 @@ fn zarr_dtype(array: &Array<Store>, path: &Path) -> Result<DType> {
     } else {
         bail!("{}: unsupported Zarr data type {dt} (supported: uint8, uint16, int16, uint32, float32, float64)", path.display())
     })
+}
+
+/// Reads the metadata documents of the local node at `dir` as JSON first, so that a
+/// truncated or hand-damaged `zarr.json` is reported with its name and what is wrong rather
+/// than by a bare decoding message from deep inside the Zarr library.
+fn check_metadata_files(dir: &Path) -> Result<()> {
+    if super::remote::is_remote(dir) {
+        return Ok(());
+    }
+    for name in ["zarr.json", ".zarray", ".zgroup"] {
+        let file = dir.join(name);
+        if !file.is_file() {
+            continue;
+        }
+        let text = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let doc: Value = serde_json::from_slice(&text)
+            .map_err(|e| anyhow!("{}: truncated or corrupt Zarr metadata: not valid JSON ({e})", file.display()))?;
+        if !doc.is_object() {
+            bail!("{}: corrupt Zarr metadata: not a JSON object", file.display());
+        }
+        if name == "zarr.json" {
+            match doc.get("node_type").and_then(|v| v.as_str()) {
+                Some("array") | Some("group") => {}
+                Some(other) => bail!("{}: corrupt Zarr metadata: node_type is \"{other}\", not \"array\" or \"group\"", file.display()),
+                None => bail!("{}: corrupt Zarr metadata: no node_type (\"array\" or \"group\")", file.display()),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn store_at(path: &Path) -> Result<Arc<Store>> {
@@ -86,32 +118,52 @@ pub struct ZarrSource {
 impl ZarrSource {
     fn open_array(store: Arc<Store>, root: &Path, array_path: &str, bin: usize) -> Result<ZarrSource> {
         let shown = if array_path == "/" { root.to_path_buf() } else { root.join(array_path.trim_start_matches('/')) };
+        check_metadata_files(&shown)?;
         let array = Array::open(store, array_path).map_err(|e| anyhow!("{}: cannot open Zarr array ({e})", shown.display()))?;
         let shape_u64 = array.shape().to_vec();
         if shape_u64.len() != 3 {
             bail!("{}: Zarr array has {} dimensions, 3 are needed (Z, Y, X)", shown.display(), shape_u64.len());
         }
         let dtype = zarr_dtype(&array, &shown)?;
-        let shape = [shape_u64[0] as usize, shape_u64[1] as usize, shape_u64[2] as usize];
+        let shape = super::volume::check_shape(&shown, &shape_u64)?;
         let (chunk, shard_cache) = if array.is_sharded() {
             let inner = array
                 .effective_subchunk_shape()
                 .ok_or_else(|| anyhow!("{}: sharded array without an inner chunk shape", shown.display()))?;
-            let c: Vec<usize> = inner.iter().map(|v| v.get() as usize).collect();
-            ([c[0], c[1], c[2]], Some(ArrayShardedReadableExtCache::new(&array)))
+            let c: Vec<u64> = inner.iter().map(|v| v.get()).collect();
+            let inner = super::volume::check_chunk_shape(&shown, &c, dtype)?;
+            // The shard index holds one entry per inner chunk: bound it before it is read.
+            let outer = array
+                .chunk_shape(&[0, 0, 0])
+                .map_err(|e| anyhow!("{}: irregular chunk grid ({e})", shown.display()))?;
+            let per_shard = outer.iter().zip(&c).try_fold(1u64, |n, (o, i)| n.checked_mul(o.get().div_ceil(*i)));
+            if per_shard.is_none_or(|n| n > MAX_CHUNKS_PER_SHARD) {
+                bail!(
+                    "{}: corrupt Zarr metadata: shards of {:?} voxels in chunks of {:?} make more than {MAX_CHUNKS_PER_SHARD} chunks per shard",
+                    shown.display(),
+                    outer.iter().map(|v| v.get()).collect::<Vec<_>>(),
+                    c
+                );
+            }
+            (inner, Some(ArrayShardedReadableExtCache::new(&array)))
         } else {
             let c = array
                 .chunk_shape(&[0, 0, 0])
                 .map_err(|e| anyhow!("{}: irregular chunk grid ({e})", shown.display()))?;
-            let c: Vec<usize> = c.iter().map(|v| v.get() as usize).collect();
-            ([c[0], c[1], c[2]], None)
+            let c: Vec<u64> = c.iter().map(|v| v.get()).collect();
+            (super::volume::check_chunk_shape(&shown, &c, dtype)?, None)
         };
+        // The chunk cache keys chunks by 32-bit grid indices.
+        if (0..3).any(|a| shape[a].div_ceil(chunk[a]) > u32::MAX as usize) {
+            bail!("{}: {:?} voxels in chunks of {:?} make more than 2^32 chunks along an axis", shown.display(), shape, chunk);
+        }
         Ok(ZarrSource { path: shown, array, shape, chunk, dtype, bin, shard_cache, pyramid: None })
     }
 }
 
 /// Opens a Zarr array, or the full-resolution level of an OME-Zarr multiscale group.
 pub fn open_zarr_source(path: &Path) -> Result<Arc<dyn VolumeSource>> {
+    check_metadata_files(path)?;
     let store = store_at(path)?;
     if let Ok(group) = Group::open(store.clone(), "/") {
         let levels = multiscale_levels(group.attributes())
@@ -293,6 +345,20 @@ fn zarr_data_type(d: DType) -> zarrs::array::DataType {
     }
 }
 
+/// Refuses a layout whose write unit (a shard, or a chunk) cannot be held: every block is
+/// assembled whole in memory (edge blocks padded), one per worker thread.
+fn check_write_block(shape: [usize; 3], dtype: DType, layout: &ArrayLayout) -> Result<()> {
+    let k = layout.shard.unwrap_or(1) as u128;
+    let block: Vec<u128> = layout.chunk.iter().map(|&c| c as u128 * k).collect();
+    let voxels = block.iter().try_fold(1u128, |n, &b| n.checked_mul(b));
+    let bytes = voxels.and_then(|v| v.checked_mul(dtype.size() as u128 * rayon::current_num_threads() as u128));
+    let what = match layout.shard {
+        Some(n) => format!("--shard {n}: shards of {}x{}x{} voxels (chunks {:?} times {n}) for the {:?} volume", block[0], block[1], block[2], layout.chunk, shape),
+        None => format!("chunks of {:?} voxels", layout.chunk),
+    };
+    super::volume::check_memory(&what, bytes)
+}
+
 /// A Zarr v3 array being written block by block (flushed to disk by
 /// [`super::bulk_store::sync`] before the output is renamed into place).
 pub struct ArrayWriter {
@@ -312,6 +378,7 @@ impl ArrayWriter {
         layout: &ArrayLayout,
         attributes: Map<String, Value>,
     ) -> Result<ArrayWriter> {
+        check_write_block(shape, dtype, layout)?;
         let store = Arc::new(
             super::bulk_store::BulkWriteStore::new(root).map_err(|e| anyhow!("{}: cannot open Zarr store ({e})", root.display()))?,
         );
@@ -488,6 +555,7 @@ impl NativeReader {
         if !is_zarr(path) {
             bail!("{}: not a Zarr store", path.display());
         }
+        check_metadata_files(path)?;
         let store = store_at(path)?;
         let array_path = match Group::open(store.clone(), "/") {
             Ok(g) => {
