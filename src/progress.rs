@@ -5,7 +5,7 @@
 //!
 //! indicatif's own `per_sec` and `eta` start from the first tick, so a run whose first tile
 //! takes seconds to prefetch shows "0.3/s, eta 2d" and settles only minutes later; here the
-//! rate is the work done over the last twenty seconds (over the whole run while it is
+//! rate is the work done over the last minute (over the whole run while it is
 //! younger), and the ETA comes from it.
 
 use std::collections::VecDeque;
@@ -22,7 +22,7 @@ static INTERVAL_MS: AtomicU64 = AtomicU64::new(30_000);
 
 /// The rate is measured over this much recent time: long enough to smooth the bursts in
 /// which tiles finish, short enough to follow a change of pace.
-const WINDOW: Duration = Duration::from_secs(20);
+const WINDOW: Duration = Duration::from_secs(60);
 
 /// Sets the time between two progress lines off a terminal (`--progress-interval`).
 pub fn set_interval(seconds: f64) {

@@ -243,6 +243,7 @@ pub fn run(a: DdicArgs) -> Result<()> {
     });
     let mut meta = FieldMeta::for_command("ddic", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
+    meta.voxel_size = im1.voxel_size();
     let pos: Vec<[f64; 3]> = plan.positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
     let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 32);
     let inputs: Vec<_> = [Some(a.im1.as_path()), Some(a.lab1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();

@@ -90,6 +90,7 @@ pub fn deform_to(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize, outs
 pub fn write_planes(input: &Volume, outs: &mut OutputSet, out: &Path, progress: bool, depth: usize, planes: impl Fn(usize, usize) -> Result<Vec<f32>>) -> Result<()> {
     let shape = input.shape();
     let dtype = input.dtype();
+    let voxel_size = input.voxel_size();
     let partial = reserve(outs, out)?;
     let bar = crate::progress::bar(shape[0] as u64, "deforming", progress);
     // Planes [z0, z1) in pieces of at most `depth`.
@@ -104,7 +105,8 @@ pub fn write_planes(input: &Volume, outs: &mut OutputSet, out: &Path, progress: 
     };
     if is_zarr_name(out) {
         std::fs::create_dir_all(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
-        let meta = ImageMeta { name: stem(out), voxel_size: [1.0; 3], unit: "pixel".into(), extra: Default::default() };
+        // The deformed image keeps the input's voxel size.
+        let meta = ImageMeta { name: stem(out), voxel_size: voxel_size.clone().unwrap_or_else(crate::store::voxel_size::VoxelSize::unknown), labels: false, extra: Default::default() };
         let layout = ArrayLayout { chunk: [64; 3], codec: Codec::Zstd(1), shard: None };
         let mut w = PyramidWriter::create(&partial, &meta, shape, dtype, &layout, default_levels(shape)).with_context(|| format!("{}: cannot write", partial.display()))?;
         let d = w.slab_depth();
@@ -116,6 +118,7 @@ pub fn write_planes(input: &Volume, outs: &mut OutputSet, out: &Path, progress: 
         w.finish().with_context(|| format!("{}: cannot write", partial.display()))?;
     } else {
         let mut w = TiffStackWriter::create(&partial, shape, dtype, false)?;
+        w.set_voxel_size(voxel_size);
         let d = depth.max(1);
         for z0 in (0..shape[0]).step_by(d) {
             let z1 = (z0 + d).min(shape[0]);

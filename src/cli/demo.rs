@@ -60,8 +60,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let opts = ConvertOptions {
         layout: ArrayLayout { chunk: [64; 3], codec: Codec::Zstd(1), shard: None },
         levels: None,
-        voxel_size: [1.0; 3],
-        unit: "pixel".into(),
+        voxel_size: None,
+        labels: false,
         overwrite: true,
         progress: !a.quiet,
     };

@@ -67,6 +67,7 @@ pub fn run(a: LabelsArgs) -> Result<()> {
     let cols = columns(&table);
     let mut meta = FieldMeta::for_command("labels", serde_json::json!({ "lab": a.lab }));
     meta.image_shapes = vec![lab.shape()];
+    meta.voxel_size = lab.voxel_size();
     meta.integer_columns = ["Zmin", "Zmax", "Ymin", "Ymax", "Xmin", "Xmax", "volume"].map(String::from).to_vec();
     let mut outs = crate::store::output::OutputSet::new(crate::store::output::Existing::Replace);
     outs.inputs([a.lab.as_path()]);

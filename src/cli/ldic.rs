@@ -132,6 +132,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
     });
     let mut meta = FieldMeta::for_command("ldic", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
+    meta.voxel_size = im1.voxel_size();
     let want_grids = a.files.vtk_out || a.files.tiff_out;
     let whole_field = want_grids || a.files.png;
     let cs = im1.chunk_shape();

@@ -145,6 +145,7 @@ pub fn run(a: MergeArgs) -> Result<()> {
         parameters: params,
         image_shapes: json("image_shapes").and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
         bin: first.get("bin").and_then(|v| v.parse().ok()).unwrap_or(1),
+        voxel_size: json("voxel_size").and_then(|v| serde_json::from_value(v).ok()),
         ..Default::default()
     };
     let out_dir = match &a.out_dir {

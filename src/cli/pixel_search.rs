@@ -283,6 +283,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
     });
     let mut meta = FieldMeta::for_command("pixel-search", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
+    meta.voxel_size = im1.voxel_size();
     let t0 = Instant::now();
     let keep = s.files.vtk_out || s.files.tiff_out;
     let inputs: Vec<_> = [Some(a.im1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref(), s.labelled_file1.as_deref(), s.mask_file1.as_deref(), s.mask_file2.as_deref()]

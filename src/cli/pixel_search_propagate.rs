@@ -159,6 +159,7 @@ pub fn run(a: PropagateArgs) -> Result<()> {
     });
     let mut meta = FieldMeta::for_command("pixel-search-propagate", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];
+    meta.voxel_size = im1.voxel_size();
     let stem_out = format!("{prefix}-pixelSearchPropagate");
     let keep = s.files.vtk_out || s.files.tiff_out;
     let t0 = Instant::now();

@@ -138,6 +138,7 @@ pub fn run(a: RegArgs) -> Result<()> {
     });
     let mut meta = FieldMeta::for_command("reg", params);
     meta.image_shapes = vec![im1.shape(), im2.shape()];
+    meta.voxel_size = im1.voxel_size();
     parquet::write_field(&outs.file(&parquet_path)?, &field, &meta)?;
     let (t, d) = phi::decompose_phi(&r.phi, &centre, &centre);
     println!(

@@ -241,6 +241,8 @@ pub fn run(a: RegularStrainArgs) -> Result<()> {
     let mut meta = FieldMeta::for_command("regular-strain", params);
     // Strain points on a grid (Q8 cell centres, or the field's nodes) keep its shape and spacing.
     meta.grid = out_dims.zip(grid.map(|g| g.1));
+    // The field's voxel size, when its table records one, stays with its strain.
+    meta.voxel_size = crate::field::format::is_parquet(&a.phi_file).then(|| parquet::read_voxel_size(&a.phi_file)).flatten();
     parquet::write_columns(&outs.file(&parquet_path)?, "StrainPointNumber", &cols, &meta)?;
     if !a.files.no_tsv {
         tsv::write_columns(&outs.file(&base.with_extension("tsv"))?, "StrainPointNumber", &cols)?;

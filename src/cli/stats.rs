@@ -110,6 +110,12 @@ pub fn run(a: StatsArgs) -> Result<()> {
     let c = vol.chunk_shape();
     println!("chunk (Z Y X): {} {} {}", c[0], c[1], c[2]);
     println!("bin: {}", vol.bin());
+    let levels = Volume::open(&a.volume, cache.clone())?.stored_levels();
+    println!("levels (bin factors stored): {}", levels.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" "));
+    match vol.voxel_size() {
+        Some(v) => println!("voxel size (Z Y X): {}", v.describe()),
+        None => println!("voxel size: not recorded"),
+    }
     let g = grey_stats(&vol, a.read.progress())?;
     println!("min: {}", g.min);
     println!("max: {}", g.max);

@@ -129,12 +129,12 @@ impl SynthArgs {
     }
 
     /// The output format for volumes of `shape` (`levels` overrides the pyramid depth).
-    fn format(&self, shape: [usize; 3], levels: Option<usize>) -> Result<(SynthFormat, &'static str)> {
+    fn format(&self, shape: [usize; 3], labels: bool) -> Result<(SynthFormat, &'static str)> {
         Ok(match self.format.as_str() {
             "zarr" => {
                 let layout = ArrayLayout { chunk: [self.chunk; 3], codec: Codec::parse(&self.codec)?, shard: None };
-                let levels = levels.or(self.levels).unwrap_or_else(|| crate::store::convert::default_levels(shape));
-                (SynthFormat::Zarr { layout, levels }, "zarr")
+                let levels = self.levels.unwrap_or_else(|| crate::store::convert::default_levels(shape));
+                (SynthFormat::Zarr { layout, levels, labels }, "zarr")
             }
             "tiff" | "tif" => (SynthFormat::Tiff, "tif"),
             other => bail!("--format: unknown format '{other}' (use zarr or tiff)"),
@@ -176,8 +176,9 @@ impl SynthArgs {
 pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
     let g = Granular::generate(&a.granular_params(count)?)?;
     let dtype = DType::parse(&a.dtype)?;
-    let (format, ext) = a.format(g.shape, None)?;
-    let (label_format, _) = a.format(g.shape, Some(1))?;
+    let (format, ext) = a.format(g.shape, false)?;
+    // The label volume is an OME-Zarr image-label with a nearest-neighbour pyramid.
+    let (label_format, _) = a.format(g.shape, true)?;
     std::fs::create_dir_all(&a.out_dir).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", a.out_dir.display()))?;
     // The images and the truth are one set: all renamed into place at the end, or none.
     let mut outs = OutputSet::new(Existing::overwrite_if(a.overwrite));
@@ -215,7 +216,7 @@ pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
 /// Writes the pair and the truth; returns the two image paths.
 pub fn write_pair(a: &SynthArgs) -> Result<(PathBuf, PathBuf)> {
     let spec = a.spec()?;
-    let (format, ext) = a.format(spec.shape, None)?;
+    let (format, ext) = a.format(spec.shape, false)?;
     std::fs::create_dir_all(&a.out_dir).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", a.out_dir.display()))?;
     let mut outs = OutputSet::new(Existing::overwrite_if(a.overwrite));
     let paths: Vec<PathBuf> = [1u8, 2].iter().map(|i| a.out_dir.join(format!("im{i}.{ext}"))).collect();

@@ -148,6 +148,9 @@ pub struct FieldMeta {
     /// Columns of a [`write_columns`] table that hold integers (bounding boxes, volumes):
     /// stored as int64, a NaN (a missing label) as null.
     pub integer_columns: Vec<String>,
+    /// The physical size of a voxel of the images the table was measured on (positions and
+    /// displacements stay in voxels, as spam's).
+    pub voxel_size: Option<crate::store::voxel_size::VoxelSize>,
 }
 
 impl FieldMeta {
@@ -161,6 +164,7 @@ impl FieldMeta {
             bin: 1,
             grid: None,
             integer_columns: vec![],
+            voxel_size: None,
         }
     }
 }
@@ -198,6 +202,10 @@ impl ParquetWriter {
             kv("grid_dims", serde_json::to_string(&dims).unwrap()),
             kv("grid_spacing", serde_json::to_string(&spacing).unwrap()),
         ];
+        let mut meta_kv = meta_kv;
+        if let Some(v) = &meta.voxel_size {
+            meta_kv.push(kv("voxel_size", serde_json::to_string(v).unwrap_or_default()));
+        }
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
             .set_max_row_group_row_count(Some(ROW_GROUP))
@@ -281,6 +289,9 @@ pub fn write_columns(path: &Path, id_name: &str, columns: &[(String, Vec<f64>)],
     if !meta.image_shapes.is_empty() {
         kvs.push(kv("image_shapes", serde_json::to_string(&meta.image_shapes).unwrap_or_default()));
     }
+    if let Some(v) = &meta.voxel_size {
+        kvs.push(kv("voxel_size", serde_json::to_string(v).unwrap_or_default()));
+    }
     if let Some((dims, spacing)) = meta.grid {
         kvs.push(kv("kind", "grid".into()));
         kvs.push(kv("grid_dims", serde_json::to_string(&dims).unwrap_or_default()));
@@ -333,6 +344,13 @@ pub fn read_columns(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
         }
     }
     Ok((names, columns))
+}
+
+/// The voxel size a table written by dvc-stream records, if any.
+pub fn read_voxel_size(path: &Path) -> Option<crate::store::voxel_size::VoxelSize> {
+    let meta = read_metadata(path).ok()?;
+    let v = meta.iter().find(|(k, _)| k == "dvc_stream.voxel_size")?;
+    serde_json::from_str(&v.1).ok()
 }
 
 /// The key-value metadata of a Parquet file written by dvc-stream.

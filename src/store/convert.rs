@@ -18,6 +18,7 @@ use super::binning::{binned_shape, binning_top, block_mean};
 use super::dtype::{DType, TypedBuf};
 use super::output::{Existing, OutputSet};
 use super::tiff::PageInput;
+use super::voxel_size::VoxelSize;
 use super::tiff_write::TiffStackWriter;
 use super::volume::{chunk_extent, chunk_grid};
 use super::zarr::{write_multiscale_group, ArrayLayout, ArrayWriter, ImageMeta, NativeReader};
@@ -28,8 +29,11 @@ pub struct ConvertOptions {
     pub layout: ArrayLayout,
     /// Number of levels including full resolution; `None` = down to about 64³.
     pub levels: Option<usize>,
-    pub voxel_size: [f64; 3],
-    pub unit: String,
+    /// The voxel size to record; `None` = what the TIFF's metadata says (ImageJ, OME-TIFF),
+    /// or none.
+    pub voxel_size: Option<VoxelSize>,
+    /// The input is a segmentation: write an OME-Zarr image-label (nearest-neighbour levels).
+    pub labels: bool,
     pub overwrite: bool,
     pub progress: bool,
 }
@@ -105,6 +109,8 @@ struct LevelAccumulator {
     pages_in: usize,
     /// Finished planes of the current block row, as block means.
     slab: Vec<f32>,
+    /// Labels: each block's voxel at offset `bin / 2` is taken (nearest neighbour), not the mean.
+    nearest: bool,
     planes_done: usize,
     block_row: usize,
     writer: ArrayWriter,
@@ -124,6 +130,16 @@ fn add_rows<T: Copy + Into<f64>>(page: &[T], nx: usize, top: [usize; 3], s: [usi
     }
 }
 
+/// The voxel at offset `b / 2` of each block of one page, into `acc` (labels' levels).
+fn pick_rows<T: Copy + Into<f64>>(page: &[T], nx: usize, top: [usize; 3], s: [usize; 3], b: usize, acc: &mut [f64]) {
+    for yb in 0..s[1] {
+        let y = top[1] + yb * b + b / 2;
+        for xb in 0..s[2] {
+            acc[yb * s[2] + xb] = page[y * nx + top[2] + xb * b + b / 2].into();
+        }
+    }
+}
+
 impl LevelAccumulator {
     fn add_page(&mut self, z: usize, slab: &TypedBuf, p: usize, plane: usize, nx: usize) -> Result<()> {
         let b = self.bin;
@@ -132,19 +148,33 @@ impl LevelAccumulator {
         }
         let r = p * plane..(p + 1) * plane;
         let (t, s) = (self.top, self.shape);
-        match slab {
+        if self.nearest {
+            if (z - self.top[0]) % b == b / 2 {
+                match slab {
+                    TypedBuf::U8(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+                    TypedBuf::U16(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+                    TypedBuf::I16(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+                    TypedBuf::U32(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+                    TypedBuf::F32(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+                    TypedBuf::F64(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+                }
+            }
+        } else {
+            match slab {
             TypedBuf::U8(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
             TypedBuf::U16(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
             TypedBuf::I16(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
             TypedBuf::U32(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
             TypedBuf::F32(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
             TypedBuf::F64(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+            }
         }
         self.pages_in += 1;
         if self.pages_in == b {
             let dtype = self.writer.dtype();
             let n = b * b * b;
-            self.slab.extend(self.plane_sums.iter().map(|&v| block_mean(v, n, dtype) as f32));
+            let nearest = self.nearest;
+            self.slab.extend(self.plane_sums.iter().map(|&v| if nearest { v as f32 } else { block_mean(v, n, dtype) as f32 }));
             self.plane_sums.iter_mut().for_each(|v| *v = 0.0);
             self.pages_in = 0;
             self.planes_done += 1;
@@ -199,6 +229,7 @@ impl PyramidWriter {
                 plane_sums: vec![0.0; s[1] * s[2]],
                 pages_in: 0,
                 slab: Vec::new(),
+                nearest: meta.labels,
                 planes_done: 0,
                 block_row: 0,
                 writer,
@@ -273,8 +304,8 @@ pub fn tiff_to_zarr(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
     extra.insert("tool".into(), json!(format!("tiff2zarr {}", env!("CARGO_PKG_VERSION"))));
     let meta = ImageMeta {
         name: input.file_stem().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
-        voxel_size: opts.voxel_size,
-        unit: opts.unit.clone(),
+        voxel_size: opts.voxel_size.clone().or_else(|| src.voxel_size()).unwrap_or_else(VoxelSize::unknown),
+        labels: opts.labels,
         extra,
     };
     let mut writer = PyramidWriter::create(&root, &meta, shape, dtype, &opts.layout, levels)
@@ -324,6 +355,7 @@ pub fn zarr_to_tiff(input: &Path, output: &Path, level: usize, overwrite: bool, 
     let partial = outs.file(output)?;
     let reader = NativeReader::open(input, level)?;
     let mut w = TiffStackWriter::create(&partial, reader.shape, reader.dtype, false)?;
+    w.set_voxel_size(reader.voxel_size.clone());
     let depth = reader.chunk_depth.max(1);
     let bar = crate::progress::bar(reader.shape[0] as u64, "zarr2tiff", progress);
     for z0 in (0..reader.shape[0]).step_by(depth) {

@@ -20,6 +20,7 @@ use tiff::ColorType;
 
 use super::dtype::{DType, TypedBuf};
 use super::volume::{chunk_extent, VolumeSource};
+use super::voxel_size::VoxelSize;
 
 /// True for the four magic bytes of a classic TIFF or a BigTIFF, either byte order.
 pub fn is_tiff_magic(m: &[u8; 4]) -> bool {
@@ -164,11 +165,14 @@ pub struct TiffSource {
     /// Set when every page is uncompressed and strip-organised.
     raw: Option<(Mmap, Vec<RawPage>)>,
     decoders: Mutex<Vec<Decoder<BufReader<File>>>>,
+    /// From the first page's ImageJ or OME-XML metadata.
+    voxel_size: Option<VoxelSize>,
 }
 
 impl TiffSource {
     pub fn open(path: &Path) -> Result<TiffSource> {
         let mut d = open_decoder(path)?;
+        let voxel_size = super::voxel_size::from_tiff(&mut d);
         let (w, h) = d.dimensions().map_err(|e| anyhow!("{}: {e}", path.display()))?;
         if w == 0 || h == 0 {
             bail!("{}: page 0 is {w}x{h} pixels: no image", path.display());
@@ -259,6 +263,7 @@ impl TiffSource {
             big_endian,
             raw,
             decoders: Mutex::new(vec![d]),
+            voxel_size,
         })
     }
 
@@ -405,6 +410,9 @@ pub fn concat_typed(dtype: DType, pages: Vec<TypedBuf>) -> TypedBuf {
 }
 
 impl VolumeSource for TiffSource {
+    fn voxel_size(&self) -> Option<VoxelSize> {
+        self.voxel_size.clone()
+    }
     fn shape(&self) -> [usize; 3] {
         self.shape
     }
@@ -449,6 +457,8 @@ pub struct TiffSlicesSource {
     shape: [usize; 3],
     dtype: DType,
     chunk: [usize; 3],
+    /// From the first slice's metadata.
+    voxel_size: Option<VoxelSize>,
 }
 
 /// The TIFF files of a folder in natural order.
@@ -505,7 +515,8 @@ impl TiffSlicesSource {
         let shape = [files.len(), h as usize, w as usize];
         let plane = shape[1] * shape[2] * 4;
         let chunk = [(TARGET_CHUNK_BYTES / plane.max(1)).clamp(1, 64).min(shape[0]), shape[1], shape[2]];
-        Ok(TiffSlicesSource { path: dir.to_path_buf(), files, shape, dtype, chunk })
+        let voxel_size = files.first().and_then(|f| open_decoder(f).ok()).and_then(|mut d| super::voxel_size::from_tiff(&mut d));
+        Ok(TiffSlicesSource { path: dir.to_path_buf(), files, shape, dtype, chunk, voxel_size })
     }
 
     fn decode(&self, z: usize) -> Result<TypedBuf> {
@@ -527,6 +538,9 @@ impl TiffSlicesSource {
 }
 
 impl VolumeSource for TiffSlicesSource {
+    fn voxel_size(&self) -> Option<VoxelSize> {
+        self.voxel_size.clone()
+    }
     fn shape(&self) -> [usize; 3] {
         self.shape
     }
@@ -581,6 +595,13 @@ impl PageInput {
         match self {
             PageInput::Stack(s) => s.dtype,
             PageInput::Slices(s) => s.dtype,
+        }
+    }
+    /// The voxel size the TIFF metadata records, if any.
+    pub fn voxel_size(&self) -> Option<VoxelSize> {
+        match self {
+            PageInput::Stack(s) => s.voxel_size.clone(),
+            PageInput::Slices(s) => s.voxel_size.clone(),
         }
     }
     pub fn read_pages(&self, z0: usize, z1: usize) -> Result<TypedBuf> {

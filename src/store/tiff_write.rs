@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Result};
-use tiff::encoder::{colortype, TiffEncoder, TiffKind, TiffKindBig, TiffKindStandard};
+use tiff::encoder::{colortype, Rational, TiffEncoder, TiffKind, TiffKindBig, TiffKindStandard};
+use tiff::tags::Tag;
 
 use super::dtype::{DType, TypedBuf};
+use super::voxel_size::{imagej_description, resolution, VoxelSize};
 
 /// The file under the encoder's buffer, keeping the first write error: the buffer's last
 /// flush happens when the encoder is dropped, where an error (a full disk) would be lost.
@@ -56,18 +58,44 @@ pub struct TiffStackWriter {
     height: u32,
     dtype: DType,
     pages: usize,
+    total_pages: usize,
+    tags: Option<PageTags>,
 }
 
-fn write_page<W: Write + Seek, K: TiffKind>(enc: &mut TiffEncoder<W, K>, w: u32, h: u32, page: &TypedBuf) -> Result<()> {
-    let r = match page {
-        TypedBuf::U8(v) => enc.write_image::<colortype::Gray8>(w, h, v),
-        TypedBuf::U16(v) => enc.write_image::<colortype::Gray16>(w, h, v),
-        TypedBuf::I16(v) => enc.write_image::<colortype::GrayI16>(w, h, v),
-        TypedBuf::U32(v) => enc.write_image::<colortype::Gray32>(w, h, v),
-        TypedBuf::F32(v) => enc.write_image::<colortype::Gray32Float>(w, h, v),
-        TypedBuf::F64(v) => enc.write_image::<colortype::Gray64Float>(w, h, v),
-    };
-    r.map_err(|e| anyhow!("{e}"))
+/// What every page of a stack carries beside its pixels: ImageJ's resolution tags and, on
+/// the first page, its description (`spacing=`, `unit=`), so Fiji and tifffile read the voxel
+/// size back.
+struct PageTags {
+    x: Rational,
+    y: Rational,
+    description: String,
+}
+
+fn write_page<W: Write + Seek, K: TiffKind>(enc: &mut TiffEncoder<W, K>, w: u32, h: u32, page: &TypedBuf, tags: Option<&PageTags>, first: bool) -> Result<()> {
+    macro_rules! put {
+        ($c:ty, $v:expr) => {{
+            let mut img = enc.new_image::<$c>(w, h).map_err(|e| anyhow!("{e}"))?;
+            if let Some(t) = tags {
+                let d = img.encoder();
+                d.write_tag(Tag::XResolution, t.x.clone()).map_err(|e| anyhow!("{e}"))?;
+                d.write_tag(Tag::YResolution, t.y.clone()).map_err(|e| anyhow!("{e}"))?;
+                // No absolute unit: ImageJ's unit is in the description.
+                d.write_tag(Tag::ResolutionUnit, 1u16).map_err(|e| anyhow!("{e}"))?;
+                if first {
+                    d.write_tag(Tag::ImageDescription, t.description.as_str()).map_err(|e| anyhow!("{e}"))?;
+                }
+            }
+            img.write_data($v).map_err(|e| anyhow!("{e}"))
+        }};
+    }
+    match page {
+        TypedBuf::U8(v) => put!(colortype::Gray8, v),
+        TypedBuf::U16(v) => put!(colortype::Gray16, v),
+        TypedBuf::I16(v) => put!(colortype::GrayI16, v),
+        TypedBuf::U32(v) => put!(colortype::Gray32, v),
+        TypedBuf::F32(v) => put!(colortype::Gray32Float, v),
+        TypedBuf::F64(v) => put!(colortype::Gray64Float, v),
+    }
 }
 
 impl TiffStackWriter {
@@ -83,7 +111,16 @@ impl TiffStackWriter {
         } else {
             Enc::Standard(TiffEncoder::new(w).map_err(|e| anyhow!("{}: {e}", path.display()))?)
         };
-        Ok(TiffStackWriter { path: path.to_path_buf(), error, enc, width: shape[2] as u32, height: shape[1] as u32, dtype, pages: 0 })
+        Ok(TiffStackWriter { path: path.to_path_buf(), error, enc, width: shape[2] as u32, height: shape[1] as u32, dtype, pages: 0, total_pages: shape[0], tags: None })
+    }
+
+    /// Records the voxel size in every page (call before the first page; `None` writes no
+    /// resolution tags).
+    pub fn set_voxel_size(&mut self, voxel_size: Option<VoxelSize>) {
+        self.tags = voxel_size.map(|v| {
+            let ((xn, xd), (yn, yd)) = (resolution(v.zyx[2]), resolution(v.zyx[1]));
+            PageTags { x: Rational { n: xn, d: xd }, y: Rational { n: yn, d: yd }, description: imagej_description(self.total_pages, &v) }
+        });
     }
 
     /// Appends pages (a whole number of planes).
@@ -97,9 +134,10 @@ impl TiffStackWriter {
         }
         for p in 0..data.len() / plane {
             let page = slice_typed(data, p * plane, (p + 1) * plane);
+            let first = self.pages == 0;
             let r = match &mut self.enc {
-                Enc::Standard(e) => write_page(e, self.width, self.height, &page),
-                Enc::Big(e) => write_page(e, self.width, self.height, &page),
+                Enc::Standard(e) => write_page(e, self.width, self.height, &page, self.tags.as_ref(), first),
+                Enc::Big(e) => write_page(e, self.width, self.height, &page, self.tags.as_ref(), first),
             };
             r.map_err(|e| anyhow!("{}: cannot write ({e})", self.path.display()))?;
             self.pages += 1;

@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use ndarray::{s, Array3, ArrayViewMut3};
 
 use super::cache::{Chunk, ChunkCache};
+use super::voxel_size::VoxelSize;
 use super::dtype::{DType, TypedBuf};
 
 /// A back end that can decode one chunk of a 3D volume.
@@ -43,6 +44,10 @@ pub trait VolumeSource: Send + Sync {
     /// Other resolution levels the source knows about: (bin factor, source).
     fn level(&self, _bin: usize) -> Result<Option<Arc<dyn VolumeSource>>> {
         Ok(None)
+    }
+    /// The physical size of a voxel of this source, when its metadata says.
+    fn voxel_size(&self) -> Option<VoxelSize> {
+        None
     }
 }
 
@@ -165,6 +170,11 @@ impl Volume {
     pub fn bin(&self) -> usize {
         self.source.bin()
     }
+    /// The physical size of a voxel, when the file says (ImageJ or OME-TIFF metadata, an
+    /// OME-Zarr scale with its unit).
+    pub fn voxel_size(&self) -> Option<VoxelSize> {
+        self.source.voxel_size()
+    }
     pub fn cache(&self) -> &Arc<ChunkCache> {
         &self.cache
     }
@@ -186,6 +196,19 @@ impl Volume {
             return Ok(Volume::new(src, self.cache.clone()));
         }
         Ok(Volume::new(Arc::new(super::binning::BinnedSource::new(self.clone(), bin)), self.cache.clone()))
+    }
+
+    /// The bin factors of the pyramid levels the store holds (1 first), up to 2^16.
+    pub fn stored_levels(&self) -> Vec<usize> {
+        let mut bins = vec![1];
+        let mut b = 2;
+        while b <= 1 << 16 {
+            if matches!(self.source.level(b), Ok(Some(_))) {
+                bins.push(b);
+            }
+            b *= 2;
+        }
+        bins
     }
 
     /// The id this volume's chunks carry in the cache.

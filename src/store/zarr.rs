@@ -19,6 +19,7 @@ use zarrs::storage::ReadableListableStorageTraits;
 
 use super::dtype::{DType, TypedBuf};
 use super::volume::{chunk_extent, VolumeSource};
+use super::voxel_size::VoxelSize;
 
 /// The most inner chunks a shard may hold (its index is read whole).
 const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
@@ -113,6 +114,8 @@ pub struct ZarrSource {
     shard_cache: Option<ArrayShardedReadableExtCache>,
     /// The group root and its levels, when opened through a multiscale group.
     pyramid: Option<(Arc<Store>, PathBuf, Vec<Level>)>,
+    /// The voxel size of level 0 (the group's first scale and its axes' unit), when known.
+    voxel_size: Option<VoxelSize>,
 }
 
 impl ZarrSource {
@@ -157,7 +160,7 @@ impl ZarrSource {
         if (0..3).any(|a| shape[a].div_ceil(chunk[a]) > u32::MAX as usize) {
             bail!("{}: {:?} voxels in chunks of {:?} make more than 2^32 chunks along an axis", shown.display(), shape, chunk);
         }
-        Ok(ZarrSource { path: shown, array, shape, chunk, dtype, bin, shard_cache, pyramid: None })
+        Ok(ZarrSource { path: shown, array, shape, chunk, dtype, bin, shard_cache, pyramid: None, voxel_size: None })
     }
 }
 
@@ -171,9 +174,36 @@ pub fn open_zarr_source(path: &Path) -> Result<Arc<dyn VolumeSource>> {
         let first = &levels[0];
         let mut src = ZarrSource::open_array(store.clone(), path, &format!("/{}", first.path), first.bin)?;
         src.pyramid = Some((store, path.to_path_buf(), levels));
+        src.voxel_size = multiscale_voxel_size(group.attributes());
         return Ok(Arc::new(src));
     }
     Ok(Arc::new(ZarrSource::open_array(store, path, "/", 1)?))
+}
+
+/// The voxel size of level 0 of an OME-Zarr multiscale image: its first dataset's scale and
+/// the unit of its space axes. `None` when neither says anything (scale 1, no unit).
+fn multiscale_voxel_size(attrs: &Map<String, Value>) -> Option<VoxelSize> {
+    let ms = attrs.get("ome").and_then(|o| o.get("multiscales")).or_else(|| attrs.get("multiscales"))?.get(0)?;
+    let scale: Vec<f64> = ms
+        .get("datasets")?
+        .get(0)?
+        .get("coordinateTransformations")?
+        .as_array()?
+        .iter()
+        .find(|t| t.get("type").and_then(|v| v.as_str()) == Some("scale"))?
+        .get("scale")?
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    if scale.len() != 3 || scale.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return None;
+    }
+    let unit = ms.get("axes").and_then(|a| a.as_array()).and_then(|axes| {
+        axes.iter().find_map(|a| a.get("unit").and_then(|u| u.as_str()).and_then(super::voxel_size::ngff_unit))
+    });
+    let vs = VoxelSize { zyx: [scale[0], scale[1], scale[2]], unit };
+    vs.is_known().then_some(vs)
 }
 
 /// The datasets of an OME-Zarr 0.4/0.5 `multiscales` block, with their bin factors.
@@ -224,11 +254,17 @@ impl VolumeSource for ZarrSource {
     fn bin(&self) -> usize {
         self.bin
     }
+    fn voxel_size(&self) -> Option<VoxelSize> {
+        // Level 0's size times this level's bin factor.
+        let first = self.pyramid.as_ref().and_then(|p| p.2.first()).map_or(1, |l| l.bin);
+        self.voxel_size.as_ref().map(|v| v.binned((self.bin / first.max(1)).max(1)))
+    }
     fn level(&self, bin: usize) -> Result<Option<Arc<dyn VolumeSource>>> {
         let Some((store, root, levels)) = &self.pyramid else { return Ok(None) };
         let Some(l) = levels.iter().find(|l| l.bin == bin) else { return Ok(None) };
         let mut src = ZarrSource::open_array(store.clone(), root, &format!("/{}", l.path), l.bin)?;
         src.pyramid = self.pyramid.clone();
+        src.voxel_size = self.voxel_size.clone();
         Ok(Some(Arc::new(src)))
     }
     fn read_chunk(&self, idx: [usize; 3]) -> Result<(Vec<f32>, u64)> {
@@ -485,8 +521,12 @@ impl ArrayWriter {
 #[derive(Clone, Debug)]
 pub struct ImageMeta {
     pub name: String,
-    pub voxel_size: [f64; 3],
-    pub unit: String,
+    /// Written as the scale of level 0 and the axes' unit (no unit when unknown, as
+    /// OME-NGFF asks: "pixel" is not a unit).
+    pub voxel_size: VoxelSize,
+    /// A label image (a segmentation): written as an OME-Zarr `image-label`, its levels
+    /// picked by nearest neighbour rather than averaged.
+    pub labels: bool,
     /// Free-form provenance stored under the `dvc_stream` attribute.
     pub extra: Map<String, Value>,
 }
@@ -500,9 +540,9 @@ pub fn write_multiscale_group(root: &Path, meta: &ImageMeta, levels: &[(usize, [
         .enumerate()
         .map(|(i, (bin, top))| {
             let b = *bin as f64;
-            let scale: Vec<f64> = meta.voxel_size.iter().map(|v| v * b).collect();
+            let scale: Vec<f64> = meta.voxel_size.zyx.iter().map(|v| v * b).collect();
             let translation: Vec<f64> =
-                (0..3).map(|a| meta.voxel_size[a] * (top[a] as f64 + (b - 1.0) / 2.0)).collect();
+                (0..3).map(|a| meta.voxel_size.zyx[a] * (top[a] as f64 + (b - 1.0) / 2.0)).collect();
             json!({
                 "path": i.to_string(),
                 "coordinateTransformations": [
@@ -512,26 +552,38 @@ pub fn write_multiscale_group(root: &Path, meta: &ImageMeta, levels: &[(usize, [
             })
         })
         .collect();
-    let axes: Vec<Value> = ["z", "y", "x"].iter().map(|n| json!({"name": n, "type": "space", "unit": meta.unit})).collect();
+    let axes: Vec<Value> = ["z", "y", "x"]
+        .iter()
+        .map(|n| match &meta.voxel_size.unit {
+            Some(u) => json!({"name": n, "type": "space", "unit": u}),
+            None => json!({"name": n, "type": "space"}),
+        })
+        .collect();
     let mut extra = meta.extra.clone();
-    extra.insert("voxel_size".into(), json!(meta.voxel_size));
+    extra.insert("voxel_size".into(), json!(meta.voxel_size.zyx));
     extra.insert("bins".into(), json!(levels.iter().map(|l| l.0).collect::<Vec<_>>()));
     extra.insert(
         "binning".into(),
-        json!("level k is spam's binning of level 0 by 2^k: (N mod b)//2 voxels dropped at the start, block mean, integer floor mean for integer types"),
+        json!(if meta.labels {
+            "level k takes from level 0 the voxel at offset 2^(k-1) of each 2^k block (nearest neighbour), after spam's (N mod b)//2 voxels dropped at the start"
+        } else {
+            "level k is spam's binning of level 0 by 2^k: (N mod b)//2 voxels dropped at the start, block mean, integer floor mean for integer types"
+        }),
     );
-    let attrs = json!({
-        "ome": {
-            "version": "0.5",
-            "multiscales": [{
-                "name": meta.name,
-                "axes": axes,
-                "datasets": datasets,
-                "type": "mean",
-            }]
-        },
-        "dvc_stream": extra,
+    let mut ome = json!({
+        "version": "0.5",
+        "multiscales": [{
+            "name": meta.name,
+            "axes": axes,
+            "datasets": datasets,
+            "type": if meta.labels { "nearest" } else { "mean" },
+        }]
     });
+    if meta.labels {
+        // OME-Zarr's label image: viewers (napari-ome-zarr) open it as labels, not grey levels.
+        ome["image-label"] = json!({ "version": "0.5" });
+    }
+    let attrs = json!({ "ome": ome, "dvc_stream": extra });
     let mut gb = GroupBuilder::new();
     gb.attributes(attrs.as_object().unwrap().clone());
     let group = gb.build(store, "/").map_err(|e| anyhow!("{}: cannot create Zarr group ({e})", root.display()))?;
@@ -547,6 +599,8 @@ pub struct NativeReader {
     pub shape: [usize; 3],
     pub dtype: DType,
     pub chunk_depth: usize,
+    /// The level's voxel size, when the group records one.
+    pub voxel_size: Option<VoxelSize>,
     shown: PathBuf,
 }
 
@@ -557,8 +611,10 @@ impl NativeReader {
         }
         check_metadata_files(path)?;
         let store = store_at(path)?;
+        let mut voxel_size = None;
         let array_path = match Group::open(store.clone(), "/") {
             Ok(g) => {
+                voxel_size = multiscale_voxel_size(g.attributes()).map(|v| v.binned(1 << level));
                 let levels = multiscale_levels(g.attributes())
                     .with_context(|| format!("{}: Zarr group is not an OME-Zarr multiscale image", path.display()))?;
                 let l = levels.get(level).ok_or_else(|| {
@@ -574,7 +630,7 @@ impl NativeReader {
             }
         };
         let src = ZarrSource::open_array(store, path, &array_path, 1 << level)?;
-        Ok(NativeReader { chunk_depth: src.chunk[0], shape: src.shape, dtype: src.dtype, shown: src.path, array: src.array })
+        Ok(NativeReader { chunk_depth: src.chunk[0], shape: src.shape, dtype: src.dtype, voxel_size, shown: src.path, array: src.array })
     }
 
     /// Whole planes `[z0, z1)` in the stored type.

@@ -37,7 +37,8 @@ pub struct SynthSpec {
 /// Where a synthetic volume goes.
 #[derive(Clone, Debug)]
 pub enum SynthFormat {
-    Zarr { layout: ArrayLayout, levels: usize },
+    /// `labels`: an OME-Zarr image-label (segmentation), its pyramid by nearest neighbour.
+    Zarr { layout: ArrayLayout, levels: usize, labels: bool },
     Tiff,
 }
 
@@ -143,11 +144,11 @@ pub fn write_volume(
 ) -> Result<()> {
     let bar = crate::progress::bar(shape[0] as u64, &format!("synth {name}"), progress);
     match format {
-        SynthFormat::Zarr { layout, levels } => {
+        SynthFormat::Zarr { layout, levels, labels } => {
             std::fs::create_dir_all(path)?;
             let mut extra = serde_json::Map::new();
             extra.insert("tool".into(), serde_json::json!(format!("dvc-stream synth {}", env!("CARGO_PKG_VERSION"))));
-            let meta = ImageMeta { name: name.to_string(), voxel_size: [1.0; 3], unit: "pixel".into(), extra };
+            let meta = ImageMeta { name: name.to_string(), voxel_size: crate::store::voxel_size::VoxelSize::unknown(), labels: *labels, extra };
             let mut w = PyramidWriter::create(path, &meta, shape, dtype, layout, *levels)?;
             let d = w.slab_depth();
             for z0 in (0..shape[0]).step_by(d) {

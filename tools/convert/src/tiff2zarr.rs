@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Parser;
 use dvc_stream::store::convert::{tiff_to_zarr, ConvertOptions};
+use dvc_stream::store::voxel_size::{ngff_unit, VoxelSize};
 use dvc_stream::store::zarr::{ArrayLayout, Codec};
 
 #[derive(Parser, Debug)]
@@ -31,18 +32,37 @@ struct Args {
     /// Number of levels including full resolution (default: down to about 64³).
     #[arg(long)]
     levels: Option<usize>,
-    /// Voxel size Z Y X recorded in the OME metadata.
-    #[arg(long, num_args = 3, value_names = ["Z", "Y", "X"], default_values_t = [1.0, 1.0, 1.0])]
-    voxel_size: Vec<f64>,
-    /// Unit of the voxel size (OME axis unit, e.g. micrometer).
-    #[arg(long, default_value = "pixel")]
-    unit: String,
+    /// Voxel size Z Y X recorded in the OME metadata (default: what the TIFF's ImageJ or
+    /// OME-XML metadata says, else 1 with no unit).
+    #[arg(long, num_args = 3, value_names = ["Z", "Y", "X"])]
+    voxel_size: Option<Vec<f64>>,
+    /// Unit of --voxel-size (an OME-NGFF unit such as micrometer; µm, um and micron are
+    /// understood).
+    #[arg(long, requires = "voxel_size")]
+    unit: Option<String>,
+    /// The TIFF is a segmentation (integer labels): write an OME-Zarr image-label, whose
+    /// levels take the nearest label instead of averaging (viewers open it as labels).
+    #[arg(long)]
+    labels: bool,
     /// Replace an existing output.
     #[arg(long)]
     overwrite: bool,
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
+}
+
+/// `--voxel-size` and `--unit`, checked: positive sizes and a known unit.
+fn voxel_size(a: &Args) -> Result<Option<VoxelSize>> {
+    let Some(v) = &a.voxel_size else { return Ok(None) };
+    if v.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        bail!("--voxel-size: sizes must be positive numbers (got {v:?})");
+    }
+    let unit = match &a.unit {
+        None => None,
+        Some(u) => Some(ngff_unit(u).ok_or_else(|| anyhow::anyhow!("--unit: '{u}' is not a length unit (e.g. micrometer, nanometer, millimeter)"))?),
+    };
+    Ok(Some(VoxelSize { zyx: [v[0], v[1], v[2]], unit }))
 }
 
 fn run(a: Args) -> Result<()> {
@@ -59,8 +79,8 @@ fn run(a: Args) -> Result<()> {
     let opts = ConvertOptions {
         layout: ArrayLayout { chunk, codec: Codec::parse(&a.codec).map_err(|e| anyhow::anyhow!("--codec: {e}"))?, shard: a.shard },
         levels: a.levels,
-        voxel_size: [a.voxel_size[0], a.voxel_size[1], a.voxel_size[2]],
-        unit: a.unit.clone(),
+        voxel_size: voxel_size(&a)?,
+        labels: a.labels,
         overwrite: a.overwrite,
         progress: !a.quiet,
     };
