@@ -308,7 +308,7 @@ pub fn tiff_to_zarr(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
         labels: opts.labels,
         extra,
     };
-    let mut writer = PyramidWriter::create(&root, &meta, shape, dtype, &opts.layout, levels)
+    let mut writer = PyramidWriter::create(&root, &meta, shape, dtype, &opts.layout.clamped_to(shape), levels)
         .map_err(|e| anyhow::anyhow!("{}: {e:#}", input.display()))?;
     let bar = crate::progress::bar(shape[0] as u64, "tiff2zarr", opts.progress);
     let depth = writer.slab_depth();

@@ -359,14 +359,20 @@ pub struct ArrayLayout {
     pub chunk: [usize; 3],
     pub codec: Codec,
     /// Chunks per shard along each axis, when sharded.
-    pub shard: Option<usize>,
+    pub shard: Option<[usize; 3]>,
 }
 
 impl ArrayLayout {
     /// The unit that is written at once: a shard when sharded, else a chunk.
     pub fn write_block(&self) -> [usize; 3] {
-        let k = self.shard.unwrap_or(1);
-        std::array::from_fn(|a| self.chunk[a] * k)
+        let k = self.shard.unwrap_or([1; 3]);
+        std::array::from_fn(|a| self.chunk[a] * k[a])
+    }
+
+    /// The layout with no shard larger than a volume of `shape` needs.
+    pub fn clamped_to(&self, shape: [usize; 3]) -> ArrayLayout {
+        let shard = self.shard.map(|k| std::array::from_fn(|a| k[a].min(shape[a].div_ceil(self.chunk[a].max(1))).max(1)));
+        ArrayLayout { shard, ..*self }
     }
 }
 
@@ -384,12 +390,12 @@ fn zarr_data_type(d: DType) -> zarrs::array::DataType {
 /// Refuses a layout whose write unit (a shard, or a chunk) cannot be held: every block is
 /// assembled whole in memory (edge blocks padded), one per worker thread.
 fn check_write_block(shape: [usize; 3], dtype: DType, layout: &ArrayLayout) -> Result<()> {
-    let k = layout.shard.unwrap_or(1) as u128;
-    let block: Vec<u128> = layout.chunk.iter().map(|&c| c as u128 * k).collect();
+    let k = layout.shard.unwrap_or([1; 3]);
+    let block: Vec<u128> = (0..3).map(|a| layout.chunk[a] as u128 * k[a] as u128).collect();
     let voxels = block.iter().try_fold(1u128, |n, &b| n.checked_mul(b));
     let bytes = voxels.and_then(|v| v.checked_mul(dtype.size() as u128 * rayon::current_num_threads() as u128));
     let what = match layout.shard {
-        Some(n) => format!("--shard {n}: shards of {}x{}x{} voxels (chunks {:?} times {n}) for the {:?} volume", block[0], block[1], block[2], layout.chunk, shape),
+        Some(_) => format!("--shard: shards of {}x{}x{} voxels for the {:?} volume", block[0], block[1], block[2], shape),
         None => format!("chunks of {:?} voxels", layout.chunk),
     };
     super::volume::check_memory(&what, bytes)

@@ -76,7 +76,7 @@ def test_slice_folder_and_sharding(tmp_path):
     for z in range(a.shape[0]):
         tifffile.imwrite(folder / f"scan_{z}.tif", a[z])
     out = tmp_path / "s.zarr"
-    run(BIN / "tiff2zarr", folder, out, "--chunk", "4", "--shard", "2", "--codec", "zstd:3",
+    run(BIN / "tiff2zarr", folder, out, "--chunk", "4", "--shard", "8", "--codec", "zstd:3",
         "--levels", "2", "--voxel-size", "2", "1.5", "1.5", "--unit", "micrometer", "-q")
     g = zarr.open_group(str(out), mode="r")
     np.testing.assert_array_equal(g["0"][:], a)

@@ -26,8 +26,10 @@ struct Args {
     /// zstd[:level], blosc or none.
     #[arg(long, default_value = "zstd:1")]
     codec: String,
-    /// Group N×N×N chunks per shard file (Zarr sharding).
-    #[arg(long)]
+    /// Shard edge in voxels, a multiple of the chunk (Zarr sharding: one file holds the
+    /// chunks of an N×N×N block, read chunk by chunk; as zarr-python's `shards=`). Clamped to
+    /// the volume.
+    #[arg(long, value_name = "VOXELS")]
     shard: Option<usize>,
     /// Number of levels including full resolution (default: down to about 64³).
     #[arg(long)]
@@ -73,11 +75,16 @@ fn run(a: Args) -> Result<()> {
     if chunk.contains(&0) {
         bail!("--chunk must be positive");
     }
-    if a.shard == Some(0) {
-        bail!("--shard must be positive");
-    }
+    // Chunks per shard along each axis (clamped to the volume when its shape is known).
+    let shard = match a.shard {
+        None => None,
+        Some(n) if n == 0 || (0..3).any(|k| n % chunk[k] != 0) => {
+            bail!("--shard {n}: a shard is a whole number of chunks per axis ({chunk:?} voxels): use a multiple of the chunk")
+        }
+        Some(n) => Some(std::array::from_fn(|k| n / chunk[k])),
+    };
     let opts = ConvertOptions {
-        layout: ArrayLayout { chunk, codec: Codec::parse(&a.codec).map_err(|e| anyhow::anyhow!("--codec: {e}"))?, shard: a.shard },
+        layout: ArrayLayout { chunk, codec: Codec::parse(&a.codec).map_err(|e| anyhow::anyhow!("--codec: {e}"))?, shard },
         levels: a.levels,
         voxel_size: voxel_size(&a)?,
         labels: a.labels,

@@ -32,7 +32,7 @@ fn a_shard_larger_than_memory_is_refused_before_writing() {
     refused(env!("CARGO_BIN_EXE_tiff2zarr"), &[&s(&im), &s(&out), "--shard", "1000", "-q"], &["--shard 1000"]);
     assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing left behind");
     // A shard that fits is still written.
-    let st = Command::new(env!("CARGO_BIN_EXE_tiff2zarr")).args([&s(&im), &s(&out), "--shard", "2", "--chunk", "16", "-q"]).status().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_tiff2zarr")).args([&s(&im), &s(&out), "--shard", "32", "--chunk", "16", "-q"]).status().unwrap();
     assert!(st.success());
 }
 
@@ -148,4 +148,27 @@ fn tiff2zarr_and_zarr2tiff_on_mutants_end_with_status_0_or_2() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(ok > 5 && refused > 5, "{ok} converted, {refused} refused");
+}
+
+/// `--shard` counts voxels, as zarr-python's `shards=` does: a multiple of the chunk, clamped
+/// to the volume (issue 20; `--chunk 32 --shard 64` used to claim 34 GB).
+#[test]
+fn shard_is_in_voxels_a_multiple_of_the_chunk_and_clamped_to_the_volume() {
+    let d = tempfile::tempdir().unwrap();
+    let im = repo().join("tests/data/spam-0.9.1/inputs/im1.tif");
+    let shard_of = |store: &std::path::Path| -> serde_json::Value {
+        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store.join("0/zarr.json")).unwrap()).unwrap();
+        let codec = meta["codecs"].as_array().unwrap().iter().find(|c| c["name"] == "sharding_indexed").cloned().unwrap();
+        serde_json::json!([meta["chunk_grid"]["configuration"]["chunk_shape"], codec["configuration"]["chunk_shape"]])
+    };
+    let a = d.path().join("a.zarr");
+    let st = Command::new(env!("CARGO_BIN_EXE_tiff2zarr")).args([&s(&im), &s(&a), "--chunk", "32", "--shard", "64", "-q"]).status().unwrap();
+    assert!(st.success());
+    assert_eq!(shard_of(&a), serde_json::json!([[64, 64, 64], [32, 32, 32]]));
+    // A shard beyond the 60³ volume is clamped to the chunks that cover it.
+    let b = d.path().join("b.zarr");
+    let st = Command::new(env!("CARGO_BIN_EXE_tiff2zarr")).args([&s(&im), &s(&b), "--chunk", "16", "--shard", "4096", "-q"]).status().unwrap();
+    assert!(st.success());
+    assert_eq!(shard_of(&b), serde_json::json!([[64, 64, 64], [16, 16, 16]]));
+    refused(env!("CARGO_BIN_EXE_tiff2zarr"), &[&s(&im), &s(&d.path().join("c.zarr")), "--chunk", "16", "--shard", "40", "-q"], &["--shard 40", "multiple of the chunk"]);
 }
