@@ -554,7 +554,7 @@ mod tests {
         std::fs::write(store.join("0"), "chunk").unwrap();
         let im = d.path().join("im.zarr");
         let nodes = |ns: f64| (1..4).map(|k| nalgebra::Vector3::from_element(k as f64 * ns)).collect::<Vec<_>>();
-        let print = |hws: usize, ns: f64| JobPrint::new("ldic", &serde_json::json!({"hws": [hws; 3], "inf": f64::INFINITY}), serde_json::json!({}), &nodes(ns), &[crate::phi::Phi::identity(); 3], &[im.as_path(), guess.as_path()]).unwrap();
+        let print = |hws: usize, ns: f64| JobPrint::new("ldic", &serde_json::json!({"hws": [hws, hws, hws], "inf": f64::INFINITY}), serde_json::json!({}), &nodes(ns), &[crate::phi::Phi::identity(); 3], &[im.as_path(), guess.as_path()]).unwrap();
         let a = print(10, 10.0);
         assert_eq!(a, print(10, 10.0));
         assert_eq!(a.digest(), print(10, 10.0).digest());
