@@ -11,9 +11,11 @@
 //! - **Checkpoints.** Rows leave the scheduler in point order, so what a run has finished is
 //!   always a prefix of its points. Every few seconds that prefix's new rows are written as a
 //!   small Parquet segment in `<output>.run/`, then a manifest naming the segments is replaced
-//!   atomically. `--resume` checks that the manifest was written by a run with the same
-//!   parameters (an error otherwise), replays the segments, and computes only the rest: the
-//!   outputs are those of an uninterrupted run. A run that ends normally removes its
+//!   atomically. `--resume` checks that the manifest was written by the same job (a
+//!   [`JobPrint`]: every point's position and guess, every resolved option, each input's
+//!   identity; a refusal otherwise, saying what changed), replays the segments, and computes
+//!   only the rest: the outputs are those of an uninterrupted run. Parts record the same
+//!   print, so `merge` refuses parts of different jobs. A run that ends normally removes its
 //!   checkpoint.
 
 use std::path::{Path, PathBuf};
@@ -93,7 +95,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
     /// Continue an interrupted run from its checkpoint (`<output>.run/`), computing only
-    /// what it had not finished; the parameters must be the same.
+    /// what it had not finished; any change of the job (options, grid, guess, inputs) is refused.
     #[arg(long)]
     pub resume: bool,
     /// Seconds between checkpoints of finished rows.
@@ -121,12 +123,194 @@ pub fn shard_tiles(tiles: Vec<Tile>, shard: Shard) -> Vec<Tile> {
 
 const MANIFEST: &str = "manifest.json";
 
-/// What identifies an input file's content well enough for a checkpoint: its path, size and
-/// modification time (for a Zarr store, its folder's).
-pub fn input_stamp(path: &Path) -> serde_json::Value {
-    let m = std::fs::metadata(path).ok();
-    let mtime = m.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos().to_string());
-    serde_json::json!({"path": path, "bytes": m.as_ref().map(|m| m.len()), "modified": mtime})
+/// Files at most this big are identified by a hash of their content (guess fields, label
+/// tables); bigger ones by their size and modification time.
+const CONTENT_HASH_BYTES: u64 = 16 << 20;
+
+/// A 64-bit digest that stays the same across Rust versions and machines (xxHash64, which
+/// parquet already builds; std's `DefaultHasher` may change between releases).
+#[derive(Default)]
+pub struct Digest(twox_hash::XxHash64);
+
+impl Digest {
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        use std::hash::Hasher;
+        // The length first: ("ab", "c") and ("a", "bc") differ.
+        self.0.write(&(b.len() as u64).to_le_bytes());
+        self.0.write(b);
+        self
+    }
+    pub fn f64s(&mut self, v: impl IntoIterator<Item = f64>) -> &mut Self {
+        use std::hash::Hasher;
+        for x in v {
+            self.0.write(&x.to_bits().to_le_bytes());
+        }
+        self
+    }
+    pub fn hex(&self) -> String {
+        use std::hash::Hasher;
+        format!("{:016x}", self.0.finish())
+    }
+}
+
+/// What identifies one input of a job: a Zarr store by every file in it (relative path, size,
+/// modification time), so a chunk rewritten in place changes it; a small file by its content;
+/// a big file (a TIFF) by its size and modification time; a remote URL by its name.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct InputStamp {
+    pub path: String,
+    pub identity: String,
+}
+
+pub fn input_stamp(path: &Path) -> Result<InputStamp> {
+    let mut d = Digest::default();
+    let shown = path.to_string_lossy().to_string();
+    match std::fs::metadata(path) {
+        Err(_) => {
+            // Not a local file (an s3:// URL): only its name identifies it.
+            d.bytes(b"remote").bytes(shown.as_bytes());
+        }
+        Ok(m) if m.is_dir() => {
+            let mut files = Vec::new();
+            list_files(path, path, &mut files)?;
+            files.sort_unstable();
+            d.bytes(b"folder");
+            for (rel, bytes, mtime) in files {
+                d.bytes(rel.as_bytes()).bytes(&bytes.to_le_bytes()).bytes(&mtime.to_le_bytes());
+            }
+        }
+        Ok(m) if m.len() <= CONTENT_HASH_BYTES => {
+            let content = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            d.bytes(b"content").bytes(&content);
+        }
+        Ok(m) => {
+            d.bytes(b"stamp").bytes(&m.len().to_le_bytes()).bytes(&mtime_ns(&m).to_le_bytes());
+        }
+    }
+    Ok(InputStamp { path: shown, identity: d.hex() })
+}
+
+fn mtime_ns(m: &std::fs::Metadata) -> u128 {
+    m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
+}
+
+/// Every file under `dir` as (path relative to `root`, size, modification time in ns).
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<(String, u64, u128)>) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let e = e.with_context(|| format!("{}: cannot list", dir.display()))?;
+        let m = e.metadata().with_context(|| format!("{}: cannot stat", e.path().display()))?;
+        if m.is_dir() {
+            list_files(root, &e.path(), out)?;
+        } else {
+            let rel = e.path().strip_prefix(root).map(|p| p.to_string_lossy().to_string()).unwrap_or_default();
+            out.push((rel, m.len(), mtime_ns(&m)));
+        }
+    }
+    Ok(())
+}
+
+/// The resolved job of a correlation, as a checkpoint and the parts of a sharded run record
+/// it: the tool, the options the kernel runs with (serialised from the kernel's own options
+/// struct, so a new option cannot be left out), digests of every point's position and
+/// initial guess, and each input's identity. Two runs with equal prints compute the same
+/// rows; the fields are kept apart (not only their hash) so a refusal can say what changed.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct JobPrint {
+    pub tool: String,
+    /// Every resolved option, flattened to `name → value` (nested options as `a.b`).
+    pub parameters: std::collections::BTreeMap<String, serde_json::Value>,
+    pub points: usize,
+    /// Digest of the points' positions (Z, Y, X of every point, in order).
+    pub positions: String,
+    /// Digest of the points' initial Φ.
+    pub guesses: String,
+    pub inputs: Vec<InputStamp>,
+}
+
+impl JobPrint {
+    /// The print of a run of `tool` with kernel options `options` (and `extra` resolved values
+    /// outside them), over points at `positions` with initial Φ `guesses`, reading `inputs`.
+    pub fn new(tool: &str, options: &impl serde::Serialize, extra: serde_json::Value, positions: &[nalgebra::Vector3<f64>], guesses: &[crate::phi::Phi], inputs: &[&Path]) -> Result<JobPrint> {
+        let mut parameters = std::collections::BTreeMap::new();
+        flatten("", &serde_json::to_value(options)?, &mut parameters);
+        flatten("", &extra, &mut parameters);
+        let mut p = Digest::default();
+        p.f64s(positions.iter().flat_map(|v| v.iter().copied()));
+        let mut g = Digest::default();
+        g.f64s(guesses.iter().flat_map(|m| m.iter().copied()));
+        let inputs = inputs.iter().map(|i| input_stamp(i)).collect::<Result<Vec<_>>>()?;
+        Ok(JobPrint { tool: tool.into(), parameters, points: positions.len(), positions: p.hex(), guesses: g.hex(), inputs })
+    }
+
+    /// One digest of the whole print.
+    pub fn digest(&self) -> String {
+        let text = serde_json::to_string(self).expect("a job print serialises");
+        Digest::default().bytes(text.as_bytes()).hex()
+    }
+
+    /// What differs between `self` (this run) and `other` (the one that wrote a checkpoint or
+    /// a part), in words: "node positions differ", "parameter hws: [10,10,10] vs [12,12,12]".
+    pub fn differences(&self, other: &JobPrint) -> String {
+        let mut d = Vec::new();
+        if self.tool != other.tool {
+            d.push(format!("tool: {} vs {}", other.tool, self.tool));
+        }
+        let keys: std::collections::BTreeSet<&String> = self.parameters.keys().chain(other.parameters.keys()).collect();
+        let none = serde_json::Value::Null;
+        for k in keys {
+            let (a, b) = (other.parameters.get(k).unwrap_or(&none), self.parameters.get(k).unwrap_or(&none));
+            if a != b {
+                d.push(format!("parameter {k}: {a} vs {b}"));
+            }
+        }
+        if self.points != other.points {
+            d.push(format!("{} points vs {}", other.points, self.points));
+        } else if self.positions != other.positions {
+            d.push("point positions differ".into());
+        }
+        if self.guesses != other.guesses {
+            d.push("initial guesses differ".into());
+        }
+        for i in self.inputs.iter().chain(&other.inputs) {
+            let in_other = other.inputs.iter().any(|o| o == i);
+            let in_self = self.inputs.iter().any(|o| o == i);
+            if !(in_other && in_self) {
+                let same_path = |l: &[InputStamp]| l.iter().any(|o| o.path == i.path);
+                let what = if same_path(&self.inputs) && same_path(&other.inputs) { format!("input {} changed", i.path) } else { format!("input {} added or removed", i.path) };
+                if !d.contains(&what) {
+                    d.push(what);
+                }
+            }
+        }
+        if d.is_empty() {
+            d.push("the job differs".into());
+        }
+        d.join(", ")
+    }
+}
+
+/// Non-finite numbers as names: serde_json writes them all as null, which would make
+/// `-glt -inf` and `-ght inf` the same job.
+pub fn any_f64<S: serde::Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else {
+        s.serialize_str(&v.to_string())
+    }
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, v) in o {
+                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&name, v, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+    }
 }
 
 /// A correlation's run: which tiles to compute, in which order rows come out, where they go,
@@ -146,9 +330,9 @@ pub struct Job {
 
 impl Job {
     /// Plans a run writing `<dir>/<stem>.parquet` (or, sharded, `<dir>/<stem>.parts/part-K-of-N`)
-    /// over `tiles`. `fingerprint` holds every parameter that changes a result; a checkpoint
-    /// left by a run with another fingerprint is refused with --resume (and replaced without).
-    pub fn plan(args: &RunArgs, dir: &Path, stem: &str, tiles: Vec<Tile>, fingerprint: &serde_json::Value, layout: Layout, kind: &FieldKind) -> Result<Job> {
+    /// over `tiles`. `print` is the resolved job; a checkpoint left by another job (or another
+    /// shard) is refused with --resume (and replaced without).
+    pub fn plan(args: &RunArgs, dir: &Path, stem: &str, tiles: Vec<Tile>, print: &JobPrint, layout: Layout, kind: &FieldKind) -> Result<Job> {
         if !(args.checkpoint_seconds >= 0.0 && args.checkpoint_seconds.is_finite()) {
             bail!("--checkpoint-seconds must be a number of seconds ≥ 0");
         }
@@ -163,13 +347,9 @@ impl Job {
         let mut order: Vec<usize> = tiles.iter().flat_map(|t| t.points.iter().copied()).collect();
         order.sort_unstable();
         let total = order.len();
-        let mut print = fingerprint.clone();
-        if let Some(o) = print.as_object_mut() {
-            o.insert("shard".into(), serde_json::json!(shard.map(|s| [s.index, s.count])));
-            o.insert("points".into(), serde_json::json!(total));
-        }
         let work = out_dir.join(format!("{out_stem}.run"));
-        let checkpoint = Checkpoint::open(&work, print.to_string(), args.resume, Duration::from_secs_f64(args.checkpoint_seconds), layout, kind.clone())?;
+        let stamp = RunStamp { job: print.clone(), shard: shard.map(|s| [s.index, s.count]), points: total };
+        let checkpoint = Checkpoint::open(&work, stamp, args.resume, Duration::from_secs_f64(args.checkpoint_seconds), layout, kind.clone())?;
         let done = checkpoint.rows;
         if done > total {
             bail!("{}: the checkpoint holds {done} rows but this run has {total} points", work.display());
@@ -211,6 +391,8 @@ impl Job {
         let mut meta = meta.clone();
         if let (Some(s), Some(o)) = (self.shard, meta.parameters.as_object_mut()) {
             o.insert("shard".into(), serde_json::json!({"index": s.index, "count": s.count, "points": self.total}));
+            // merge refuses parts of different jobs, and says what differs.
+            o.insert("job".into(), serde_json::to_value(&self.checkpoint.stamp.job)?);
         }
         FieldSink::create(outs, &self.out_dir, &self.out_stem, layout, kind, &meta, tsv && self.shard.is_none(), keep)
     }
@@ -239,10 +421,32 @@ impl Job {
     }
 }
 
+/// The job of a checkpoint, with the shard it computes.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct RunStamp {
+    job: JobPrint,
+    shard: Option<[usize; 2]>,
+    points: usize,
+}
+
+impl RunStamp {
+    fn digest(&self) -> String {
+        Digest::default().bytes(self.job.digest().as_bytes()).bytes(serde_json::to_string(&(self.shard, self.points)).unwrap_or_default().as_bytes()).hex()
+    }
+
+    fn differences(&self, theirs: &RunStamp) -> String {
+        if self.shard != theirs.shard {
+            let show = |s: Option<[usize; 2]>| s.map_or("the whole run".to_string(), |[k, n]| format!("shard {k}/{n}"));
+            return format!("{} vs {}", show(theirs.shard), show(self.shard));
+        }
+        self.job.differences(&theirs.job)
+    }
+}
+
 /// Finished rows as Parquet segments plus a manifest replaced atomically.
 struct Checkpoint {
     dir: PathBuf,
-    fingerprint: String,
+    stamp: RunStamp,
     every: Duration,
     layout: Layout,
     kind: FieldKind,
@@ -254,18 +458,18 @@ struct Checkpoint {
 }
 
 impl Checkpoint {
-    fn open(dir: &Path, fingerprint: String, resume: bool, every: Duration, layout: Layout, kind: FieldKind) -> Result<Checkpoint> {
-        let mut c = Checkpoint { dir: dir.to_path_buf(), fingerprint, every, layout, kind, segments: vec![], rows: 0, pending: vec![], last: Instant::now() };
+    fn open(dir: &Path, stamp: RunStamp, resume: bool, every: Duration, layout: Layout, kind: FieldKind) -> Result<Checkpoint> {
+        let mut c = Checkpoint { dir: dir.to_path_buf(), stamp, every, layout, kind, segments: vec![], rows: 0, pending: vec![], last: Instant::now() };
         let manifest = dir.join(MANIFEST);
         if resume && manifest.exists() {
             let text = std::fs::read_to_string(&manifest).with_context(|| format!("{}: cannot read", manifest.display()))?;
             let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow!("{}: not a checkpoint manifest ({e})", manifest.display()))?;
-            let theirs = m["fingerprint"].as_str().unwrap_or_default();
-            if theirs != c.fingerprint {
-                bail!(
-                    "{}: this checkpoint was made by a run with other parameters or inputs; rerun with the same options, or without --resume to start again (its parameters: {theirs})",
-                    dir.display()
-                );
+            let theirs: Option<RunStamp> = serde_json::from_value(m["run"].clone()).ok();
+            let digest_matches = m["fingerprint"].as_str() == Some(c.stamp.digest().as_str());
+            match theirs {
+                Some(t) if digest_matches && t == c.stamp => {}
+                Some(t) => bail!("{}: this checkpoint was made by another job ({}); rerun the same job, or without --resume to start again", dir.display(), c.stamp.differences(&t)),
+                None => bail!("{}: this checkpoint does not record its job (an older version wrote it); rerun without --resume to start again", dir.display()),
             }
             c.segments = m["segments"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
             c.rows = m["rows"].as_u64().unwrap_or(0) as usize;
@@ -305,13 +509,23 @@ impl Checkpoint {
         }
         w.finish()?;
         self.segments.push(name);
-        let m = serde_json::json!({"fingerprint": self.fingerprint, "segments": self.segments, "rows": self.rows});
+        let m = serde_json::json!({"fingerprint": self.stamp.digest(), "run": self.stamp, "segments": self.segments, "rows": self.rows});
         write_file_atomic(&self.dir.join(MANIFEST), m.to_string().as_bytes())?;
         Ok(())
     }
 
     fn remove(self) -> Result<()> {
         if self.dir.exists() {
+            // The manifest goes first, in one step: a kill while the segments are being
+            // deleted then leaves a folder that no --resume takes for a checkpoint, never a
+            // manifest naming segments that are gone.
+            let manifest = self.dir.join(MANIFEST);
+            if manifest.exists() {
+                std::fs::remove_file(&manifest).with_context(|| format!("{}: cannot remove the finished run's checkpoint", manifest.display()))?;
+                if let Ok(d) = std::fs::File::open(&self.dir) {
+                    let _ = d.sync_all();
+                }
+            }
             std::fs::remove_dir_all(&self.dir).with_context(|| format!("{}: cannot remove the finished run's checkpoint", self.dir.display()))?;
         }
         Ok(())
@@ -338,6 +552,35 @@ mod tests {
             let largest_tile = tiles.iter().map(|t| t.points.len()).max().unwrap();
             assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 2 * largest_tile, "{sizes:?}");
         }
+    }
+
+    #[test]
+    fn a_job_print_says_what_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let guess = d.path().join("guess.tsv");
+        std::fs::write(&guess, "a").unwrap();
+        let store = d.path().join("im.zarr/c/0");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join("0"), "chunk").unwrap();
+        let im = d.path().join("im.zarr");
+        let nodes = |ns: f64| (1..4).map(|k| nalgebra::Vector3::from_element(k as f64 * ns)).collect::<Vec<_>>();
+        let print = |hws: usize, ns: f64| JobPrint::new("ldic", &serde_json::json!({"hws": [hws, hws, hws], "inf": f64::INFINITY}), serde_json::json!({}), &nodes(ns), &[crate::phi::Phi::identity(); 3], &[im.as_path(), guess.as_path()]).unwrap();
+        let a = print(10, 10.0);
+        assert_eq!(a, print(10, 10.0));
+        assert_eq!(a.digest(), print(10, 10.0).digest());
+        assert_eq!(print(12, 10.0).differences(&a), "parameter hws: [10,10,10] vs [12,12,12]");
+        assert_eq!(print(10, 11.0).differences(&a), "point positions differ");
+        // The same content written again: a chunk's time is part of the store's identity.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(store.join("0"), "chunk").unwrap();
+        let f = std::fs::File::options().write(true).open(store.join("0")).unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)).unwrap();
+        assert_eq!(print(10, 10.0).differences(&a), format!("input {} changed", im.display()));
+        // A small file by its content.
+        let b = print(10, 10.0);
+        std::fs::write(&guess, "b").unwrap();
+        assert_eq!(print(10, 10.0).differences(&b), format!("input {} changed", guess.display()));
+        assert_ne!(print(10, 10.0).digest(), b.digest());
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn merge_says_what_is_missing_and_refuses_mixed_parts() {
     // Parts of runs with other parameters never mix.
     run(&["--shard", "1/3", "-m", "2"]);
     run(&["--shard", "2/3"]);
-    fails(&["merge", &parts], "made by a run with other parameters");
+    fails(&["merge", &parts], "made by another job than");
     assert!(!out.join("r-ldic.parquet").exists() && !out.join("r-ldic.tsv").exists());
     // Mixed shard counts, and a folder that is not a parts folder.
     run(&["--shard", "0/2"]);
@@ -212,9 +212,12 @@ fn killed_and_resumed_runs_end_with_the_uninterrupted_table() {
     let (mut killed, mut last_rows, mut most, mut attempts) = (0, 0, 0, 0);
     // Until 10 runs have been killed while working (an attempt may also finish the run; the
     // next one then starts afresh).
+    // Runs that finish before their kill shorten the next waits: the machine may have got
+    // faster since the uninterrupted run was timed.
+    let mut scale = 1.0;
     while killed < 10 {
         attempts += 1;
-        assert!(attempts <= 40, "only {killed} of {attempts} runs were still running when killed");
+        assert!(attempts <= 80, "only {killed} of {attempts} runs were still running when killed");
         let mut child = Command::new(env!("CARGO_BIN_EXE_dvc-stream"))
             .args(args(&out))
             .args(["--resume", "--checkpoint-seconds", "0.02"])
@@ -222,11 +225,13 @@ fn killed_and_resumed_runs_end_with_the_uninterrupted_table() {
             .spawn()
             .unwrap();
         // A random moment between 10 % and 40 % of an uninterrupted run's time.
-        let wait = whole.mul_f64(0.1 + 0.3 * (next(&mut seed) % 1000) as f64 / 1000.0);
+        let wait = whole.mul_f64(scale * (0.1 + 0.3 * (next(&mut seed) % 1000) as f64 / 1000.0));
         std::thread::sleep(wait);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             killed += 1;
+        } else {
+            scale *= 0.7;
         }
         child.wait().unwrap();
         let r = rows();
@@ -260,6 +265,109 @@ fn killed_and_resumed_runs_end_with_the_uninterrupted_table() {
     assert!(other.join("r-ldic.run/manifest.json").exists(), "a checkpoint to resume");
     let mut changed = args(&other);
     changed.extend(["--resume".into(), "-m".into(), "2".into()]);
-    fails(&changed.iter().map(String::as_str).collect::<Vec<_>>(), "made by a run with other parameters");
+    fails(&changed.iter().map(String::as_str).collect::<Vec<_>>(), "made by another job (parameter margin: [3,3,3] vs [2,2,2])");
     assert!(other.join("r-ldic.run/manifest.json").exists(), "the refused resume leaves the checkpoint");
+}
+
+/// Starts `args` with a checkpoint after every row and kills it once the first checkpoint is
+/// on disk: a run interrupted early, as a cluster's time limit would.
+fn interrupted(args: &[&str], manifest: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dvc-stream")).args(args).args(["--checkpoint-seconds", "0"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let t = Instant::now();
+    while !manifest.exists() && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(manifest.exists(), "a checkpoint to resume");
+}
+
+/// A 100³ pair: -ns 10 and -ns 11 both give 9×9×9 nodes, at other positions.
+fn pair_100(dir: &Path) -> (String, String) {
+    let d = dir.join("s100");
+    dvc(&["synth", &s(&d), "--shape", "100", "--chunk", "20", "--speckle", "4", "--translate", "0.3", "-0.6", "1.45", "-q"]);
+    (s(&d.join("im1.zarr")), s(&d.join("im2.zarr")))
+}
+
+#[test]
+fn resume_refuses_another_grid_or_a_rewritten_chunk() {
+    let d = tempfile::tempdir().unwrap();
+    let (im1, im2) = pair_100(d.path());
+    let out = s(&d.path().join("o"));
+    let ldic = |ns: &'static str| -> Vec<String> { ["ldic", &im1, &im2, "-ns", ns, "-hws", "5", "-od", &out, "-pre", "r", "-q", "-np", "1"].iter().map(|v| v.to_string()).collect() };
+    let v = |a: &[String]| -> Vec<String> { a.to_vec() };
+    let manifest = d.path().join("o/r-ldic.run/manifest.json");
+    interrupted(&strs(&ldic("10")), &manifest);
+    let resume = |ns: &'static str| -> Vec<String> {
+        let mut a = v(&ldic(ns));
+        a.push("--resume".into());
+        a
+    };
+    fails(&strs(&resume("11")), "this checkpoint was made by another job (point positions differ)");
+    assert!(manifest.exists(), "the refused resume keeps the checkpoint");
+    // A chunk of im2 rewritten in place: same size, new content and time.
+    let mut chunks: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![PathBuf::from(&im2)];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let e = e.unwrap().path();
+            if e.is_dir() {
+                stack.push(e);
+            } else if e.file_name().unwrap() != "zarr.json" {
+                chunks.push(e);
+            }
+        }
+    }
+    let chunk = chunks.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let (before, stamp) = (std::fs::read(chunk).unwrap(), std::fs::metadata(chunk).unwrap().modified().unwrap());
+    let mut after = before.clone();
+    let mid = after.len() / 2;
+    after[mid] ^= 0x55;
+    std::fs::write(chunk, &after).unwrap();
+    let f = std::fs::File::options().write(true).open(chunk).unwrap();
+    f.set_modified(stamp + Duration::from_secs(7)).unwrap();
+    drop(f);
+    fails(&strs(&resume("10")), &format!("input {im2} changed"));
+    assert!(manifest.exists(), "the refused resume keeps the checkpoint");
+    // The chunk as it was (content and time): the same job again, which resumes to the
+    // uninterrupted table.
+    std::fs::write(chunk, &before).unwrap();
+    let f = std::fs::File::options().write(true).open(chunk).unwrap();
+    f.set_modified(stamp).unwrap();
+    drop(f);
+    dvc(&strs(&resume("10")));
+    let full = s(&d.path().join("full"));
+    dvc(&["ldic", &im1, &im2, "-ns", "10", "-hws", "5", "-od", &full, "-pre", "r", "-q"]);
+    same_table(&d.path().join("full/r-ldic"), &d.path().join("o/r-ldic"));
+    assert!(!manifest.exists());
+}
+
+#[test]
+fn pixel_search_resume_and_merge_refuse_another_grid() {
+    let d = tempfile::tempdir().unwrap();
+    let (im1, im2) = pair_100(d.path());
+    let out = s(&d.path().join("o"));
+    let ps = |ns: &'static str, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["pixel-search", &im1, &im2, "-ns", ns, "-hws", "5", "-od", &out, "-pre", "r", "-q", "-np", "1"].iter().map(|v| v.to_string()).collect();
+        a.extend(extra.iter().map(|v| v.to_string()));
+        a
+    };
+    let manifest = d.path().join("o/r-pixelSearch.run/manifest.json");
+    interrupted(&strs(&ps("10", &[])), &manifest);
+    fails(&strs(&ps("11", &["--resume"])), "made by another job (point positions differ)");
+    fails(&strs(&ps("10", &["--resume", "-sr", "-2", "2", "-2", "2", "-2", "2"])), "parameter range_hi: [3,3,3] vs [2,2,2]");
+    assert!(manifest.exists());
+    // Shards of two grids never merge.
+    dvc(&strs(&ps("10", &["--shard", "0/2"])));
+    dvc(&strs(&ps("11", &["--shard", "1/2"])));
+    fails(&["merge", &s(&d.path().join("o/r-pixelSearch.parts"))], "part-1-of-2.parquet: made by another job than");
+    fails(&["merge", &s(&d.path().join("o/r-pixelSearch.parts"))], "(point positions differ)");
+    assert!(!d.path().join("o/r-pixelSearch.parquet").exists());
+    // The same grid merges.
+    dvc(&strs(&ps("10", &["--shard", "1/2"])));
+    dvc(&["merge", &s(&d.path().join("o/r-pixelSearch.parts"))]);
+}
+
+fn strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
 }

@@ -323,7 +323,7 @@ fn every_option_has_an_effect_and_bad_input_fails_cleanly() {
     fails(&["synth", &b, "--grains", "5", "--grain-radius", "5", "2"], "--grain-radius");
     fails(&["synth", &b, "--grains", "500", "--shape", "40"], "grains fit");
     fails(&["ddic", &im1, &lab1, &im2, "-msb", "0", "-od", &b], "--multiscale-binning");
-    fails(&["ddic", &im1, &lab1, &im2, "-pf", &r, "-pfb", "0", "-od", &b], "must be positive");
+    fails(&["ddic", &im1, &lab1, &im2, "-pf", &r, "-pfb", "0", "-od", &b], "must be a finite number above 0");
     fails(&["ddic", &im1, &lab1, &im2, "-pf", &r, "-skp", "-od", &b], "--skip");
     fails(&["ddic", &im1, &lab1, &im2, "-pf", &s(&dir.join("base-ddic.tsv")), "-regbb", "2", "-od", &b], "takes a registration");
     dvc(&["pixel-search", &im1, &im2, "-ns", "20", "-hws", "5", "-od", &s(d.path()), "-pre", "grid", "-q"]);

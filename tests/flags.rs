@@ -144,7 +144,7 @@ fn bad_inputs_fail_with_one_line_and_write_nothing() {
         (vec!["filter-phi-field", "-pf", &ldic, "-fm", "-F", "rigid", "-od", &od], "rigid"),
         (vec!["filter-phi-field", "-pf", &ldic, "-srs", "-srst", "9", "-cint", "-od", &od], "nothing to correct from"),
         (vec!["deform-image", &im1, "-pf", &ldic, "-rst", "9", "-od", &od], "no point"),
-        (vec!["deform-image", &im1, "-pf", &ldic, "-rad", "0", "-od", &od], "no point"),
+        (vec!["deform-image", &im1, "-pf", &ldic, "-rad", "0", "-od", &od], "must be a finite number above 0"),
         (vec!["pixel-search", &im1, &im2, "-ns", "15", "-hws", "5", "-pf", &ex("passPhiField/im1-im3-ldic-passed-ns10.HEAD30.tsv"), "-od", &od], "differs from --node-spacing"),
         (vec!["pixel-search-propagate", &im1, &im2, "-sp", "30", "30", "30", "1", "-2", "1", "-gp", &reg, "-od", &od], "is not three numbers"),
         (vec!["pixel-search-propagate", &im1, &im2, "-sp", "30", "30", "30", "1", "-2", "1", "-lab1", &inp("lab1.tif"), "-gp", &reg, "-od", &od], "two different modes"),

@@ -41,17 +41,17 @@ pub struct DdicArgs {
     #[arg(long = "phi-file")]
     pub phi_file: Option<PathBuf>,
     /// Bin ratio of the guess [spam: -pfb].
-    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub phi_file_bin_ratio: f64,
     /// Part of a registration's F given to the labels [spam: -F].
     #[arg(long = "apply-f", value_enum, default_value = "rigid")]
     pub apply_f: ApplyF,
     /// Start with a multiscale registration of the whole images from this binning (its
     /// result is the guess of every label, as a -pf registration would be) [spam: -regbb].
-    #[arg(long = "reg-bin-start")]
+    #[arg(long = "reg-bin-start", value_parser = super::values::power_of_two)]
     pub reg_bin_start: Option<usize>,
     /// Last binning of that registration [spam: -regbe].
-    #[arg(long = "reg-bin-stop", default_value_t = 1)]
+    #[arg(long = "reg-bin-stop", default_value_t = 1, value_parser = super::values::power_of_two)]
     pub reg_bin_stop: usize,
     /// Margin around each label's box, voxels [spam: -m].
     #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
@@ -60,7 +60,7 @@ pub struct DdicArgs {
     #[arg(long = "max-iterations", default_value_t = 50)]
     pub max_iterations: usize,
     /// Convergence threshold on ‖δΦ‖ [spam: -dp, -lcp].
-    #[arg(long = "min-delta-phi", default_value_t = 0.001)]
+    #[arg(long = "min-delta-phi", default_value_t = 0.001, value_parser = super::values::non_negative_f64)]
     pub min_delta_phi: f64,
     /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
     #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
@@ -72,7 +72,7 @@ pub struct DdicArgs {
     #[arg(long = "update-gradient")]
     pub update_gradient: bool,
     /// First binning of each label's multiscale registration [spam: -msb].
-    #[arg(long = "multiscale-binning", default_value_t = 1)]
+    #[arg(long = "multiscale-binning", default_value_t = 1, value_parser = super::values::power_of_two)]
     pub multiscale_binning: usize,
     /// Keep other labels' voxels in the dilated mask [spam: -dmo].
     #[arg(long = "dont-mask-others")]
@@ -246,9 +246,10 @@ pub fn run(a: DdicArgs) -> Result<()> {
     meta.voxel_size = im1.voxel_size();
     let pos: Vec<[f64; 3]> = plan.positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
     let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 32);
-    let inputs: Vec<_> = [Some(a.im1.as_path()), Some(a.lab1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();
-    let fingerprint = serde_json::json!({"tool": "ddic", "parameters": params, "inputs": inputs});
-    let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ddic"), tiles, &fingerprint, Layout::Ddic, &FieldKind::Labels)?;
+    // The resolved job: the kernel's options, every label's centre and guess, the inputs.
+    let inputs: Vec<&std::path::Path> = [Some(a.im1.as_path()), Some(a.lab1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref()].into_iter().flatten().collect();
+    let print = crate::distribute::JobPrint::new("ddic", &o, serde_json::json!({"skip": a.skip}), &plan.positions, &plan.guesses, &inputs)?;
+    let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ddic"), tiles, &print, Layout::Ddic, &FieldKind::Labels)?;
     job.require_whole_field(a.png, "--png")?;
     let mut outs = OutputSet::new(Existing::Replace);
     outs.inputs([a.im1.as_path(), a.lab1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()));

@@ -31,16 +31,16 @@ pub struct DeformImageArgs {
     #[arg(long = "return-status-threshold", default_value_t = 2, allow_negative_numbers = true)]
     pub return_status_threshold: i64,
     /// Field mode: drop points farther than this from the image's Z axis [spam: -rad].
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::positive_f64)]
     pub radius: Option<f64>,
     /// Field mode: neighbours averaged for each voxel [spam: -nn].
-    #[arg(long = "number-of-neighbours", default_value_t = 8)]
+    #[arg(long = "number-of-neighbours", default_value_t = 8, value_parser = super::values::positive_usize)]
     pub number_of_neighbours: usize,
     /// Field mode: interpolate displacements only, not each point's F [spam: -disp].
     #[arg(long = "interpolate-displacements")]
     pub interpolate_displacements: bool,
     /// Bin ratio of --phi-file [spam: -pfb].
-    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub phi_file_bin_ratio: f64,
     /// Apply only the rigid part (rotation and translation) [spam: -rr].
     #[arg(long = "rigid-only")]

@@ -24,16 +24,16 @@ pub struct FilterPhiFieldArgs {
     #[arg(long = "phi-file")]
     pub phi_file: PathBuf,
     /// Bin ratio of the field (spam accepts and ignores it; here it scales the field) [spam: -pfb].
-    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub phi_file_bin_ratio: f64,
     /// Also filter points with a return status below −4 (otherwise left as they are) [spam: -nomask].
     #[arg(long = "no-mask")]
     pub no_mask: bool,
     /// Neighbourhood radius in voxels (default: 4 × node spacing on grids) [spam: -nr].
-    #[arg(long = "neighbourhood-radius")]
+    #[arg(long = "neighbourhood-radius", value_parser = super::values::positive_f64)]
     pub neighbourhood_radius: Option<f64>,
     /// Number of neighbours (default 27 on label fields) [spam: -nn].
-    #[arg(long = "number-of-neighbours")]
+    #[arg(long = "number-of-neighbours", value_parser = super::values::positive_usize)]
     pub number_of_neighbours: Option<usize>,
     /// Select as bad the points with a return status ≤ --srs-threshold [spam: -srs].
     #[arg(long = "select-return-status")]
@@ -45,7 +45,7 @@ pub struct FilterPhiFieldArgs {
     #[arg(long = "select-cc")]
     pub select_cc: bool,
     /// Points with a pixelSearchCC below this are bad for --select-cc [spam: -scct].
-    #[arg(long = "scc-threshold", default_value_t = 0.99, allow_negative_numbers = true)]
+    #[arg(long = "scc-threshold", default_value_t = 0.99, allow_negative_numbers = true, value_parser = super::values::threshold_f64)]
     pub scc_threshold: f64,
     /// Select as bad the points whose local quadratic coherency is ≥ 0.1 [spam: -slqc].
     #[arg(long = "select-lqc")]

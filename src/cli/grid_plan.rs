@@ -21,10 +21,10 @@ pub fn three(one: Option<usize>, three: &Option<Vec<usize>>) -> Option<[usize; 3
 #[derive(clap::Args, Debug)]
 pub struct GridArgs {
     /// Node spacing on all axes [spam: -ns].
-    #[arg(long = "node-spacing")]
+    #[arg(long = "node-spacing", value_parser = super::values::positive_usize)]
     pub node_spacing: Option<usize>,
     /// Node spacing Z Y X [spam: -ns3].
-    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"])]
+    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"], value_parser = super::values::positive_usize)]
     pub node_spacing3: Option<Vec<usize>>,
     /// Half window size on all axes [spam: -hws].
     #[arg(long = "half-window-size")]

@@ -35,22 +35,22 @@ pub struct LdicArgs {
     #[arg(long = "phi-file")]
     pub phi_file: Option<PathBuf>,
     /// Bin ratio of the guess [spam: -pfb].
-    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub phi_file_bin_ratio: f64,
     /// Part of a registration's F given to the nodes [spam: -F].
     #[arg(long = "apply-f", value_enum, default_value = "all")]
     pub apply_f: ApplyF,
     /// Skip windows whose mean grey is ≤ this [spam: -glt].
-    #[arg(long = "grey-low-threshold", allow_negative_numbers = true, default_value_t = f64::NEG_INFINITY)]
+    #[arg(long = "grey-low-threshold", allow_negative_numbers = true, default_value_t = f64::NEG_INFINITY, value_parser = super::values::threshold_f64)]
     pub grey_low_threshold: f64,
     /// Skip windows whose mean grey is ≥ this [spam: -ght].
-    #[arg(long = "grey-high-threshold", allow_negative_numbers = true, default_value_t = f64::INFINITY)]
+    #[arg(long = "grey-high-threshold", allow_negative_numbers = true, default_value_t = f64::INFINITY, value_parser = super::values::threshold_f64)]
     pub grey_high_threshold: f64,
     /// Mask of im1 (0 = excluded) [spam: -mf1].
     #[arg(long = "mask-file1")]
     pub mask_file1: Option<PathBuf>,
     /// Minimum unmasked fraction of a window [spam: -mc].
-    #[arg(long = "mask-coverage", default_value_t = 0.5)]
+    #[arg(long = "mask-coverage", default_value_t = 0.5, value_parser = super::values::fraction)]
     pub mask_coverage: f64,
     /// Search margin of window 2 [spam: -m].
     #[arg(long, default_value_t = 3)]
@@ -62,7 +62,7 @@ pub struct LdicArgs {
     #[arg(long = "max-iterations", default_value_t = 50)]
     pub max_iterations: usize,
     /// Convergence: stop when the norm of the change of Φ falls below this [spam: -dp].
-    #[arg(long = "min-delta-phi", default_value_t = 0.001)]
+    #[arg(long = "min-delta-phi", default_value_t = 0.001, value_parser = super::values::non_negative_f64)]
     pub min_delta_phi: f64,
     /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
     #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
@@ -139,9 +139,11 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
     let ns_guess = plan.spacing.map(|h| (h.value().round() as usize).max(1));
     let per_tile: [usize; 3] = std::array::from_fn(|k| (cs[k] / ns_guess[k]).max(1));
     let tiles = scheduler::plan_grid_tiles(plan.dims, per_tile);
-    let inputs: Vec<_> = [Some(im1p), Some(im2p), a.phi_file.as_deref(), a.mask_file1.as_deref()].into_iter().flatten().map(crate::distribute::input_stamp).collect();
-    let fingerprint = serde_json::json!({"tool": "ldic", "parameters": params, "inputs": inputs});
-    let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ldic"), tiles, &fingerprint, Layout::Ldic, &kind)?;
+    // The resolved job: the kernel's options, every node and guess, the inputs' identities.
+    let inputs: Vec<&Path> = [Some(im1p), Some(im2p), a.phi_file.as_deref(), a.mask_file1.as_deref()].into_iter().flatten().collect();
+    let extra = serde_json::json!({"skip": a.skip, "grid_dims": plan.dims});
+    let print = crate::distribute::JobPrint::new("ldic", &o, extra, &plan.nodes, &plan.guesses, &inputs)?;
+    let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ldic"), tiles, &print, Layout::Ldic, &kind)?;
     job.require_whole_field(whole_field, "--vtk-out, --tiff-out and --png")?;
     // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
     let mut sink = job.sink(outs, Layout::Ldic, &kind, &meta, !a.files.no_tsv, false)?;

@@ -11,6 +11,7 @@ use clap::Args;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::distribute::JobPrint;
 use crate::field::parquet::{read_metadata, FieldMeta, RowReader};
 use crate::field::sink::{print_statuses, FieldSink};
 use crate::store::output::{Existing, OutputSet};
@@ -107,21 +108,31 @@ pub fn run(a: MergeArgs) -> Result<()> {
         bail!("{}: expected the parts folder of a sharded run, named <output>.parts", dir.display());
     };
     let (parts, n) = find_parts(dir)?;
-    // Every part must come from the same run: same tool and parameters but for the shard.
+    // Every part must come from the same job: the same resolved job (points, guesses, options,
+    // inputs) and parameters, but for the shard.
     let strip = |p: &serde_json::Value| {
         let mut p = p.clone();
         if let Some(o) = p.as_object_mut() {
             o.remove("shard");
+            o.remove("job");
         }
         p
     };
+    let job_of = |p: &Part| -> Result<JobPrint> {
+        serde_json::from_value(p.parameters["job"].clone()).map_err(|_| anyhow!("{}: its metadata does not record its job (an older version wrote it): rerun the shards", p.path.display()))
+    };
     let first = &parts[0];
     let params = strip(&first.parameters);
+    let first_job = job_of(first)?;
     let mut readers = Vec::with_capacity(parts.len());
     for p in &parts {
         let shard = &p.parameters["shard"];
         if shard["index"].as_u64() != Some(p.index as u64) || shard["count"].as_u64() != Some(n as u64) {
             bail!("{}: its metadata does not say it is shard {} of {n}", p.path.display(), p.index);
+        }
+        let job = job_of(p)?;
+        if job != first_job {
+            bail!("{}: made by another job than {} ({}): the parts do not belong together", p.path.display(), first.path.display(), first_job.differences(&job));
         }
         if p.get("tool") != first.get("tool") || strip(&p.parameters) != params {
             bail!("{}: made by a run with other parameters than {}: the parts do not belong together", p.path.display(), first.path.display());

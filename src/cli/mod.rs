@@ -23,6 +23,7 @@ pub mod regular_strain;
 pub mod spam_flags;
 pub mod stats;
 pub mod synth;
+pub mod values;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -243,6 +244,12 @@ impl ReadOpts {
 pub fn run(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(spam_flags::translate(args)) {
         Ok(c) => c,
+        // A refused value is one line, naming the option and why, like every other error.
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue) => {
+            let text = e.render().to_string();
+            eprintln!("dvc-stream: {}", text.lines().next().unwrap_or_default());
+            return 2;
+        }
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };

@@ -29,7 +29,7 @@ pub struct PassPhiFieldArgs {
     #[arg(long = "phi-file")]
     pub phi_file: PathBuf,
     /// Bin ratio of --phi-file [spam: -pfb].
-    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub phi_file_bin_ratio: f64,
     /// What is interpolated or passed: all of Φ, its rigid part, or only t [spam: -F].
     #[arg(long = "apply-f", value_enum, default_value = "all")]
@@ -38,10 +38,10 @@ pub struct PassPhiFieldArgs {
     #[arg(long = "labelled-file1")]
     pub labelled_file1: Option<PathBuf>,
     /// Output grid spacing [spam: -ns].
-    #[arg(long = "node-spacing")]
+    #[arg(long = "node-spacing", value_parser = super::values::positive_usize)]
     pub node_spacing: Option<usize>,
     /// Output grid spacing Z Y X [spam: -ns3].
-    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"])]
+    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"], value_parser = super::values::positive_usize)]
     pub node_spacing3: Option<Vec<usize>>,
     /// An image whose shape the output grid covers [spam: -im1].
     #[arg(long)]
@@ -56,13 +56,13 @@ pub struct PassPhiFieldArgs {
     #[arg(long = "regs-f", value_enum, default_value = "rigid")]
     pub regs_f: ApplyF,
     /// Bin ratio of --regs [spam: -regsb].
-    #[arg(long = "regs-bin-ratio", default_value_t = 1.0)]
+    #[arg(long = "regs-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub regs_bin_ratio: f64,
     /// Interpolation radius in voxels (wins over --number-of-neighbours) [spam: -nr].
-    #[arg(long = "neighbourhood-radius")]
+    #[arg(long = "neighbourhood-radius", value_parser = super::values::positive_f64)]
     pub neighbourhood_radius: Option<f64>,
     /// Interpolate from this many nearest points [spam: -nn].
-    #[arg(long = "number-of-neighbours")]
+    #[arg(long = "number-of-neighbours", value_parser = super::values::positive_usize)]
     pub number_of_neighbours: Option<usize>,
     /// Only inside the box of the neighbours (NaN outside) [spam: -cps].
     #[arg(long = "check-point-surrounded")]

@@ -49,13 +49,13 @@ pub struct SearchArgs {
     #[arg(long = "mask-file2")]
     pub mask_file2: Option<PathBuf>,
     /// Minimum unmasked fraction of window 1 [spam: -mc].
-    #[arg(long = "mask-coverage", default_value_t = 0.5)]
+    #[arg(long = "mask-coverage", default_value_t = 0.5, value_parser = super::values::fraction)]
     pub mask_coverage: f64,
     /// Skip windows whose mean grey is ≤ this [spam: -glt].
-    #[arg(long = "grey-low-threshold", allow_negative_numbers = true, default_value_t = f64::NEG_INFINITY)]
+    #[arg(long = "grey-low-threshold", allow_negative_numbers = true, default_value_t = f64::NEG_INFINITY, value_parser = super::values::threshold_f64)]
     pub grey_low_threshold: f64,
     /// Skip windows whose mean grey is ≥ this [spam: -ght].
-    #[arg(long = "grey-high-threshold", allow_negative_numbers = true, default_value_t = f64::INFINITY)]
+    #[arg(long = "grey-high-threshold", allow_negative_numbers = true, default_value_t = f64::INFINITY, value_parser = super::values::threshold_f64)]
     pub grey_high_threshold: f64,
     /// Labelled image 1: search each label instead of grid nodes [spam: -lab1].
     #[arg(long = "labelled-file1")]
@@ -114,7 +114,7 @@ pub struct PixelSearchArgs {
     #[arg(long = "phi-file")]
     pub phi_file: Option<PathBuf>,
     /// Bin ratio of the guess [spam: -pfb].
-    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub phi_file_bin_ratio: f64,
     /// Part of the guess's F that deforms window 1 [spam: -F].
     #[arg(long = "apply-f", value_enum, default_value = "all")]
@@ -286,15 +286,14 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
     meta.voxel_size = im1.voxel_size();
     let t0 = Instant::now();
     let keep = s.files.vtk_out || s.files.tiff_out;
-    let inputs: Vec<_> = [Some(a.im1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref(), s.labelled_file1.as_deref(), s.mask_file1.as_deref(), s.mask_file2.as_deref()]
-        .into_iter()
-        .flatten()
-        .map(crate::distribute::input_stamp)
-        .collect();
-    let fingerprint = serde_json::json!({"tool": "pixel-search", "parameters": params, "inputs": inputs});
+    let inputs: Vec<&std::path::Path> =
+        [Some(a.im1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref(), s.labelled_file1.as_deref(), s.mask_file1.as_deref(), s.mask_file2.as_deref()].into_iter().flatten().collect();
     let stem_out = format!("{prefix}-pixelSearch");
-    let plan_job = |tiles, layout, kind: &FieldKind| -> Result<crate::distribute::Job> {
-        let job = crate::distribute::Job::plan(&a.run, &dir, &stem_out, tiles, &fingerprint, layout, kind)?;
+    // The resolved job: the kernel's options, every point and guess, the inputs' identities.
+    let plan_job = |tiles, layout, kind: &FieldKind, points: &[Vector3<f64>], guesses: &[Phi]| -> Result<crate::distribute::Job> {
+        let mode = serde_json::json!({"labels": labels.is_some()});
+        let print = crate::distribute::JobPrint::new("pixel-search", &o, mode, points, guesses, &inputs)?;
+        let job = crate::distribute::Job::plan(&a.run, &dir, &stem_out, tiles, &print, layout, kind)?;
         job.require_whole_field(keep || s.files.png, "--vtk-out, --tiff-out and --png")?;
         Ok(job)
     };
@@ -308,7 +307,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             let cs = im1.chunk_shape();
             let ns = plan.spacing.map(|h| (h.value().round() as usize).max(1));
             let tiles = scheduler::plan_grid_tiles(plan.dims, std::array::from_fn(|k| (cs[k] / ns[k]).max(1)));
-            let mut job = plan_job(tiles, Layout::PixelSearch, &kind)?;
+            let mut job = plan_job(tiles, Layout::PixelSearch, &kind, &plan.nodes, &plan.guesses)?;
             let mut sink = job.sink(&mut outs, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
             job.replay(|r| {
@@ -359,7 +358,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
             let n = positions.len();
             let pos: Vec<[f64; 3]> = positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
             let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 64);
-            let mut job = plan_job(tiles, Layout::PixelSearchLabels, &FieldKind::Labels)?;
+            let mut job = plan_job(tiles, Layout::PixelSearchLabels, &FieldKind::Labels, &positions, &guesses)?;
             let mut sink = job.sink(&mut outs, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
             job.replay(|r| {

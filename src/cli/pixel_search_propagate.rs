@@ -43,21 +43,21 @@ pub struct PropagateArgs {
     #[arg(long = "half-window-size3", num_args = 3, value_names = ["Z", "Y", "X"])]
     pub half_window_size3: Option<Vec<usize>>,
     /// Node spacing on all axes (default: twice the half window) [spam: -ns].
-    #[arg(long = "node-spacing")]
+    #[arg(long = "node-spacing", value_parser = super::values::positive_usize)]
     pub node_spacing: Option<usize>,
     /// Node spacing Z Y X [spam: -ns3].
-    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"])]
+    #[arg(long = "node-spacing3", num_args = 3, value_names = ["Z", "Y", "X"], value_parser = super::values::positive_usize)]
     pub node_spacing3: Option<Vec<usize>>,
     /// Neighbourhood radius for ranking and guesses (default: mean half window + mean of
     /// the upper search bounds) [spam: -nr].
-    #[arg(long = "neighbourhood-radius")]
+    #[arg(long = "neighbourhood-radius", value_parser = super::values::positive_f64)]
     pub neighbourhood_radius: Option<f64>,
     /// Distance of the Gaussian weighting of neighbours (default: sum of half windows + sum
     /// of the upper search bounds) [spam: -gwd].
-    #[arg(long = "gaussian-weighting-distance")]
+    #[arg(long = "gaussian-weighting-distance", value_parser = super::values::positive_f64)]
     pub gaussian_weighting_distance: Option<f64>,
     /// Points below this CC are not used as neighbours; the start must reach it [spam: -cct].
-    #[arg(long = "cc-threshold", default_value_t = 0.9)]
+    #[arg(long = "cc-threshold", default_value_t = 0.9, value_parser = super::values::threshold_f64)]
     pub cc_threshold: f64,
     #[command(flatten)]
     pub search: SearchArgs,

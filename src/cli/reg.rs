@@ -21,16 +21,16 @@ pub struct RegArgs {
     /// Deformed volume, same shape.
     pub im2: PathBuf,
     /// First (coarsest) binning level [spam: -bb].
-    #[arg(long = "bin-start", alias = "binning-begin", default_value_t = 4)]
+    #[arg(long = "bin-start", alias = "binning-begin", default_value_t = 4, value_parser = super::values::power_of_two)]
     pub bin_start: usize,
     /// Last binning level [spam: -be].
-    #[arg(long = "bin-stop", alias = "binning-end", default_value_t = 1)]
+    #[arg(long = "bin-stop", alias = "binning-end", default_value_t = 1, value_parser = super::values::power_of_two)]
     pub bin_stop: usize,
     /// Initial registration (one-row TSV or Parquet) [spam: -pf].
     #[arg(long = "phi-file")]
     pub phi_file: Option<PathBuf>,
     /// Bin ratio of --phi-file [spam: -pfb].
-    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0)]
+    #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub phi_file_bin_ratio: f64,
     /// Mask of im1 (0 = excluded) [spam: -mf1].
     #[arg(long = "mask-file1", alias = "maskFile1")]
@@ -51,7 +51,7 @@ pub struct RegArgs {
     #[arg(long = "max-iterations", default_value_t = 50)]
     pub max_iterations: usize,
     /// Convergence threshold on ‖δΦ‖ [spam: -dp].
-    #[arg(long = "min-delta-phi", default_value_t = 1e-4)]
+    #[arg(long = "min-delta-phi", default_value_t = 1e-4, value_parser = super::values::non_negative_f64)]
     pub min_delta_phi: f64,
     /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
     #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]

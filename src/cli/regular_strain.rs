@@ -60,7 +60,7 @@ pub struct RegularStrainArgs {
     #[arg(long = "return-status-threshold", default_value_t = 2, allow_negative_numbers = true)]
     pub return_status_threshold: i64,
     /// Geers: neighbourhood radius in units of the largest node spacing [spam: -r].
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.5, value_parser = super::values::positive_f64)]
     pub radius: f64,
     /// Geers' least-squares fit instead of Q8 cells [spam: -g].
     #[arg(long)]
@@ -115,6 +115,60 @@ fn name(c: Component) -> &'static str {
     }
 }
 
+/// A grid field's rows sorted into Z-major order, checked to be a complete regular grid:
+/// constant spacing on each axis and every node present once. Q8 cells and the Geers radius
+/// take neighbours from the grid's order and spacing, so a shuffled file or a missing plane
+/// would otherwise give wrong strain without a word.
+fn in_grid_order(field: PhiField) -> Result<PhiField> {
+    const AXES: [&str; 3] = ["Z", "Y", "X"];
+    if let Some(p) = field.positions.iter().find(|p| !p.iter().all(|v| v.is_finite())) {
+        bail!("a node has no finite position ({:?})", p.as_slice());
+    }
+    let mut levels: Vec<Vec<f64>> = Vec::with_capacity(3);
+    for (k, axis) in AXES.iter().enumerate() {
+        let mut v: Vec<f64> = field.positions.iter().map(|p| p[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        if v.len() >= 2 {
+            // The node spacing is the smallest step; a larger one is a missing plane.
+            let s = v.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
+            let tol = 1e-6 * s.abs().max(1.0);
+            for w in v.windows(2) {
+                let d = w[1] - w[0];
+                if (d - s).abs() > tol {
+                    let ratio = d / s;
+                    if (ratio - ratio.round()).abs() * s <= tol {
+                        bail!("{axis} plane at {} missing (spacing {s})", w[0] + s);
+                    }
+                    bail!("{axis} spacing changes from {s} to {d} at {}", w[0]);
+                }
+            }
+        }
+        levels.push(v);
+    }
+    let dims = [levels[0].len(), levels[1].len(), levels[2].len()];
+    let index = |p: &Vector3<f64>| -> usize {
+        let i: [usize; 3] = std::array::from_fn(|k| levels[k].partition_point(|&x| x < p[k]));
+        (i[0] * dims[1] + i[1]) * dims[2] + i[2]
+    };
+    let mut row_of: Vec<Option<usize>> = vec![None; dims.iter().product()];
+    for (r, p) in field.positions.iter().enumerate() {
+        let i = index(p);
+        if row_of[i].replace(r).is_some() {
+            bail!("node at {:?} comes twice", p.as_slice());
+        }
+    }
+    if let Some(i) = row_of.iter().position(Option::is_none) {
+        let at = [i / (dims[1] * dims[2]), (i / dims[2]) % dims[1], i % dims[2]];
+        bail!("node at [{}, {}, {}] missing ({} rows for a {}×{}×{} grid)", levels[0][at[0]], levels[1][at[1]], levels[2][at[2]], field.len(), dims[0], dims[1], dims[2]);
+    }
+    let mut sorted = PhiField::new(field.kind.clone(), field.layout);
+    for r in row_of.into_iter().flatten() {
+        sorted.push(field.row(r));
+    }
+    Ok(sorted)
+}
+
 /// Upper triangle of a symmetric tensor, spam's order.
 fn upper(m: &Matrix3<f64>) -> [f64; 6] {
     [m[(0, 0)], m[(0, 1)], m[(0, 2)], m[(1, 1)], m[(1, 2)], m[(2, 2)]]
@@ -122,9 +176,12 @@ fn upper(m: &Matrix3<f64>) -> [f64; 6] {
 
 pub fn run(a: RegularStrainArgs) -> Result<()> {
     super::set_threads(a.number_of_processes);
-    let field = PhiField::read(&a.phi_file)?;
+    let mut field = PhiField::read(&a.phi_file)?;
     if field.kind == FieldKind::Registration {
         bail!("{}: holds a single registration; regular-strain needs a field", a.phi_file.display());
+    }
+    if let FieldKind::Grid { .. } = field.kind {
+        field = in_grid_order(field).map_err(|e| anyhow::anyhow!("{}: not a regular grid: {e}", a.phi_file.display()))?;
     }
     let grid = match field.kind {
         FieldKind::Grid { dims, spacing } if dims.iter().product::<usize>() == field.len() => Some((dims, spacing)),

@@ -17,7 +17,7 @@ pub struct StatsArgs {
     /// A TIFF, a folder of slices, a Zarr array or an OME-Zarr store.
     pub volume: PathBuf,
     /// Pyramid level to read, as a bin factor (1, 2, 4 ...).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::values::power_of_two)]
     pub bin: usize,
     #[command(flatten)]
     pub read: ReadOpts,

@@ -44,19 +44,20 @@ pub struct SynthArgs {
     #[arg(long = "field", value_name = "SPEC")]
     pub fields: Vec<String>,
     /// Standard deviation of Gaussian noise added to both images (grey levels).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::values::non_negative_f64)]
     pub noise: f64,
     /// Speckle size (lattice cell, voxels).
     #[arg(long, default_value_t = 3.0)]
     pub speckle: f64,
-    /// Stored type: uint8, uint16, int16, float32 ...
+    /// Stored type: uint8, uint16, int16, float32 ... (uint8 and int16 get the grey levels
+    /// scaled to their range; --noise is in stored grey levels).
     #[arg(long, default_value = "float32")]
     pub dtype: String,
     /// zarr (OME-Zarr with pyramid) or tiff.
     #[arg(long, default_value = "zarr")]
     pub format: String,
     /// Zarr chunk edge in voxels.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::values::positive_usize)]
     pub chunk: usize,
     /// Zarr codec: zstd[:LEVEL], blosc or none.
     #[arg(long, default_value = "zstd:1")]
@@ -84,7 +85,7 @@ pub struct SynthArgs {
     #[arg(long = "grain-max-rotation", default_value_t = 10.0)]
     pub grain_max_rotation: f64,
     /// Node spacing of the truth table.
-    #[arg(long = "truth-ns", default_value_t = 10)]
+    #[arg(long = "truth-ns", default_value_t = 10, value_parser = super::values::positive_usize)]
     pub truth_ns: usize,
     /// Replace the pair and truth files of an earlier synth in DIR.
     #[arg(long)]

@@ -26,7 +26,7 @@ use crate::store::dtype::DType;
 use crate::store::{binning, Volume};
 
 /// Settings of a label correlation (spam-ddic's options).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct DiscreteOptions {
     /// Margin around the label box, voxels [-m].
     pub margin: i64,

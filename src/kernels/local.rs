@@ -12,7 +12,7 @@ use crate::phi::{self, Phi};
 use crate::store::Volume;
 
 /// Settings of a local correlation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct LocalOptions {
     /// Half window size (Z, Y, X).
     pub hws: [usize; 3],
@@ -21,7 +21,9 @@ pub struct LocalOptions {
     /// Minimum fraction of unmasked voxels in window 1.
     pub mask_coverage: f64,
     /// Skip windows whose mean grey level is not strictly between these.
+    #[serde(serialize_with = "crate::distribute::any_f64")]
     pub grey_low: f64,
+    #[serde(serialize_with = "crate::distribute::any_f64")]
     pub grey_high: f64,
     pub register: RegisterOptions,
 }

@@ -32,7 +32,7 @@ pub struct Best {
 }
 
 /// How the sums of every offset are computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Method {
     /// Cheapest by the cost model.
     Auto,

@@ -18,7 +18,7 @@ use crate::phi::{self, ApplyF, Phi};
 use crate::store::Volume;
 
 /// Settings shared by grid and label searches.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct PixelOptions {
     /// Half window (grid mode).
     pub hws: [usize; 3],
@@ -26,7 +26,9 @@ pub struct PixelOptions {
     pub range_lo: [i64; 3],
     pub range_hi: [i64; 3],
     pub mask_coverage: f64,
+    #[serde(serialize_with = "crate::distribute::any_f64")]
     pub grey_low: f64,
+    #[serde(serialize_with = "crate::distribute::any_f64")]
     pub grey_high: f64,
     /// What part of the guess's F deforms window 1.
     pub apply_f: ApplyF,

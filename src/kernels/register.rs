@@ -13,7 +13,7 @@ use crate::phi::{self, Phi};
 use crate::store::Volume;
 
 /// Options of a single-scale registration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct RegisterOptions {
     /// Margin per axis; `None` = `1 + int(0.1·min(N1))`.
     pub margin: Option<[usize; 3]>,

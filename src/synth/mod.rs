@@ -117,11 +117,12 @@ impl SynthSpec {
     }
 }
 
-/// What a synthetic voxel stores: its exact value plus Gaussian noise of standard deviation
-/// `noise` (drawn from the seed, the image and the voxel's flat index, so any slab can be made
+/// What a synthetic voxel stores: its exact value (scaled to the type's range, see
+/// [`grey_scale`]) plus Gaussian noise of standard deviation `noise` in stored grey levels
+/// (drawn from the seed, the image and the voxel's flat index, so any slab can be made
 /// alone), rounded for integer types.
 pub fn stored_value(exact: f64, noise: f64, seed: u64, image: u8, index: u64, dtype: DType) -> f64 {
-    let mut v = exact;
+    let mut v = exact * grey_scale(dtype);
     if noise > 0.0 {
         v += noise * texture::noise(seed, image as u64, index);
     }
@@ -129,6 +130,16 @@ pub fn stored_value(exact: f64, noise: f64, seed: u64, image: u8, index: u64, dt
         v = v.round();
     }
     v
+}
+
+/// The textures are made for 16-bit grey levels (tens of thousands); a narrower integer type
+/// gets them scaled to its range, so uint8 images have contrast instead of 255 everywhere.
+pub fn grey_scale(dtype: DType) -> f64 {
+    match dtype {
+        DType::U8 => u8::MAX as f64 / u16::MAX as f64,
+        DType::I16 => i16::MAX as f64 / u16::MAX as f64,
+        _ => 1.0,
+    }
 }
 
 /// Writes a volume generated slab by slab: `planes(z0, z1)` gives planes `[z0, z1)` in
