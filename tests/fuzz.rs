@@ -474,8 +474,8 @@ fn make_seed_corpus() {
     let opts = dvc_stream::store::convert::ConvertOptions {
         layout: dvc_stream::store::zarr::ArrayLayout { chunk: [4, 4, 4], codec: dvc_stream::store::zarr::Codec::Zstd(1), shard: None },
         levels: Some(2),
-        voxel_size: [1.0; 3],
-        unit: "pixel".into(),
+        voxel_size: None,
+        labels: false,
         overwrite: true,
         progress: false,
     };

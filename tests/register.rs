@@ -69,7 +69,7 @@ fn synth_pair(dir: &Path, shape: usize, speckle: f64, t: [f64; 3], r: Option<[f6
     };
     let layout = ArrayLayout { chunk: [32; 3], codec: Codec::Zstd(1), shard: None };
     for i in [1u8, 2] {
-        spec.write(i, &dir.join(format!("im{i}.zarr")), &SynthFormat::Zarr { layout, levels: 3 }, false).unwrap();
+        spec.write(i, &dir.join(format!("im{i}.zarr")), &SynthFormat::Zarr { layout, levels: 3, labels: false }, false).unwrap();
     }
     (open(&dir.join("im1.zarr")), open(&dir.join("im2.zarr")), phi)
 }

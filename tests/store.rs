@@ -65,10 +65,11 @@ fn assert_volume_equals(vol: &Volume, shape: [usize; 3], data: &TypedBuf) {
 
 fn opts(chunk: [usize; 3], codec: Codec, shard: Option<usize>, levels: Option<usize>) -> ConvertOptions {
     ConvertOptions {
-        layout: ArrayLayout { chunk, codec, shard },
+        // `shard`: chunks per shard along each axis.
+        layout: ArrayLayout { chunk, codec, shard: shard.map(|k| [k; 3]) },
         levels,
-        voxel_size: [1.0; 3],
-        unit: "pixel".into(),
+        voxel_size: None,
+        labels: false,
         overwrite: false,
         progress: false,
     }
@@ -290,7 +291,7 @@ fn synth_images_are_the_texture() {
     let layout = ArrayLayout { chunk: [8, 8, 8], codec: Codec::Zstd(1), shard: None };
     for image in [1u8, 2] {
         let p = dir.path().join(format!("im{image}.zarr"));
-        spec.write(image, &p, &SynthFormat::Zarr { layout, levels: 1 }, false).unwrap();
+        spec.write(image, &p, &SynthFormat::Zarr { layout, levels: 1, labels: false }, false).unwrap();
         let v = Volume::open(&p, ChunkCache::new(1 << 20)).unwrap().read_all().unwrap();
         for ((z, y, x), val) in v.indexed_iter() {
             let want = if image == 1 {
