@@ -347,7 +347,7 @@ fn filter_corrects_five_percent_of_corrupted_points() {
         let mut cc = 0.999;
         if r < 5 {
             // Half are flagged by their status and CC, half are silent outliers.
-            t += Vector3::new(3.0, -4.0, 2.5) * if r % 2 == 0 { 1.0 } else { -1.0 };
+            t += Vector3::new(3.0, -4.0, 2.5) * if r.is_multiple_of(2) { 1.0 } else { -1.0 };
             if r < 3 {
                 status = -1.0;
                 cc = 0.5;

@@ -63,7 +63,7 @@ fn bigtiff(data: &[u8], pages: &[Vec<Entry>]) -> Vec<u8> {
                 let at = ifd + ifd_len as u64 + extra.len() as u64;
                 body.extend(at.to_le_bytes());
                 extra.extend(bytes);
-                while extra.len() % 8 != 0 {
+                while !extra.len().is_multiple_of(8) {
                     extra.push(0);
                 }
             }
@@ -114,9 +114,7 @@ fn a_strip_offset_near_2_to_the_64_is_refused_not_overflowed() {
     let d = tempfile::tempdir().unwrap();
     // A 32x32 page: offset + 1024 bytes passes 2^64.
     let p = write(d.path(), "far.tif", &bigtiff(&[0; 16], &[page(32, 32, 1, vec![u64::MAX - 511], vec![1024], 32), page(32, 32, 1, vec![u64::MAX - 511], vec![1024], 32)]));
-    for cmd in ["stats"] {
-        refused(&[cmd, &s(&p)], &["far.tif", "strip 0"]);
-    }
+    refused(&["stats", &s(&p)], &["far.tif", "strip 0"]);
     let d2 = tempfile::tempdir().unwrap();
     refused(&["reg", &s(&p), &s(&p), "-od", &s(d2.path())], &["far.tif"]);
     refused(&["ldic", &s(&p), &s(&p), "-hws", "1", "-ns", "2", "-od", &s(d2.path())], &["far.tif"]);

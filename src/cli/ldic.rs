@@ -165,7 +165,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
     if a.files.vtk_out {
         outs.file(&vtk_path)?;
     }
-    let mut grids: Vec<Vec<f64>> = if want_grids { vec![Vec::with_capacity(n); 7] } else { vec![] };
+    let mut grids: Vec<Vec<f64>> = if want_grids { (0..7).map(|_| Vec::with_capacity(n)).collect() } else { vec![] };
     let recompute = |i: usize| -> bool {
         match &plan.keep {
             Some(f) => [-3.0, -2.0, -1.0, 1.0].contains(&f.return_status[i]),

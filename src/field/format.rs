@@ -114,7 +114,7 @@ mod tests {
             check(f64::from_bits(t.to_bits() + 1));
             check(f64::from_bits(t.to_bits() - 1));
         }
-        for v in [0.0, -0.0, -1e-9, 1e-9, 0.00390625, 1.00000005, 123456789.123456789, 2.5e-8, -2.5e-8] {
+        for v in [0.0, -0.0, -1e-9, 1e-9, 0.00390625, 1.00000005, 123_456_789.123_456_79, 2.5e-8, -2.5e-8] {
             check(v);
         }
         assert_eq!(c_fixed7(f64::NAN), "nan");

@@ -306,10 +306,8 @@ pub fn check_grid_size(shape: [usize; 3], ns: [usize; 3]) -> Result<u64> {
     let per_axis: [u64; 3] = std::array::from_fn(|a| {
         if a == 0 && shape[0] == 1 {
             1
-        } else if ns[a] == 0 {
-            0
         } else {
-            (shape[a].saturating_sub(1) / ns[a]) as u64
+            shape[a].saturating_sub(1).checked_div(ns[a]).unwrap_or(0) as u64
         }
     });
     let nodes = per_axis.iter().try_fold(1u64, |n, &k| n.checked_mul(k));

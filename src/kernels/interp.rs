@@ -89,37 +89,41 @@ pub fn trilinear_rows(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [u
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn trilinear_rows_avx2(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    // Gather offsets are i32: the box must be small enough (always true for windows and
-    // labels; whole-volume warps with update-gradient may be larger).
-    if n[0] * n[1] * n[2] >= i32::MAX as usize {
-        return trilinear_rows_body(data, n, map, origin, dims, out);
-    }
-    let (sz, sy) = (n[1] * n[2], n[2]);
-    let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
-    let cc = map.c;
-    let dxs: Vec<f32> = (0..dims[2]).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
-    let mut q = [vec![0f32; dims[2]], vec![0f32; dims[2]], vec![0f32; dims[2]]];
-    let base = data.as_ptr();
-    for (z, slab) in out.chunks_exact_mut(dims[1] * dims[2]).enumerate() {
-        let dz = (origin[0] + z) as f32 - cc[0];
-        for (y, row) in slab.chunks_exact_mut(dims[2]).enumerate() {
-            let dy = (origin[1] + y) as f32 - cc[1];
-            row_coordinates(map, dz, dy, &dxs, &mut q);
-            let mut x = 0;
-            while x + 4 <= dims[2] {
-                let qz = _mm_loadu_ps(q[0].as_ptr().add(x));
-                let qy = _mm_loadu_ps(q[1].as_ptr().add(x));
-                let qx = _mm_loadu_ps(q[2].as_ptr().add(x));
-                _mm_storeu_ps(row.as_mut_ptr().add(x), trilinear4_avx2(base, [sz, sy], hi, [qz, qy, qx]));
-                x += 4;
-            }
-            // The last voxels of the row, one at a time.
-            for x in x..dims[2] {
-                row[x] = 0.0;
-                let (qz, qy, qx) = (q[0][x], q[1][x], q[2][x]);
-                if qz >= 1.0 && qz < hi[0] && qy >= 1.0 && qy < hi[1] && qx >= 1.0 && qx < hi[2] {
-                    row[x] = trilinear_slice(data, [sz, sy], [qz, qy, qx]);
+    // SAFETY: the caller guarantees what this function's doc states (AVX2/FMA present,
+    // pointers and offsets inside the buffers); every unsafe operation below relies on it.
+    unsafe {
+        use std::arch::x86_64::*;
+        // Gather offsets are i32: the box must be small enough (always true for windows and
+        // labels; whole-volume warps with update-gradient may be larger).
+        if n[0] * n[1] * n[2] >= i32::MAX as usize {
+            return trilinear_rows_body(data, n, map, origin, dims, out);
+        }
+        let (sz, sy) = (n[1] * n[2], n[2]);
+        let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
+        let cc = map.c;
+        let dxs: Vec<f32> = (0..dims[2]).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
+        let mut q = [vec![0f32; dims[2]], vec![0f32; dims[2]], vec![0f32; dims[2]]];
+        let base = data.as_ptr();
+        for (z, slab) in out.chunks_exact_mut(dims[1] * dims[2]).enumerate() {
+            let dz = (origin[0] + z) as f32 - cc[0];
+            for (y, row) in slab.chunks_exact_mut(dims[2]).enumerate() {
+                let dy = (origin[1] + y) as f32 - cc[1];
+                row_coordinates(map, dz, dy, &dxs, &mut q);
+                let mut x = 0;
+                while x + 4 <= dims[2] {
+                    let qz = _mm_loadu_ps(q[0].as_ptr().add(x));
+                    let qy = _mm_loadu_ps(q[1].as_ptr().add(x));
+                    let qx = _mm_loadu_ps(q[2].as_ptr().add(x));
+                    _mm_storeu_ps(row.as_mut_ptr().add(x), trilinear4_avx2(base, [sz, sy], hi, [qz, qy, qx]));
+                    x += 4;
+                }
+                // The last voxels of the row, one at a time.
+                for x in x..dims[2] {
+                    row[x] = 0.0;
+                    let (qz, qy, qx) = (q[0][x], q[1][x], q[2][x]);
+                    if qz >= 1.0 && qz < hi[0] && qy >= 1.0 && qy < hi[1] && qx >= 1.0 && qx < hi[2] {
+                        row[x] = trilinear_slice(data, [sz, sy], [qz, qy, qx]);
+                    }
                 }
             }
         }
@@ -138,48 +142,52 @@ unsafe fn trilinear_rows_avx2(data: &[f32], n: [usize; 3], map: &BackwardMap, or
 #[target_feature(enable = "avx2")]
 #[inline]
 pub(crate) unsafe fn trilinear4_avx2(base: *const f32, stride: [usize; 2], hi: [f32; 3], q: [std::arch::x86_64::__m128; 3]) -> std::arch::x86_64::__m128 {
-    use std::arch::x86_64::*;
-    let [sz, sy] = stride;
-    let [qz, qy, qx] = q;
-    // 1 ≤ q < N − 1 on every axis (ordered comparisons: NaN fails).
-    let inb = |v: __m128, h: f32| _mm_and_ps(_mm_cmp_ps::<_CMP_GE_OQ>(v, _mm_set1_ps(1.0)), _mm_cmp_ps::<_CMP_LT_OQ>(v, _mm_set1_ps(h)));
-    let ok = _mm_and_ps(_mm_and_ps(inb(qz, hi[0]), inb(qy, hi[1])), inb(qx, hi[2]));
-    if _mm_movemask_ps(ok) == 0 {
-        return _mm_setzero_ps();
+    // SAFETY: the caller guarantees what this function's doc states (AVX2/FMA present,
+    // pointers and offsets inside the buffers); every unsafe operation below relies on it.
+    unsafe {
+        use std::arch::x86_64::*;
+        let [sz, sy] = stride;
+        let [qz, qy, qx] = q;
+        // 1 ≤ q < N − 1 on every axis (ordered comparisons: NaN fails).
+        let inb = |v: __m128, h: f32| _mm_and_ps(_mm_cmp_ps::<_CMP_GE_OQ>(v, _mm_set1_ps(1.0)), _mm_cmp_ps::<_CMP_LT_OQ>(v, _mm_set1_ps(h)));
+        let ok = _mm_and_ps(_mm_and_ps(inb(qz, hi[0]), inb(qy, hi[1])), inb(qx, hi[2]));
+        if _mm_movemask_ps(ok) == 0 {
+            return _mm_setzero_ps();
+        }
+        // Out-of-bounds lanes sample voxel (1, 1, 1) and are zeroed below.
+        let safe = |v: __m128| _mm_blendv_ps(_mm_set1_ps(1.0), v, ok);
+        let (qz, qy, qx) = (safe(qz), safe(qy), safe(qx));
+        let (iz, iy, ix) = (_mm_cvttps_epi32(qz), _mm_cvttps_epi32(qy), _mm_cvttps_epi32(qx));
+        let rz = _mm256_cvtps_pd(_mm_sub_ps(qz, _mm_cvtepi32_ps(iz)));
+        let ry = _mm256_cvtps_pd(_mm_sub_ps(qy, _mm_cvtepi32_ps(iy)));
+        let rx = _mm256_cvtps_pd(_mm_sub_ps(qx, _mm_cvtepi32_ps(ix)));
+        let b = _mm_add_epi32(_mm_add_epi32(_mm_mullo_epi32(iz, _mm_set1_epi32(sz as i32)), _mm_mullo_epi32(iy, _mm_set1_epi32(sy as i32))), ix);
+        // SAFETY: in-bounds lanes read b .. b + sz + sy + 1 < data.len() (as in the scalar
+        // body); the others read around voxel (1, 1, 1), inside any box with an in-bounds voxel.
+        // Each voxel's taps are 4 pairs of neighbours along X: one 64-bit load per pair and lane,
+        // shuffled into (left taps, right taps) of the 4 voxels (gathers are slow on many
+        // processors).
+        let lanes = [_mm_cvtsi128_si32(b), _mm_extract_epi32::<1>(b), _mm_extract_epi32::<2>(b), _mm_extract_epi32::<3>(b)];
+        let pair = |o: usize| -> (__m256d, __m256d) {
+            let ld = |l: usize| _mm_castpd_ps(_mm_load_sd(base.add(lanes[l] as usize + o) as *const f64));
+            let (t01, t23) = (_mm_unpacklo_ps(ld(0), ld(1)), _mm_unpacklo_ps(ld(2), ld(3)));
+            (_mm256_cvtps_pd(_mm_movelh_ps(t01, t23)), _mm256_cvtps_pd(_mm_movehl_ps(t23, t01)))
+        };
+        let one = _mm256_set1_pd(1.0);
+        let (urx, ury, urz) = (_mm256_sub_pd(one, rx), _mm256_sub_pd(one, ry), _mm256_sub_pd(one, rz));
+        let lerp = |a: __m256d, c: __m256d, w0: __m256d, w1: __m256d| _mm256_add_pd(_mm256_mul_pd(a, w0), _mm256_mul_pd(c, w1));
+        let row_lerp = |o: usize| {
+            let (l, r) = pair(o);
+            lerp(l, r, urx, rx)
+        };
+        let x00 = row_lerp(0);
+        let x01 = row_lerp(sy);
+        let x10 = row_lerp(sz);
+        let x11 = row_lerp(sz + sy);
+        let y0 = lerp(x00, x01, ury, ry);
+        let y1 = lerp(x10, x11, ury, ry);
+        _mm_and_ps(_mm256_cvtpd_ps(lerp(y0, y1, urz, rz)), ok)
     }
-    // Out-of-bounds lanes sample voxel (1, 1, 1) and are zeroed below.
-    let safe = |v: __m128| _mm_blendv_ps(_mm_set1_ps(1.0), v, ok);
-    let (qz, qy, qx) = (safe(qz), safe(qy), safe(qx));
-    let (iz, iy, ix) = (_mm_cvttps_epi32(qz), _mm_cvttps_epi32(qy), _mm_cvttps_epi32(qx));
-    let rz = _mm256_cvtps_pd(_mm_sub_ps(qz, _mm_cvtepi32_ps(iz)));
-    let ry = _mm256_cvtps_pd(_mm_sub_ps(qy, _mm_cvtepi32_ps(iy)));
-    let rx = _mm256_cvtps_pd(_mm_sub_ps(qx, _mm_cvtepi32_ps(ix)));
-    let b = _mm_add_epi32(_mm_add_epi32(_mm_mullo_epi32(iz, _mm_set1_epi32(sz as i32)), _mm_mullo_epi32(iy, _mm_set1_epi32(sy as i32))), ix);
-    // SAFETY: in-bounds lanes read b .. b + sz + sy + 1 < data.len() (as in the scalar
-    // body); the others read around voxel (1, 1, 1), inside any box with an in-bounds voxel.
-    // Each voxel's taps are 4 pairs of neighbours along X: one 64-bit load per pair and lane,
-    // shuffled into (left taps, right taps) of the 4 voxels (gathers are slow on many
-    // processors).
-    let lanes = [_mm_cvtsi128_si32(b), _mm_extract_epi32::<1>(b), _mm_extract_epi32::<2>(b), _mm_extract_epi32::<3>(b)];
-    let pair = |o: usize| -> (__m256d, __m256d) {
-        let ld = |l: usize| _mm_castpd_ps(_mm_load_sd(base.add(lanes[l] as usize + o) as *const f64));
-        let (t01, t23) = (_mm_unpacklo_ps(ld(0), ld(1)), _mm_unpacklo_ps(ld(2), ld(3)));
-        (_mm256_cvtps_pd(_mm_movelh_ps(t01, t23)), _mm256_cvtps_pd(_mm_movehl_ps(t23, t01)))
-    };
-    let one = _mm256_set1_pd(1.0);
-    let (urx, ury, urz) = (_mm256_sub_pd(one, rx), _mm256_sub_pd(one, ry), _mm256_sub_pd(one, rz));
-    let lerp = |a: __m256d, c: __m256d, w0: __m256d, w1: __m256d| _mm256_add_pd(_mm256_mul_pd(a, w0), _mm256_mul_pd(c, w1));
-    let row_lerp = |o: usize| {
-        let (l, r) = pair(o);
-        lerp(l, r, urx, rx)
-    };
-    let x00 = row_lerp(0);
-    let x01 = row_lerp(sy);
-    let x10 = row_lerp(sz);
-    let x11 = row_lerp(sz + sy);
-    let y0 = lerp(x00, x01, ury, ry);
-    let y1 = lerp(x10, x11, ury, ry);
-    _mm_and_ps(_mm256_cvtpd_ps(lerp(y0, y1, urz, rz)), ok)
 }
 
 /// The source coordinates of one output row, in spam's f32 order of operations.

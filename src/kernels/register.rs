@@ -209,9 +209,7 @@ fn crop_sums_as<const NEED_M: bool, const NAN: bool>(r1: &[f32], def: &[f32], g:
             let (mut s0, mut s1, mut s2) = ([0f64; 6], [0f64; 6], [0f64; 6]);
             let row = k..k + nc[2];
             for (((&p, &q), gv), &xv) in r1[row.clone()].iter().zip(&def[row.clone()]).zip(&g[row]).zip(&coords[2]) {
-                if NAN && !p.is_nan() {
-                    den += p as f64;
-                } else if !NAN {
+                if !NAN || !p.is_nan() {
                     den += p as f64;
                 }
                 let d = (p - q) as f64;

@@ -66,7 +66,7 @@ impl Setup<'_> {
     fn warp_box(&self, phi: &Phi, lo: [usize; 3], hi: [usize; 3]) -> Result<Array3<f32>> {
         let dims = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
         if self.identity_unwarped {
-            return Ok(self.im2.read_box(lo[0] as i64..hi[0] as i64, lo[1] as i64..hi[1] as i64, lo[2] as i64..hi[2] as i64)?);
+            return self.im2.read_box(lo[0] as i64..hi[0] as i64, lo[1] as i64..hi[1] as i64, lo[2] as i64..hi[2] as i64);
         }
         let n = self.n;
         let c = [(n[0] as f64 - 1.0) / 2.0, (n[1] as f64 - 1.0) / 2.0, (n[2] as f64 - 1.0) / 2.0];

@@ -116,50 +116,54 @@ impl ResidualPass {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn normal_matrix_avx2(&self) -> SMatrix<f64, 12, 12> {
-        use std::arch::x86_64::*;
-        const PAIRS: [(usize, usize); 6] = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)];
-        let (nc, w) = (self.nc, self.w);
-        let mut m = [[0f64; 12]; 12];
-        for z in 0..nc[0] {
-            // Per pair: Σ s0, Σ y·s0, Σ y²·s0, Σ s1, Σ y·s1, Σ s2 over the slab's rows, where
-            // s0, s1, s2 are a row's sums of g_i g_k, g_i g_k x and g_i g_k x².
-            let mut slab = [[_mm256_setzero_ps(); 6]; 6];
-            for y in 0..nc[1] {
-                let row = (z * nc[1] + y) * w;
-                let cy = _mm256_set1_ps(self.cy[y] as f32);
-                for (t, &(i, j)) in slab.iter_mut().zip(&PAIRS) {
-                    let (mut s0, mut s1, mut s2) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
-                    for x in (0..w).step_by(LANES) {
-                        let gg = _mm256_mul_ps(_mm256_loadu_ps(self.g[i].as_ptr().add(row + x)), _mm256_loadu_ps(self.g[j].as_ptr().add(row + x)));
-                        let xv = _mm256_loadu_ps(self.cx.as_ptr().add(x));
-                        let ggx = _mm256_mul_ps(gg, xv);
-                        s0 = _mm256_add_ps(s0, gg);
-                        s1 = _mm256_add_ps(s1, ggx);
-                        s2 = _mm256_fmadd_ps(ggx, xv, s2);
-                    }
-                    let s0y = _mm256_mul_ps(s0, cy);
-                    t[0] = _mm256_add_ps(t[0], s0);
-                    t[1] = _mm256_add_ps(t[1], s0y);
-                    t[2] = _mm256_fmadd_ps(s0y, cy, t[2]);
-                    t[3] = _mm256_add_ps(t[3], s1);
-                    t[4] = _mm256_fmadd_ps(s1, cy, t[4]);
-                    t[5] = _mm256_add_ps(t[5], s2);
-                }
-            }
-            let cz = self.cz[z];
-            for (t, &(i, j)) in slab.iter().zip(&PAIRS) {
-                let [t0, t0y, t0yy, t1, t1y, t2] = t.map(|v| hsum(v));
-                // Σ X_p X_q g_i g_k over the slab, X = (z, y, x, 1), symmetric in (p, q).
-                let v = [[cz * cz * t0, cz * t0y, cz * t1, cz * t0], [cz * t0y, t0yy, t1y, t0y], [cz * t1, t1y, t2, t1], [cz * t0, t0y, t1, t0]];
-                for p in 0..4 {
-                    for q in 0..4 {
-                        m[4 * i + p][4 * j + q] += v[p][q];
+        // SAFETY: the caller guarantees what this function's doc states (AVX2/FMA present,
+        // pointers and offsets inside the buffers); every unsafe operation below relies on it.
+        unsafe {
+            use std::arch::x86_64::*;
+            const PAIRS: [(usize, usize); 6] = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)];
+            let (nc, w) = (self.nc, self.w);
+            let mut m = [[0f64; 12]; 12];
+            for z in 0..nc[0] {
+                // Per pair: Σ s0, Σ y·s0, Σ y²·s0, Σ s1, Σ y·s1, Σ s2 over the slab's rows, where
+                // s0, s1, s2 are a row's sums of g_i g_k, g_i g_k x and g_i g_k x².
+                let mut slab = [[_mm256_setzero_ps(); 6]; 6];
+                for y in 0..nc[1] {
+                    let row = (z * nc[1] + y) * w;
+                    let cy = _mm256_set1_ps(self.cy[y] as f32);
+                    for (t, &(i, j)) in slab.iter_mut().zip(&PAIRS) {
+                        let (mut s0, mut s1, mut s2) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+                        for x in (0..w).step_by(LANES) {
+                            let gg = _mm256_mul_ps(_mm256_loadu_ps(self.g[i].as_ptr().add(row + x)), _mm256_loadu_ps(self.g[j].as_ptr().add(row + x)));
+                            let xv = _mm256_loadu_ps(self.cx.as_ptr().add(x));
+                            let ggx = _mm256_mul_ps(gg, xv);
+                            s0 = _mm256_add_ps(s0, gg);
+                            s1 = _mm256_add_ps(s1, ggx);
+                            s2 = _mm256_fmadd_ps(ggx, xv, s2);
+                        }
+                        let s0y = _mm256_mul_ps(s0, cy);
+                        t[0] = _mm256_add_ps(t[0], s0);
+                        t[1] = _mm256_add_ps(t[1], s0y);
+                        t[2] = _mm256_fmadd_ps(s0y, cy, t[2]);
+                        t[3] = _mm256_add_ps(t[3], s1);
+                        t[4] = _mm256_fmadd_ps(s1, cy, t[4]);
+                        t[5] = _mm256_add_ps(t[5], s2);
                     }
                 }
+                let cz = self.cz[z];
+                for (t, &(i, j)) in slab.iter().zip(&PAIRS) {
+                    let [t0, t0y, t0yy, t1, t1y, t2] = t.map(|v| hsum(v));
+                    // Σ X_p X_q g_i g_k over the slab, X = (z, y, x, 1), symmetric in (p, q).
+                    let v = [[cz * cz * t0, cz * t0y, cz * t1, cz * t0], [cz * t0y, t0yy, t1y, t0y], [cz * t1, t1y, t2, t1], [cz * t0, t0y, t1, t0]];
+                    for p in 0..4 {
+                        for q in 0..4 {
+                            m[4 * i + p][4 * j + q] += v[p][q];
+                        }
+                    }
+                }
             }
+            // Blocks (i, k) with i ≤ k were summed; the rest is their transpose.
+            SMatrix::<f64, 12, 12>::from_fn(|r, c| if r / 4 <= c / 4 { m[r][c] } else { m[c][r] })
         }
-        // Blocks (i, k) with i ≤ k were summed; the rest is their transpose.
-        SMatrix::<f64, 12, 12>::from_fn(|r, c| if r / 4 <= c / 4 { m[r][c] } else { m[c][r] })
     }
 
     /// The sums for image 2 (`data`, contiguous Z-major of shape `n`, no NaN) sampled through
@@ -184,63 +188,67 @@ impl ResidualPass {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn evaluate_avx2(&self, data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3]) -> ResidualSums {
-        use std::arch::x86_64::*;
-        let (nc, w) = (self.nc, self.w);
-        let stride = [n[1] * n[2], n[2]];
-        let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
-        let (k, cc) = (map.k, map.c);
-        // X offsets about the centre of image 2, one per (padded) voxel of a row.
-        let dxs: Vec<f32> = (0..w).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
-        let base = data.as_ptr();
-        let (k2, k3, c) = (k.map(|r| _mm256_set1_ps(r[2])), k.map(|r| _mm256_set1_ps(r[3])), cc.map(|v| _mm256_set1_ps(v)));
-        let mut taps = RowTaps { offset: vec![0; w], r: std::array::from_fn(|_| vec![0.0; w]), ok: vec![0.0; w] };
-        let mut a = [0f64; 12];
-        let mut sum_sq = 0f64;
-        for z in 0..nc[0] {
-            let dz = (origin[0] + z) as f32 - cc[0];
-            for y in 0..nc[1] {
-                let dy = (origin[1] + y) as f32 - cc[1];
-                // spam's order: (K0·dz + K1·dy) + K2·dx + K3 + c, all f32, no fused operations.
-                let row_part: [__m256; 3] = std::array::from_fn(|i| _mm256_set1_ps(k[i][0] * dz + k[i][1] * dy));
-                let row = (z * nc[1] + y) * w;
-                // First where every voxel of the row samples, then the samples: the tap loads
-                // of one step then no longer wait on its own coordinate arithmetic.
-                for x in (0..w).step_by(LANES) {
-                    let dx = _mm256_loadu_ps(dxs.as_ptr().add(x));
-                    let q: [__m256; 3] = std::array::from_fn(|i| _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(row_part[i], _mm256_mul_ps(k2[i], dx)), k3[i]), c[i]));
-                    let (offset, r, ok) = sample_points(stride, hi, q);
-                    _mm256_storeu_si256(taps.offset.as_mut_ptr().add(x) as *mut __m256i, offset);
-                    for i in 0..3 {
-                        _mm256_storeu_ps(taps.r[i].as_mut_ptr().add(x), r[i]);
+        // SAFETY: the caller guarantees what this function's doc states (AVX2/FMA present,
+        // pointers and offsets inside the buffers); every unsafe operation below relies on it.
+        unsafe {
+            use std::arch::x86_64::*;
+            let (nc, w) = (self.nc, self.w);
+            let stride = [n[1] * n[2], n[2]];
+            let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
+            let (k, cc) = (map.k, map.c);
+            // X offsets about the centre of image 2, one per (padded) voxel of a row.
+            let dxs: Vec<f32> = (0..w).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
+            let base = data.as_ptr();
+            let (k2, k3, c) = (k.map(|r| _mm256_set1_ps(r[2])), k.map(|r| _mm256_set1_ps(r[3])), cc.map(|v| _mm256_set1_ps(v)));
+            let mut taps = RowTaps { offset: vec![0; w], r: std::array::from_fn(|_| vec![0.0; w]), ok: vec![0.0; w] };
+            let mut a = [0f64; 12];
+            let mut sum_sq = 0f64;
+            for z in 0..nc[0] {
+                let dz = (origin[0] + z) as f32 - cc[0];
+                for y in 0..nc[1] {
+                    let dy = (origin[1] + y) as f32 - cc[1];
+                    // spam's order: (K0·dz + K1·dy) + K2·dx + K3 + c, all f32, no fused operations.
+                    let row_part: [__m256; 3] = std::array::from_fn(|i| _mm256_set1_ps(k[i][0] * dz + k[i][1] * dy));
+                    let row = (z * nc[1] + y) * w;
+                    // First where every voxel of the row samples, then the samples: the tap loads
+                    // of one step then no longer wait on its own coordinate arithmetic.
+                    for x in (0..w).step_by(LANES) {
+                        let dx = _mm256_loadu_ps(dxs.as_ptr().add(x));
+                        let q: [__m256; 3] = std::array::from_fn(|i| _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(row_part[i], _mm256_mul_ps(k2[i], dx)), k3[i]), c[i]));
+                        let (offset, r, ok) = sample_points(stride, hi, q);
+                        _mm256_storeu_si256(taps.offset.as_mut_ptr().add(x) as *mut __m256i, offset);
+                        for i in 0..3 {
+                            _mm256_storeu_ps(taps.r[i].as_mut_ptr().add(x), r[i]);
+                        }
+                        _mm256_storeu_ps(taps.ok.as_mut_ptr().add(x), ok);
                     }
-                    _mm256_storeu_ps(taps.ok.as_mut_ptr().add(x), ok);
-                }
-                let (mut s0, mut s1, mut sq) = ([_mm256_setzero_ps(); 3], [_mm256_setzero_ps(); 3], _mm256_setzero_ps());
-                for x in (0..w).step_by(LANES) {
-                    let v = trilinear8(base, stride, &taps, x);
-                    let keep = _mm256_castsi256_ps(_mm256_loadu_si256(self.keep.as_ptr().add(row + x) as *const __m256i));
-                    let d = _mm256_and_ps(_mm256_sub_ps(_mm256_loadu_ps(self.r1.as_ptr().add(row + x)), v), keep);
-                    sq = _mm256_fmadd_ps(d, d, sq);
-                    let xv = _mm256_loadu_ps(self.cx.as_ptr().add(x));
-                    for i in 0..3 {
-                        let t = _mm256_mul_ps(d, _mm256_loadu_ps(self.g[i].as_ptr().add(row + x)));
-                        s0[i] = _mm256_add_ps(s0[i], t);
-                        s1[i] = _mm256_fmadd_ps(t, xv, s1[i]);
+                    let (mut s0, mut s1, mut sq) = ([_mm256_setzero_ps(); 3], [_mm256_setzero_ps(); 3], _mm256_setzero_ps());
+                    for x in (0..w).step_by(LANES) {
+                        let v = trilinear8(base, stride, &taps, x);
+                        let keep = _mm256_castsi256_ps(_mm256_loadu_si256(self.keep.as_ptr().add(row + x) as *const __m256i));
+                        let d = _mm256_and_ps(_mm256_sub_ps(_mm256_loadu_ps(self.r1.as_ptr().add(row + x)), v), keep);
+                        sq = _mm256_fmadd_ps(d, d, sq);
+                        let xv = _mm256_loadu_ps(self.cx.as_ptr().add(x));
+                        for i in 0..3 {
+                            let t = _mm256_mul_ps(d, _mm256_loadu_ps(self.g[i].as_ptr().add(row + x)));
+                            s0[i] = _mm256_add_ps(s0[i], t);
+                            s1[i] = _mm256_fmadd_ps(t, xv, s1[i]);
+                        }
                     }
+                    // Σ over the row of d·g_i·X_j: X = (z, y, x, 1), x inside the weighted sum.
+                    let (cz, cy) = (self.cz[z], self.cy[y]);
+                    for i in 0..3 {
+                        let (r0, r1) = (hsum(s0[i]), hsum(s1[i]));
+                        a[4 * i] += cz * r0;
+                        a[4 * i + 1] += cy * r0;
+                        a[4 * i + 2] += r1;
+                        a[4 * i + 3] += r0;
+                    }
+                    sum_sq += hsum(sq);
                 }
-                // Σ over the row of d·g_i·X_j: X = (z, y, x, 1), x inside the weighted sum.
-                let (cz, cy) = (self.cz[z], self.cy[y]);
-                for i in 0..3 {
-                    let (r0, r1) = (hsum(s0[i]), hsum(s1[i]));
-                    a[4 * i] += cz * r0;
-                    a[4 * i + 1] += cy * r0;
-                    a[4 * i + 2] += r1;
-                    a[4 * i + 3] += r0;
-                }
-                sum_sq += hsum(sq);
             }
+            ResidualSums { a, sum_sq }
         }
-        ResidualSums { a, sum_sq }
     }
 }
 
@@ -295,30 +303,34 @@ fn sample_points(stride: [usize; 2], hi: [f32; 3], q: [std::arch::x86_64::__m256
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn trilinear8(base: *const f32, stride: [usize; 2], taps: &RowTaps, x: usize) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    let [sz, sy] = stride;
-    let lanes = &taps.offset[x..x + LANES];
-    // Each voxel's taps are 4 pairs of X-neighbours, read with one 64-bit load per pair and
-    // voxel (gathers are slow on many processors). With A = [p0 p1 | p4 p5] and
-    // B = [p2 p3 | p6 p7], one shuffle gives the 8 left taps in voxel order, another the right.
-    // SAFETY: in-bounds lanes read offset .. offset + sz + sy + 1 < N (1 ≤ q < N − 1 on every
-    // axis); the others read around voxel (1, 1, 1).
-    let pair = |o: usize| -> (__m256, __m256) {
-        let p = |l: usize| base.add(lanes[l] as usize + o) as *const f64;
-        let two = |l: usize, m: usize| _mm_loadh_pd(_mm_load_sd(p(l)), p(m));
-        let a = _mm256_castpd_ps(_mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(two(0, 1)), two(4, 5)));
-        let b = _mm256_castpd_ps(_mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(two(2, 3)), two(6, 7)));
-        (_mm256_shuffle_ps::<0x88>(a, b), _mm256_shuffle_ps::<0xDD>(a, b))
-    };
-    let [rz, ry, rx] = std::array::from_fn(|a| _mm256_loadu_ps(taps.r[a].as_ptr().add(x)));
-    let lerp = |a: __m256, c: __m256, r: __m256| _mm256_fmadd_ps(r, _mm256_sub_ps(c, a), a);
-    let row_lerp = |o: usize| {
-        let (l, r) = pair(o);
-        lerp(l, r, rx)
-    };
-    let y0 = lerp(row_lerp(0), row_lerp(sy), ry);
-    let y1 = lerp(row_lerp(sz), row_lerp(sz + sy), ry);
-    _mm256_and_ps(lerp(y0, y1, rz), _mm256_loadu_ps(taps.ok.as_ptr().add(x)))
+    // SAFETY: the caller guarantees what this function's doc states (AVX2/FMA present,
+    // pointers and offsets inside the buffers); every unsafe operation below relies on it.
+    unsafe {
+        use std::arch::x86_64::*;
+        let [sz, sy] = stride;
+        let lanes = &taps.offset[x..x + LANES];
+        // Each voxel's taps are 4 pairs of X-neighbours, read with one 64-bit load per pair and
+        // voxel (gathers are slow on many processors). With A = [p0 p1 | p4 p5] and
+        // B = [p2 p3 | p6 p7], one shuffle gives the 8 left taps in voxel order, another the right.
+        // SAFETY: in-bounds lanes read offset .. offset + sz + sy + 1 < N (1 ≤ q < N − 1 on every
+        // axis); the others read around voxel (1, 1, 1).
+        let pair = |o: usize| -> (__m256, __m256) {
+            let p = |l: usize| base.add(lanes[l] as usize + o) as *const f64;
+            let two = |l: usize, m: usize| _mm_loadh_pd(_mm_load_sd(p(l)), p(m));
+            let a = _mm256_castpd_ps(_mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(two(0, 1)), two(4, 5)));
+            let b = _mm256_castpd_ps(_mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(two(2, 3)), two(6, 7)));
+            (_mm256_shuffle_ps::<0x88>(a, b), _mm256_shuffle_ps::<0xDD>(a, b))
+        };
+        let [rz, ry, rx] = std::array::from_fn(|a| _mm256_loadu_ps(taps.r[a].as_ptr().add(x)));
+        let lerp = |a: __m256, c: __m256, r: __m256| _mm256_fmadd_ps(r, _mm256_sub_ps(c, a), a);
+        let row_lerp = |o: usize| {
+            let (l, r) = pair(o);
+            lerp(l, r, rx)
+        };
+        let y0 = lerp(row_lerp(0), row_lerp(sy), ry);
+        let y1 = lerp(row_lerp(sz), row_lerp(sz + sy), ry);
+        _mm256_and_ps(lerp(y0, y1, rz), _mm256_loadu_ps(taps.ok.as_ptr().add(x)))
+    }
 }
 
 #[cfg(test)]

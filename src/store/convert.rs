@@ -179,7 +179,7 @@ impl LevelAccumulator {
             self.pages_in = 0;
             self.planes_done += 1;
             let depth = self.writer.block()[0];
-            if self.planes_done % depth == 0 || self.planes_done == self.shape[0] {
+            if self.planes_done.is_multiple_of(depth) || self.planes_done == self.shape[0] {
                 // Means of integer data are integers below 2^24 for every supported integer
                 // type but uint32; f32 holds those exactly.
                 let typed = TypedBuf::from_f32(dtype, &self.slab);
@@ -248,7 +248,7 @@ impl PyramidWriter {
     pub fn write_planes(&mut self, slab: TypedBuf) -> Result<()> {
         let plane = self.shape[1] * self.shape[2];
         let depth = self.slab_depth();
-        if slab.len() % plane != 0 {
+        if !slab.len().is_multiple_of(plane) {
             bail!("internal: slab is not a whole number of planes");
         }
         let n = slab.len() / plane;

@@ -129,7 +129,7 @@ impl TiffStackWriter {
             bail!("internal: writing {} pages into a {} TIFF", data.dtype(), self.dtype);
         }
         let plane = self.width as usize * self.height as usize;
-        if plane == 0 || data.len() % plane != 0 {
+        if plane == 0 || !data.len().is_multiple_of(plane) {
             bail!("internal: {} values is not a whole number of {}x{} pages", data.len(), self.width, self.height);
         }
         for p in 0..data.len() / plane {

@@ -452,7 +452,7 @@ mod tests {
             let got = u2[(x[0] as usize * n[1] + x[1] as usize) * n[2] + x[2] as usize];
             assert!((want - got).abs() < 1e-9);
         }
-        assert!(im1.iter().any(|v| *v > 30000.0) && im1.iter().any(|v| *v == BACKGROUND));
+        assert!(im1.iter().any(|v| *v > 30000.0) && im1.contains(&BACKGROUND));
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn killed_tiff2zarr_leaves_the_old_store_or_the_new_one() {
         let is_new = judge(&format!("abort at commit step {step}"));
         // One output has no journal: before its rename the old store stands, after it the new.
         assert_eq!(is_new, step == 2, "step {step}");
-        assert_eq!(ok, false, "aborted at step {step}");
+        assert!(!ok, "aborted at step {step}");
         if is_new {
             assert!(run(&old_in, None).status().unwrap().success());
         }
