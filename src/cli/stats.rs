@@ -102,7 +102,8 @@ pub fn grey_stats(vol: &Volume, progress: bool) -> Result<GreyStats> {
 pub fn run(a: StatsArgs) -> Result<()> {
     a.read.threads();
     let cache = a.read.cache()?;
-    let vol = Volume::open(&a.volume, cache.clone())?.level(a.bin)?;
+    let full = Volume::open(&a.volume, cache.clone())?;
+    let vol = full.level(a.bin)?;
     let shape = vol.shape();
     println!("volume: {}", a.volume.display());
     println!("shape (Z Y X): {} {} {}", shape[0], shape[1], shape[2]);
@@ -110,7 +111,7 @@ pub fn run(a: StatsArgs) -> Result<()> {
     let c = vol.chunk_shape();
     println!("chunk (Z Y X): {} {} {}", c[0], c[1], c[2]);
     println!("bin: {}", vol.bin());
-    let levels = Volume::open(&a.volume, cache.clone())?.stored_levels();
+    let levels = full.stored_levels();
     println!("levels (bin factors stored): {}", levels.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" "));
     match vol.voxel_size() {
         Some(v) => println!("voxel size (Z Y X): {}", v.describe()),

@@ -132,16 +132,7 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
 
 /// The default budget: a quarter of physical memory, at most 4 GiB.
 pub fn default_cache_bytes() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        })
-        .map(|kib| kib * 1024)
-        .unwrap_or(4 << 30);
-    (total / 4).min(4 << 30)
+    (super::memory_total() / 4).min(4 << 30)
 }
 
 /// A slot filled once by whichever thread decodes the chunk; others wait on it.

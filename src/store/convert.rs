@@ -148,25 +148,25 @@ impl LevelAccumulator {
         }
         let r = p * plane..(p + 1) * plane;
         let (t, s) = (self.top, self.shape);
-        if self.nearest {
-            if (z - self.top[0]) % b == b / 2 {
-                match slab {
-                    TypedBuf::U8(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-                    TypedBuf::U16(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-                    TypedBuf::I16(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-                    TypedBuf::U32(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-                    TypedBuf::F32(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-                    TypedBuf::F64(v) => pick_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-                }
+        // Labels take one page of every `b` (the block's middle), grey levels sum them all.
+        if !self.nearest || (z - self.top[0]) % b == b / 2 {
+            let (nearest, acc) = (self.nearest, &mut self.plane_sums);
+            macro_rules! rows {
+                ($v:expr) => {
+                    if nearest {
+                        pick_rows(&$v[r], nx, t, s, b, acc)
+                    } else {
+                        add_rows(&$v[r], nx, t, s, b, acc)
+                    }
+                };
             }
-        } else {
             match slab {
-            TypedBuf::U8(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-            TypedBuf::U16(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-            TypedBuf::I16(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-            TypedBuf::U32(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-            TypedBuf::F32(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
-            TypedBuf::F64(v) => add_rows(&v[r], nx, t, s, b, &mut self.plane_sums),
+                TypedBuf::U8(v) => rows!(v),
+                TypedBuf::U16(v) => rows!(v),
+                TypedBuf::I16(v) => rows!(v),
+                TypedBuf::U32(v) => rows!(v),
+                TypedBuf::F32(v) => rows!(v),
+                TypedBuf::F64(v) => rows!(v),
             }
         }
         self.pages_in += 1;

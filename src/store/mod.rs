@@ -20,6 +20,19 @@ pub mod volume;
 pub mod voxel_size;
 pub mod zarr;
 
+/// The machine's memory in bytes (MemTotal; 4 GiB when it cannot be read).
+pub fn memory_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(4 << 30)
+}
+
 pub use cache::{ChunkCache, CacheStats};
 pub use dtype::{DType, TypedBuf};
 pub use volume::{Volume, VolumeSource};

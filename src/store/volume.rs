@@ -45,6 +45,10 @@ pub trait VolumeSource: Send + Sync {
     fn level(&self, _bin: usize) -> Result<Option<Arc<dyn VolumeSource>>> {
         Ok(None)
     }
+    /// The bin factors of the pyramid levels stored beside this source (1 first).
+    fn stored_bins(&self) -> Vec<usize> {
+        vec![1]
+    }
     /// The physical size of a voxel of this source, when its metadata says.
     fn voxel_size(&self) -> Option<VoxelSize> {
         None
@@ -91,23 +95,11 @@ pub fn check_chunk_shape(path: &Path, chunk: &[u64], dtype: DType) -> Result<[us
     Ok([chunk[0] as usize, chunk[1] as usize, chunk[2] as usize])
 }
 
-/// The machine's memory in bytes (MemTotal; 4 GiB when it cannot be read).
-pub fn memory_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        })
-        .map(|kib| kib * 1024)
-        .unwrap_or(4 << 30)
-}
 
 /// Refuses an allocation sized from arguments or files that cannot fit in memory: `bytes`
 /// is None when computing it overflowed. `what` says what would be allocated, for the message.
 pub fn check_memory(what: &str, bytes: Option<u128>) -> Result<()> {
-    let total = memory_total();
+    let total = super::memory_total();
     match bytes {
         Some(b) if b <= total as u128 => Ok(()),
         Some(b) => bail!("{what} would need {:.1} GiB, more than this machine's {:.1} GiB of memory", b as f64 / (1u64 << 30) as f64, total as f64 / (1u64 << 30) as f64),
@@ -198,17 +190,9 @@ impl Volume {
         Ok(Volume::new(Arc::new(super::binning::BinnedSource::new(self.clone(), bin)), self.cache.clone()))
     }
 
-    /// The bin factors of the pyramid levels the store holds (1 first), up to 2^16.
+    /// The bin factors of the pyramid levels the store holds (1 first).
     pub fn stored_levels(&self) -> Vec<usize> {
-        let mut bins = vec![1];
-        let mut b = 2;
-        while b <= 1 << 16 {
-            if matches!(self.source.level(b), Ok(Some(_))) {
-                bins.push(b);
-            }
-            b *= 2;
-        }
-        bins
+        self.source.stored_bins()
     }
 
     /// The id this volume's chunks carry in the cache.

@@ -259,6 +259,12 @@ impl VolumeSource for ZarrSource {
         let first = self.pyramid.as_ref().and_then(|p| p.2.first()).map_or(1, |l| l.bin);
         self.voxel_size.as_ref().map(|v| v.binned((self.bin / first.max(1)).max(1)))
     }
+    fn stored_bins(&self) -> Vec<usize> {
+        match &self.pyramid {
+            Some((_, _, levels)) => levels.iter().map(|l| l.bin).collect(),
+            None => vec![1],
+        }
+    }
     fn level(&self, bin: usize) -> Result<Option<Arc<dyn VolumeSource>>> {
         let Some((store, root, levels)) = &self.pyramid else { return Ok(None) };
         let Some(l) = levels.iter().find(|l| l.bin == bin) else { return Ok(None) };

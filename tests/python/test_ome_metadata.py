@@ -56,6 +56,12 @@ def chain(tmp_path_factory):
 
 def test_tiff2zarr_reads_imagej_spacing(chain):
     check_store(chain / "im1.zarr", ZYX, "micrometer")
+    # stats says so, with the levels the store holds; level 1's voxels are twice as large.
+    out = run(BIN / "dvc-stream", "stats", chain / "im1.zarr", "-q").stdout
+    assert "levels (bin factors stored): 1 2" in out, out
+    assert "voxel size (Z Y X): 0.7 × 0.6 × 0.5 micrometer" in out, out
+    out = run(BIN / "dvc-stream", "stats", chain / "im1.zarr", "--bin", "2", "-q").stdout
+    assert "voxel size (Z Y X): 1.4 × 1.2 × 1 micrometer" in out, out
 
 
 def test_tables_record_the_voxel_size(chain):

@@ -172,3 +172,16 @@ fn shard_is_in_voxels_a_multiple_of_the_chunk_and_clamped_to_the_volume() {
     assert_eq!(shard_of(&b), serde_json::json!([[64, 64, 64], [16, 16, 16]]));
     refused(env!("CARGO_BIN_EXE_tiff2zarr"), &[&s(&im), &s(&d.path().join("c.zarr")), "--chunk", "16", "--shard", "40", "-q"], &["--shard 40", "multiple of the chunk"]);
 }
+
+/// `--voxel-size` must be positive and `--unit` a length unit; nothing is written otherwise.
+#[test]
+fn voxel_sizes_and_units_that_are_not_lengths_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let im = repo().join("tests/data/spam-0.9.1/inputs/im1.tif");
+    let out = d.path().join("v.zarr");
+    let t2z = env!("CARGO_BIN_EXE_tiff2zarr");
+    refused(t2z, &[&s(&im), &s(&out), "--voxel-size", "0", "1", "1", "-q"], &["--voxel-size", "positive"]);
+    refused(t2z, &[&s(&im), &s(&out), "--voxel-size", "1", "nan", "1", "-q"], &["--voxel-size", "positive"]);
+    refused(t2z, &[&s(&im), &s(&out), "--voxel-size", "1", "1", "1", "--unit", "parsec", "-q"], &["--unit", "parsec", "not a length unit"]);
+    assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing left behind");
+}
