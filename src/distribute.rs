@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
 
 use crate::field::parquet::{FieldMeta, ParquetWriter};
 use crate::field::sink::FieldSink;
@@ -86,21 +85,16 @@ impl Shard {
     }
 }
 
-/// How a correlation is split and resumed (ldic, pixel-search, ddic).
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Compute only shard K of N (0 ≤ K < N) and write it as `<output>.parts/part-K-of-N.parquet`
-    /// for `dvc-stream merge`. Under mpirun, srun or a Slurm job array, K and N come from the
-    /// launcher.
-    #[arg(long, value_name = "K/N")]
-    pub shard: Option<String>,
-    /// Continue an interrupted run from its checkpoint (`<output>.run/`), computing only
-    /// what it had not finished; any change of the job (options, grid, guess, inputs) is refused.
-    #[arg(long)]
+/// How a correlation is split and resumed (ldic, pixel-search, ddic), resolved from the
+/// command line (`--shard`, the launcher's environment, `--resume`, `--checkpoint-seconds`).
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Compute only this shard of the run.
+    pub shard: Option<Shard>,
+    /// Continue from the checkpoint of the same job.
     pub resume: bool,
-    /// Seconds between checkpoints of finished rows.
-    #[arg(long = "checkpoint-seconds", default_value_t = 30.0, value_name = "S")]
-    pub checkpoint_seconds: f64,
+    /// Time between checkpoints of finished rows.
+    pub checkpoint_every: Duration,
 }
 
 /// Cuts tiles (in scheduling order) into `shard.count` contiguous runs of about equal point
@@ -332,14 +326,8 @@ impl Job {
     /// Plans a run writing `<dir>/<stem>.parquet` (or, sharded, `<dir>/<stem>.parts/part-K-of-N`)
     /// over `tiles`. `print` is the resolved job; a checkpoint left by another job (or another
     /// shard) is refused with --resume (and replaced without).
-    pub fn plan(args: &RunArgs, dir: &Path, stem: &str, tiles: Vec<Tile>, print: &JobPrint, layout: Layout, kind: &FieldKind) -> Result<Job> {
-        if !(args.checkpoint_seconds >= 0.0 && args.checkpoint_seconds.is_finite()) {
-            bail!("--checkpoint-seconds must be a number of seconds ≥ 0");
-        }
-        let shard = match &args.shard {
-            Some(s) => Some(Shard::parse(s).map_err(|e| anyhow!("--shard {e}"))?),
-            None => Shard::from_env()?,
-        };
+    pub fn plan(run: &RunOptions, dir: &Path, stem: &str, tiles: Vec<Tile>, print: &JobPrint, layout: Layout, kind: &FieldKind) -> Result<Job> {
+        let shard = run.shard;
         let (out_dir, out_stem, tiles) = match shard {
             Some(s) => (dir.join(format!("{stem}.parts")), s.part_name(), shard_tiles(tiles, s)),
             None => (dir.to_path_buf(), stem.to_string(), tiles),
@@ -349,7 +337,7 @@ impl Job {
         let total = order.len();
         let work = out_dir.join(format!("{out_stem}.run"));
         let stamp = RunStamp { job: print.clone(), shard: shard.map(|s| [s.index, s.count]), points: total };
-        let checkpoint = Checkpoint::open(&work, stamp, args.resume, Duration::from_secs_f64(args.checkpoint_seconds), layout, kind.clone())?;
+        let checkpoint = Checkpoint::open(&work, stamp, run.resume, run.checkpoint_every, layout, kind.clone())?;
         let done = checkpoint.rows;
         if done > total {
             bail!("{}: the checkpoint holds {done} rows but this run has {total} points", work.display());

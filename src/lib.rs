@@ -13,6 +13,8 @@ pub mod kernels;
 pub mod label;
 pub mod phi;
 pub mod progress;
+pub mod run;
+pub mod say;
 pub mod scheduler;
 pub mod store;
 pub mod synth;

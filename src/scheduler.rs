@@ -233,11 +233,11 @@ impl ChunkUses {
         for cache in caches {
             cache.note_once_budget(need);
             if cache.capacity() < need {
-                eprintln!(
-                    "warning: --cache-bytes {} is below the {} this run needs to decode each chunk once (the chunks of one layer of tiles of every image); chunks will be decoded more than once",
+                crate::say::warn(format_args!(
+                    "--cache-bytes {} is below the {} this run needs to decode each chunk once (the chunks of one layer of tiles of every image); chunks will be decoded more than once",
                     human_bytes(cache.capacity()),
                     human_bytes(need)
-                );
+                ));
             }
         }
     }

@@ -298,3 +298,46 @@ fn completions_load_in_bash_and_man_pages_render() {
     ok(&v);
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("dvc-stream"));
 }
+
+/// `-q` in every command: nothing on stdout and one line on stderr, the summary; without it
+/// the same summary comes last, after the notes.
+#[test]
+fn quiet_leaves_one_summary_line_in_every_command() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    let inp = |f: &str| s(&ex.join("inputs").join(f));
+    let (im1, im2, lab1) = (inp("im1.tif"), inp("im2.tif"), inp("lab1.tif"));
+    let at = |f: &str| s(&d.path().join(f));
+    let runs: Vec<(&str, Vec<String>)> = vec![
+        ("synth", vec!["synth".into(), at("syn"), "--shape".into(), "24".into(), "--overwrite".into()]),
+        ("reg", vec!["reg".into(), im1.clone(), im2.clone(), "-od".into(), od.clone()]),
+        ("ldic", vec!["ldic".into(), im1.clone(), im2.clone(), "-hws".into(), "5".into(), "-ns".into(), "15".into(), "-pf".into(), at("im1-im2-registration.tsv"), "-od".into(), od.clone(), "--png".into()]),
+        ("pixel-search", vec!["pixel-search".into(), im1.clone(), im2.clone(), "-hws".into(), "5".into(), "-ns".into(), "15".into(), "-sr".into(), "-2".into(), "2".into(), "-2".into(), "2".into(), "-2".into(), "2".into(), "-od".into(), od.clone()]),
+        ("ddic", vec!["ddic".into(), im1.clone(), lab1.clone(), im2.clone(), "-pf".into(), at("im1-im2-registration.tsv"), "-od".into(), od.clone()]),
+        ("labels", vec!["labels".into(), lab1.clone(), "-od".into(), od.clone()]),
+        ("regular-strain", vec!["regular-strain".into(), "-pf".into(), at("im1-im2-ldic.tsv"), "-od".into(), od.clone()]),
+        ("filter-phi-field", vec!["filter-phi-field".into(), "-pf".into(), at("im1-im2-ldic.tsv"), "-od".into(), od.clone(), "--filter-median".into()]),
+        ("pass-phi-field", vec!["pass-phi-field".into(), "-pf".into(), at("im1-im2-registration.tsv"), "-ns".into(), "10".into(), "-im1".into(), im1.clone(), "-od".into(), od.clone()]),
+        ("convert-field", vec!["convert-field".into(), at("im1-im2-ldic.tsv"), at("copy.parquet")]),
+        ("deform-image", vec!["deform-image".into(), im1.clone(), "-pf".into(), at("im1-im2-registration.tsv"), "-od".into(), od.clone()]),
+        ("plot", vec!["plot".into(), at("im1-im2-ldic.parquet"), "-od".into(), od.clone()]),
+    ];
+    for (name, args) in &runs {
+        for quiet in [true, false] {
+            let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+            if quiet {
+                a.push("-q");
+            }
+            let out = dvc(&a);
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(out.status.success(), "{name}: {err}");
+            let last = err.trim_end().lines().last().unwrap_or_default().to_string();
+            assert!(last.starts_with(name), "{name}: the summary line comes last, naming the command: {err}");
+            if quiet {
+                assert!(out.stdout.is_empty(), "{name} -q printed on stdout: {}", String::from_utf8_lossy(&out.stdout));
+                assert_eq!(err.trim_end().lines().count(), 1, "{name} -q: {err}");
+            }
+        }
+    }
+}

@@ -119,7 +119,7 @@ fn merge_says_what_is_missing_and_refuses_mixed_parts() {
     fails(&["merge", &parts], "different shard counts");
     fails(&["merge", &s(d.path())], "named <output>.parts");
     fails(&["ldic", &im1, &im2, "-hws", "6", "-ns", "8", "--shard", "3/3", "-od", &s(&out)], "K must be in 0..N-1");
-    fails(&["ldic", &im1, &im2, "-hws", "6", "-ns", "8", "--checkpoint-seconds", "nan", "-od", &s(&out)], "--checkpoint-seconds must be");
+    fails(&["ldic", &im1, &im2, "-hws", "6", "-ns", "8", "--checkpoint-seconds", "nan", "-od", &s(&out)], "'nan' must be a finite number ≥ 0");
     // A launcher's numbers that make no shard.
     for (vars, says) in [
         (vec![("OMPI_COMM_WORLD_RANK", "3"), ("OMPI_COMM_WORLD_SIZE", "2")], "OMPI_COMM_WORLD_RANK gives shard 3 of 2: out of range"),

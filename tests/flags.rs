@@ -30,7 +30,8 @@ fn pixel_search_options() {
     let (im1, im2) = (inp("im1.tif"), inp("im2.tif"));
     // Grey thresholds no window passes: every node skipped; -notsv leaves only Parquet.
     let out = dvc(&["pixel-search", &im1, &im2, "-ns", "15", "-hws", "5", "-glt", "1e9", "-notsv", "-od", &od, "-pre", "g", "-q"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("-5  27"));
+    // -q: the statuses are in the one-line summary on stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("returnStatus -5: 27 →"));
     assert!(!d.path().join("g-pixelSearch.tsv").exists());
     assert!(read(&d.path().join("g-pixelSearch.parquet")).return_status.iter().all(|r| *r == -5.0));
     dvc(&["pixel-search", &im1, &im2, "-ns", "15", "-hws", "5", "-ght", "0", "-od", &od, "-pre", "h", "-q"]);
@@ -52,7 +53,7 @@ fn pixel_search_options() {
     assert_eq!(phi::translation(&b.phis[13]), Vector3::new(2.0, -5.0, 2.0), "2 × (1.21, −2.40, 0.79), rounded");
     // Labels: -lvt above every label's volume skips them all; -ld 0 keeps them.
     let out = dvc(&["pixel-search", &im1, &im2, "-lab1", &inp("lab1.tif"), "-lvt", "100000", "-od", &od, "-pre", "lvt", "-q"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("-5  8"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("returnStatus -5: 8 →"));
     dvc(&["pixel-search", &im1, &im2, "-lab1", &inp("lab1.tif"), "-ld", "0", "-od", &od, "-pre", "ld0", "-q"]);
     let l = read(&d.path().join("ld0-pixelSearch.tsv"));
     assert!((1..9).all(|k| phi::translation(&l.phis[k]) == Vector3::new(1.0, -2.0, 1.0)));

@@ -173,12 +173,12 @@ fn thresholds_series_and_outputs() {
     let (im1, im2, im3) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im2.tif")), s(&ex.join("inputs/im3.tif")));
     // Grey thresholds that no window passes: every node is skipped (-5), t is NaN.
     let out = dvc(&["ldic", &im1, &im2, "-hws", "5", "-ns", "15", "-glt", "1e9", "-od", &od, "-pre", "glt", "-notsv", "-q"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("-5  27"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("returnStatus -5: 27 →"));
     assert!(!d.path().join("glt-ldic.tsv").exists(), "-notsv writes no TSV");
     let f = PhiField::read(&d.path().join("glt-ldic.parquet")).unwrap();
     assert!(f.return_status.iter().all(|&r| r == -5.0) && f.phis.iter().all(|p| p[(0, 3)].is_nan()));
     let out = dvc(&["ldic", &im1, &im2, "-hws", "5", "-ns", "15", "-ght", "0", "-od", &od, "-pre", "ght", "-q"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("-5  27"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("returnStatus -5: 27 →"));
     // Three images, incremental pairs: (im1, im2) and (im2, im3), each named after its pair.
     dvc(&["ldic", &im1, &im2, &im3, "-sei", "-hws", "5", "-ns", "15", "-od", &od, "-rig", "-q"]);
     for p in ["im1-im2-ldic.tsv", "im2-im3-ldic.tsv"] {
@@ -245,7 +245,9 @@ fn per_axis_options_and_apply_f() {
     let base = dvc(&["ldic", &im1, &im3, "-hws", "5", "-ns", "10", "-pf", &reg, "-mf1", &mask, "-od", &od, "-pre", "m1", "-q"]);
     let strict = dvc(&["ldic", &im1, &im3, "-hws", "5", "-ns", "10", "-pf", &reg, "-mf1", &mask, "-mc", "1", "-od", &od, "-pre", "m2", "-q"]);
     let skipped = |o: &std::process::Output| {
-        String::from_utf8_lossy(&o.stdout).lines().find(|l| l.trim_start().starts_with("-5")).map(|l| l.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap()).unwrap_or(0)
+        // -q: the statuses are in the summary line, "returnStatus 2: 100, -5: 25 → …".
+        let line = String::from_utf8_lossy(&o.stderr).to_string();
+        line.split(['(', ',', ' ']).skip_while(|w| *w != "-5:").nth(1).map(|n| n.parse::<usize>().unwrap()).unwrap_or(0)
     };
     assert_eq!(skipped(&base), 25);
     assert!(skipped(&strict) > 25, "stricter coverage skips more windows");

@@ -62,7 +62,7 @@ fn rows_3_17_24_27_28_29_of_spams_examples() {
     let (im1, im2, im3, lab1) = (inp("im1.tif"), inp("im2.tif"), inp("im3.tif"), inp("lab1.tif"));
     // Row 3: grid, ±3, with TIFF and VTK.
     let out = dvc(&["pixel-search", &im1, &im2, "-np", "2", "-ns", "15", "-hws", "5", "-sr", "-3", "3", "-3", "3", "-3", "3", "-od", &od, "-tif", "-vtk", "-q"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("           1  27"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("returnStatus 1: 27 →"));
     assert_eq!(agree(&d.path().join("im1-im2-pixelSearch.tsv"), &ex.join("pixelSearch/im1-im2-pixelSearch.tsv")), 27);
     agree(&d.path().join("im1-im2-pixelSearch.parquet"), &ex.join("pixelSearch/im1-im2-pixelSearch.tsv"));
     let ours = std::fs::read_to_string(d.path().join("im1-im2-pixelSearch.tsv")).unwrap();
@@ -213,7 +213,7 @@ fn masks_guesses_and_bad_arguments() {
     let (im1, im2, im3) = (inp("im1.tif"), inp("im2.tif"), inp("im3.tif"));
     // A mask on im1 (0 where X ≥ 45): windows mostly masked are skipped.
     let out = dvc(&["pixel-search", &im1, &im2, "-ns", "10", "-hws", "5", "-mf1", &inp("mask1.tif"), "-od", &od, "-pre", "m", "-q"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("-5  25"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(", -5: 25 →"), "{}", String::from_utf8_lossy(&out.stderr));
     let m = PhiField::read(&d.path().join("m-pixelSearch.tsv")).unwrap();
     for i in 0..m.len() {
         if m.return_status[i] == 1.0 {

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use dvc_stream::field::PhiField;
-use dvc_stream::kernels::register::{register_multiscale, MultiscaleOptions, RegisterOptions};
+use dvc_stream::kernels::register::RegisterOptions;
+use dvc_stream::kernels::register_volume::{register_multiscale, MultiscaleOptions};
 use dvc_stream::phi;
 use dvc_stream::store::{ChunkCache, Volume};
 

@@ -57,10 +57,10 @@ pub fn field_vtk(f: &PhiField, title: &str) -> String {
     }
 }
 
-pub fn run(a: ConvertFieldArgs) -> Result<()> {
+pub fn run(a: ConvertFieldArgs) -> Result<super::Summary> {
     let field = PhiField::read(&a.input)?;
     if ext(&a.input) == "vtk" && ext(&a.output) != "vtk" {
-        eprintln!("note: {}: a VTK field holds displacements only; F is written as the identity", a.input.display());
+        crate::say::warn(format_args!("{}: a VTK field holds displacements only; F is written as the identity", a.input.display()));
     }
     let kind = ext(&a.output);
     if !["tsv", "parquet", "vtk"].contains(&kind.as_str()) {
@@ -78,5 +78,5 @@ pub fn run(a: ConvertFieldArgs) -> Result<()> {
         _ => vtk::write(&partial, &field_vtk(&field, &a.output.to_string_lossy()))?,
     }
     outs.commit()?;
-    Ok(())
+    Ok(Some(format!("convert-field: {} points from {} → {}", field.positions.len(), a.input.display(), a.output.display())))
 }

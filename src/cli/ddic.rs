@@ -16,7 +16,8 @@ use crate::field::vtk::{self, VtkArray, VtkValues};
 use crate::field::{FieldKind, FieldRow, Layout, PhiField};
 use crate::kernels::discrete::{correlate_label, label_boxes, DiscreteOptions};
 use crate::kernels::local::PointResult;
-use crate::kernels::register::{image_centre, register_multiscale, MultiscaleOptions, RegisterOptions};
+use crate::kernels::register::{image_centre, RegisterOptions};
+use crate::kernels::register_volume::{register_multiscale, MultiscaleOptions};
 use crate::label::LabelTable;
 use crate::phi::{self, ApplyF, Phi};
 use crate::scheduler::{self, BoxUnion};
@@ -100,7 +101,7 @@ pub struct DdicArgs {
     #[arg(long = "no-tsv")]
     pub no_tsv: bool,
     #[command(flatten)]
-    pub run: crate::distribute::RunArgs,
+    pub run: super::RunArgs,
     #[command(flatten)]
     pub read: ReadOpts,
 }
@@ -182,9 +183,7 @@ fn initial_registration(a: &DdicArgs, im1: &Volume, im2: &Volume, start: usize) 
         );
     }
     let t = phi::translation(&r.phi);
-    if !a.read.quiet {
-        eprintln!("initial registration: t = ({:.4}, {:.4}, {:.4}), status {} after {} iterations", t[0], t[1], t[2], r.return_status, r.iterations);
-    }
+    crate::note!("initial registration: t = ({:.4}, {:.4}, {:.4}), status {} after {} iterations", t[0], t[1], t[2], r.return_status, r.iterations);
     Ok((r.phi, image_centre(im1.shape())))
 }
 
@@ -192,7 +191,7 @@ fn row(l: usize, position: Vector3<f64>, r: &PointResult, label_dilate: i64) -> 
     FieldRow { label_dilate: label_dilate as f64, ..FieldRow::registered(l as i64, position, r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm) }
 }
 
-pub fn run(a: DdicArgs) -> Result<()> {
+pub fn run(a: DdicArgs) -> Result<super::Summary> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
     if im1.shape()[0] == 1 {
@@ -249,7 +248,7 @@ pub fn run(a: DdicArgs) -> Result<()> {
     // The resolved job: the kernel's options, every label's centre and guess, the inputs.
     let inputs: Vec<&std::path::Path> = [Some(a.im1.as_path()), Some(a.lab1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref()].into_iter().flatten().collect();
     let print = crate::distribute::JobPrint::new("ddic", &o, serde_json::json!({"skip": a.skip}), &plan.positions, &plan.guesses, &inputs)?;
-    let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ddic"), tiles, &print, Layout::Ddic, &FieldKind::Labels)?;
+    let mut job = crate::distribute::Job::plan(&a.run.resolve()?, &dir, &format!("{prefix}-ddic"), tiles, &print, Layout::Ddic, &FieldKind::Labels)?;
     job.require_whole_field(a.png, "--png")?;
     let mut outs = OutputSet::new(Existing::Replace);
     outs.inputs([a.im1.as_path(), a.lab1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()));
@@ -342,23 +341,22 @@ pub fn run(a: DdicArgs) -> Result<()> {
         let pts: Vec<Vector3<f64>> = glyphs.iter().map(|g| fin(&g.0)).collect();
         vtk::write(&outs.file(&dir.join(format!("{prefix}-ddic.vtk")))?, &vtk::glyphs(&pts, &all))?;
     }
-    if !a.read.quiet {
-        eprintln!(
-            "ddic {} → {}: {} labels in {secs:.1} s ({:.0} labels/s with {threads} threads)",
-            a.im1.display(),
-            a.im2.display(),
-            n - 1,
-            (n - 1) as f64 / secs.max(1e-9)
-        );
-    }
     if a.png {
         for p in crate::view::plot::quicklook(&mut outs, &dir.join(format!("{prefix}-ddic.parquet")))? {
-            eprintln!("wrote {}", p.display());
+            crate::note!("wrote {}", p.display());
         }
     }
     outs.commit()?;
     job.complete()?;
     print_statuses(&counts);
     a.read.report(&cache);
-    Ok(())
+    Ok(Some(format!(
+        "ddic {} → {}: {} labels in {secs:.1} s ({:.0} labels/s with {threads} threads), returnStatus {} → {}",
+        a.im1.display(),
+        a.im2.display(),
+        n - 1,
+        (n - 1) as f64 / secs.max(1e-9),
+        crate::say::statuses(&counts),
+        dir.join(format!("{prefix}-ddic.parquet")).display()
+    )))
 }

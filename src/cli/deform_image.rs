@@ -130,7 +130,7 @@ pub fn write_planes(input: &Volume, outs: &mut OutputSet, out: &Path, progress: 
     Ok(())
 }
 
-pub fn run(a: DeformImageArgs) -> Result<()> {
+pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
     a.read.threads();
     let cache = a.read.cache()?;
     let im = Volume::open(&a.image, cache.clone())?;
@@ -174,7 +174,7 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
             p = phi::rigid_part(&p);
         }
         let c = reg.positions[0];
-        deform_to(&im, &p, [c[0], c[1], c[2]], a.interpolation_order, &mut outs, &out, !a.read.quiet)?;
+        deform_to(&im, &p, [c[0], c[1], c[2]], a.interpolation_order, &mut outs, &out, a.read.progress())?;
     } else {
         field.rescale(a.phi_file_bin_ratio);
         let s = im.shape();
@@ -190,7 +190,7 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
         };
         // About 4 M voxels per piece: the source positions of a piece are held at once.
         let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
-        write_planes(&im, &mut outs, &out, !a.read.quiet, depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
+        write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
     }
     if let Some(refv) = &reference {
         let deformed = Volume::open(outs.partial_of(&out).unwrap_or(&out), cache.clone())?;
@@ -204,9 +204,21 @@ pub fn run(a: DeformImageArgs) -> Result<()> {
             std::fs::write(&partial, crate::view::render::residual_triptych(&view, &phi::identity(), span)?).with_context(|| format!("{}: cannot write", partial.display()))?;
         }
     }
-    for p in outs.commit()? {
-        println!("wrote {}", p.display());
+    let written = outs.commit()?;
+    for p in &written {
+        crate::note!("wrote {}", p.display());
     }
     a.read.report(&cache);
-    Ok(())
+    let s = im.shape();
+    Ok(Some(format!(
+        "deform-image: {} ({}×{}×{}) by {} {} → {}{}",
+        a.image.display(),
+        s[0],
+        s[1],
+        s[2],
+        if is_field { "the field" } else { "the registration" },
+        a.phi_file.display(),
+        out.display(),
+        if written.len() > 1 { format!(" and {} residual PNGs", written.len() - 1) } else { String::new() }
+    )))
 }

@@ -17,18 +17,25 @@ pub struct DemoArgs {
     /// Cube size of the synthetic pair.
     #[arg(long, default_value_t = 128)]
     pub shape: usize,
-    /// No progress, only errors and the summary.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
 }
 
-pub fn run(a: DemoArgs) -> Result<()> {
+/// A step's line on stdout, unless `--quiet`.
+macro_rules! step {
+    ($quiet:expr, $($arg:tt)*) => {
+        if !$quiet {
+            println!($($arg)*);
+        }
+    };
+}
+
+pub fn run(a: DemoArgs) -> Result<super::Summary> {
+    let quiet = crate::say::quiet();
     // Outputs are kept so that users can look at them afterwards.
     let dir = match &a.out_dir {
         Some(d) => d.clone(),
         None => tempfile::Builder::new().prefix("dvc-stream-demo-").tempdir()?.keep(),
     };
-    println!("dvc-stream demo: working in {}", dir.display());
+    step!(quiet, "dvc-stream demo: working in {}", dir.display());
     let synth = super::synth::SynthArgs {
         out_dir: dir.clone(),
         shape: a.shape,
@@ -53,23 +60,23 @@ pub fn run(a: DemoArgs) -> Result<()> {
         grain_max_translation: 5.0,
         grain_max_rotation: 10.0,
         overwrite: true,
-        quiet: a.quiet,
     };
     let (t1, t2) = super::synth::write_pair(&synth)?;
-    println!("1. synth: wrote a {}³ uint16 pair as TIFF: {} {}", a.shape, t1.display(), t2.display());
+    step!(quiet, "1. synth: wrote a {}³ uint16 pair as TIFF: {} {}", a.shape, t1.display(), t2.display());
     let opts = ConvertOptions {
         layout: ArrayLayout { chunk: [64; 3], codec: Codec::Zstd(1), shard: None },
         levels: None,
         voxel_size: None,
         labels: false,
         overwrite: true,
-        progress: !a.quiet,
+        progress: !quiet,
     };
     let mut stores = Vec::new();
     for t in [&t1, &t2] {
         let out = t.with_extension("zarr");
         let r = tiff_to_zarr(t, &out, &opts)?;
-        println!(
+        step!(
+            quiet,
             "2. tiff2zarr: {} -> {} ({} levels, {:.1} MB/s)",
             t.display(),
             r.output.display(),
@@ -81,24 +88,30 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // 3. Registration from the stored pyramid, then local DVC guided by it, as a user runs them.
     let sh = |p: &std::path::Path| p.to_string_lossy().to_string();
     let (s1, s2, d) = (sh(&stores[0]), sh(&stores[1]), sh(&dir));
-    let quiet = if a.quiet { "-q" } else { "--stats" };
+    let ldic_says = if quiet { "-q" } else { "--stats" };
     let t0 = std::time::Instant::now();
-    if super::run(["dvc-stream", "reg", &s1, &s2, "-bb", "2", "-od", &d, "-pre", "demo", "-q"].map(Into::into).to_vec()) != 0 {
+    let reg_status = super::run(["dvc-stream", "reg", &s1, &s2, "-bb", "2", "-od", &d, "-pre", "demo", "-q"].map(Into::into).to_vec());
+    // Each command run sets --quiet for the process: the demo's own comes back.
+    crate::say::set_quiet(quiet);
+    if reg_status != 0 {
         anyhow::bail!("registration failed");
     }
     let reg = crate::field::PhiField::read(&dir.join("demo-registration.tsv"))?;
     let truth_reg = crate::field::PhiField::read(&dir.join("truth-registration.tsv"))?;
     let dt = (crate::phi::translation(&reg.phis[0]) - crate::phi::translation(&truth_reg.phis[0])).norm();
     let df = (crate::phi::f_block(&reg.phis[0]) - crate::phi::f_block(&truth_reg.phis[0])).abs().max();
-    println!(
+    step!(
+        quiet,
         "3. reg: returnStatus {} in {:.2} s; |t − truth| = {dt:.4} voxel, max |F − truth| = {df:.1e}",
         reg.return_status[0],
         t0.elapsed().as_secs_f64()
     );
     let t0 = std::time::Instant::now();
     let guess = sh(&dir.join("demo-registration.tsv"));
-    let args = ["dvc-stream", "ldic", &s1, &s2, "-hws", "8", "-ns", "16", "-pf", &guess, "-od", &d, "-pre", "demo", "-o", "3", quiet];
-    if super::run(args.map(Into::into).to_vec()) != 0 {
+    let args = ["dvc-stream", "ldic", &s1, &s2, "-hws", "8", "-ns", "16", "-pf", &guess, "-od", &d, "-pre", "demo", "-o", "3", ldic_says];
+    let ldic_status = super::run(args.map(Into::into).to_vec());
+    crate::say::set_quiet(quiet);
+    if ldic_status != 0 {
         anyhow::bail!("ldic failed");
     }
     let field = crate::field::PhiField::read(&dir.join("demo-ldic.parquet"))?;
@@ -109,13 +122,19 @@ pub fn run(a: DemoArgs) -> Result<()> {
         .collect();
     errs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN);
-    println!(
+    step!(
+        quiet,
         "4. ldic (hws 8, ns 16, cubic): {} of {} points converged in {:.2} s; |u − truth| median {median:.4}, max {:.4} voxel",
         errs.len(),
         field.len(),
         t0.elapsed().as_secs_f64(),
         errs.last().copied().unwrap_or(f64::NAN)
     );
-    println!("   outputs in {}: demo-ldic.parquet (pandas, DuckDB), demo-ldic.tsv (spam), truth.tsv", dir.display());
-    Ok(())
+    step!(quiet, "   outputs in {}: demo-ldic.parquet (pandas, DuckDB), demo-ldic.tsv (spam), truth.tsv", dir.display());
+    Ok(Some(format!(
+        "demo: {} of {} points converged, |u − truth| median {median:.4} voxel; outputs in {}",
+        errs.len(),
+        field.len(),
+        dir.display()
+    )))
 }

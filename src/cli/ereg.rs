@@ -41,7 +41,8 @@ pub struct EregArgs {
     pub read: ReadOpts,
 }
 
-pub fn run(a: EregArgs) -> Result<()> {
+/// The URL is the output, on stdout; the server runs until stopped.
+pub fn run(a: EregArgs) -> Result<super::Summary> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
     let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
@@ -79,5 +80,6 @@ pub fn run(a: EregArgs) -> Result<()> {
         println!("ereg: open {url} in a browser (Ctrl-C to stop)");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-    })
+    })?;
+    Ok(None)
 }

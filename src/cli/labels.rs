@@ -58,7 +58,7 @@ pub fn columns(t: &LabelTable) -> Vec<(String, Vec<f64>)> {
     cols
 }
 
-pub fn run(a: LabelsArgs) -> Result<()> {
+pub fn run(a: LabelsArgs) -> Result<super::Summary> {
     let cache = a.read.cache()?;
     let lab = Volume::open(&a.lab, cache.clone())?;
     let table = LabelTable::scan(&lab, a.read.progress())?;
@@ -76,10 +76,7 @@ pub fn run(a: LabelsArgs) -> Result<()> {
         tsv::write_columns(&outs.file(&dir.join(format!("{prefix}-labels.tsv")))?, "Label", &cols)?;
     }
     outs.commit()?;
-    if !a.read.quiet {
-        let present = table.labels.iter().filter(|l| l.is_some()).count();
-        eprintln!("{}: {present} labels (highest {}) → {}", a.lab.display(), table.max_label(), dir.join(format!("{prefix}-labels.parquet")).display());
-    }
     a.read.report(&cache);
-    Ok(())
+    let present = table.labels.iter().filter(|l| l.is_some()).count();
+    Ok(Some(format!("labels: {}: {present} labels (highest {}) → {}", a.lab.display(), table.max_label(), dir.join(format!("{prefix}-labels.parquet")).display())))
 }

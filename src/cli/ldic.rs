@@ -84,13 +84,13 @@ pub struct LdicArgs {
     #[command(flatten)]
     pub files: super::FieldFiles,
     #[command(flatten)]
-    pub run: crate::distribute::RunArgs,
+    pub run: super::RunArgs,
     #[command(flatten)]
     pub read: ReadOpts,
 }
 
 /// Correlates one pair into `outs`; returns its job, whose checkpoint goes once the outputs are committed.
-fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix: &str) -> Result<crate::distribute::Job> {
+fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix: &str) -> Result<(crate::distribute::Job, String)> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(im1p, cache.clone())?;
     if im1.shape()[0] == 1 {
@@ -143,7 +143,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
     let inputs: Vec<&Path> = [Some(im1p), Some(im2p), a.phi_file.as_deref(), a.mask_file1.as_deref()].into_iter().flatten().collect();
     let extra = serde_json::json!({"skip": a.skip, "grid_dims": plan.dims});
     let print = crate::distribute::JobPrint::new("ldic", &o, extra, &plan.nodes, &plan.guesses, &inputs)?;
-    let mut job = crate::distribute::Job::plan(&a.run, &dir, &format!("{prefix}-ldic"), tiles, &print, Layout::Ldic, &kind)?;
+    let mut job = crate::distribute::Job::plan(&a.run.resolve()?, &dir, &format!("{prefix}-ldic"), tiles, &print, Layout::Ldic, &kind)?;
     job.require_whole_field(whole_field, "--vtk-out, --tiff-out and --png")?;
     // Rows go to Parquet and TSV as they come; VTK and TIFF need only these 7 columns kept.
     let mut sink = job.sink(outs, Layout::Ldic, &kind, &meta, !a.files.no_tsv, false)?;
@@ -261,21 +261,21 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
         });
         vtk::write(&outs.file(&vtk_path)?, &vtk::structured_points(&vtk_path.to_string_lossy(), plan.dims, plan.spacing, origin, &arrays))?;
     }
-    if !a.read.quiet {
-        eprintln!(
-            "ldic {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads)",
-            im1p.display(),
-            im2p.display(),
-            n as f64 / secs.max(1e-9)
-        );
-    }
     a.files.quicklook(outs, &dir.join(format!("{prefix}-ldic.parquet")))?;
     print_statuses(&counts);
     a.read.report(&cache);
-    Ok(job)
+    let summary = format!(
+        "ldic {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads), returnStatus {} → {}",
+        im1p.display(),
+        im2p.display(),
+        n as f64 / secs.max(1e-9),
+        crate::say::statuses(&counts),
+        dir.join(format!("{prefix}-ldic.parquet")).display()
+    );
+    Ok((job, summary))
 }
 
-pub fn run(a: LdicArgs) -> Result<()> {
+pub fn run(a: LdicArgs) -> Result<super::Summary> {
     // Every image is checked before the first output is written: all of the run's tables
     // are committed together at the end, or none.
     {
@@ -288,6 +288,7 @@ pub fn run(a: LdicArgs) -> Result<()> {
     let mut outs = OutputSet::new(Existing::Replace);
     outs.inputs(a.images.iter().map(PathBuf::as_path).chain(a.phi_file.as_deref()).chain(a.mask_file1.as_deref()));
     let mut jobs = vec![];
+    let mut lines = vec![];
     for k in 1..a.images.len() {
         let first = if a.series_incremental { &a.images[k - 1] } else { &a.images[0] };
         let second = &a.images[k];
@@ -295,11 +296,13 @@ pub fn run(a: LdicArgs) -> Result<()> {
             (Some(p), 2) => p.clone(),
             _ => format!("{}-{}", stem(first), stem(second)),
         };
-        jobs.push(run_pair(&a, &mut outs, first, second, &prefix)?);
+        let (job, line) = run_pair(&a, &mut outs, first, second, &prefix)?;
+        jobs.push(job);
+        lines.push(line);
     }
     outs.commit()?;
     for job in jobs {
         job.complete()?;
     }
-    Ok(())
+    Ok(Some(lines.join("; ")))
 }

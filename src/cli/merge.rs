@@ -101,7 +101,7 @@ fn find_parts(dir: &Path) -> Result<(Vec<Part>, usize)> {
     Ok((parts, n))
 }
 
-pub fn run(a: MergeArgs) -> Result<()> {
+pub fn run(a: MergeArgs) -> Result<super::Summary> {
     let dir = a.parts.as_path();
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let Some(stem) = name.strip_suffix(".parts").filter(|s| !s.is_empty()) else {
@@ -202,7 +202,11 @@ pub fn run(a: MergeArgs) -> Result<()> {
         crate::field::vtk::write(&outs.file(&path)?, &super::convert_field::field_vtk(&f, &path.to_string_lossy()))?;
     }
     outs.commit()?;
-    eprintln!("merged {n} shards of {} into {}", dir.display(), out_dir.join(format!("{stem}.parquet")).display());
     print_statuses(&counts);
-    Ok(())
+    Ok(Some(format!(
+        "merge: {n} shards of {}, returnStatus {} → {}",
+        dir.display(),
+        crate::say::statuses(&counts),
+        out_dir.join(format!("{stem}.parquet")).display()
+    )))
 }

@@ -35,9 +35,16 @@ use crate::store::cache::{default_cache_bytes, parse_bytes, ChunkCache};
 #[derive(Parser, Debug)]
 #[command(name = "dvc-stream", version, propagate_version = true, about = "Digital volume correlation on CT volumes larger than RAM (spam-compatible files)")]
 pub struct Cli {
+    /// No progress and no notes: only errors, warnings and the final one-line summary, on stderr.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The one line a command ends with on stderr, `--quiet` or not (None: the command's output
+/// is on stdout, as for `completions`).
+pub type Summary = Option<String>;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -102,22 +109,22 @@ pub struct ManArgs {
 }
 
 /// `dvc-stream completions SHELL`: clap_complete's script for the whole command tree.
-fn completions(a: CompletionsArgs) -> anyhow::Result<()> {
+fn completions(a: CompletionsArgs) -> anyhow::Result<Summary> {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
     clap_complete::generate(a.shell, &mut cmd, "dvc-stream", &mut std::io::stdout());
-    Ok(())
+    Ok(None)
 }
 
 /// `dvc-stream man`: clap_mangen's pages, the main one on stdout or all into a folder.
-fn man(a: ManArgs) -> anyhow::Result<()> {
+fn man(a: ManArgs) -> anyhow::Result<Summary> {
     use anyhow::Context;
     use clap::CommandFactory;
     let mut cmd = Cli::command().disable_help_subcommand(true);
     // Building names each subcommand "dvc-stream-NAME", the page it gets.
     cmd.build();
     match a.out_dir {
-        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("cannot write the manual page"),
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("cannot write the manual page").map(|()| None),
         Some(dir) => {
             // The pages are one output set: written under .partial names, renamed together.
             let mut outs = crate::store::output::OutputSet::new(crate::store::output::Existing::Replace);
@@ -130,8 +137,8 @@ fn man(a: ManArgs) -> anyhow::Result<()> {
                 let partial = outs.file(&path)?;
                 std::fs::write(&partial, &roff).with_context(|| format!("{}: cannot write", path.display()))?;
             }
-            outs.commit()?;
-            Ok(())
+            let n = outs.commit()?.len();
+            Ok(Some(format!("man: {n} pages → {}", dir.display())))
         }
     }
 }
@@ -145,15 +152,42 @@ pub struct ReadOpts {
     /// Print chunk-cache hits, misses and bytes read at the end.
     #[arg(long)]
     pub stats: bool,
-    /// No progress bars.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
     /// Seconds between two progress lines on stderr when it is not a terminal (batch logs).
     #[arg(long = "progress-interval", value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
     pub progress_interval: f64,
     /// Worker threads [spam: -np]; default: every core.
     #[arg(long = "number-of-processes", value_name = "N")]
     pub number_of_processes: Option<usize>,
+}
+
+/// How a correlation is split and resumed (ldic, pixel-search, ddic).
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Compute only shard K of N (0 ≤ K < N) and write it as `<output>.parts/part-K-of-N.parquet`
+    /// for `dvc-stream merge`. Under mpirun, srun or a Slurm job array, K and N come from the
+    /// launcher.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Continue an interrupted run from its checkpoint (`<output>.run/`), computing only
+    /// what it had not finished; any change of the job (options, grid, guess, inputs) is refused.
+    #[arg(long)]
+    pub resume: bool,
+    /// Seconds between checkpoints of finished rows.
+    #[arg(long = "checkpoint-seconds", default_value_t = 30.0, value_name = "S", value_parser = values::non_negative_f64)]
+    pub checkpoint_seconds: f64,
+}
+
+impl RunArgs {
+    /// The shard (from --shard, else from mpirun's, srun's or a Slurm array's environment),
+    /// --resume and the checkpoint interval.
+    pub fn resolve(&self) -> anyhow::Result<crate::distribute::RunOptions> {
+        use crate::distribute::Shard;
+        let shard = match &self.shard {
+            Some(s) => Some(Shard::parse(s).map_err(|e| anyhow::anyhow!("--shard {e}"))?),
+            None => Shard::from_env()?,
+        };
+        Ok(crate::distribute::RunOptions { shard, resume: self.resume, checkpoint_every: std::time::Duration::from_secs_f64(self.checkpoint_seconds) })
+    }
 }
 
 /// Where spam-style commands write their results.
@@ -191,7 +225,7 @@ impl FieldFiles {
     pub fn quicklook(&self, outs: &mut crate::store::output::OutputSet, table: &std::path::Path) -> anyhow::Result<()> {
         if self.png {
             for p in crate::view::plot::quicklook(outs, table)? {
-                eprintln!("wrote {}", p.display());
+                crate::note!("wrote {}", p.display());
             }
         }
         Ok(())
@@ -236,7 +270,7 @@ impl ReadOpts {
     /// Whether to show progress; also sets how often it is printed off a terminal.
     pub fn progress(&self) -> bool {
         crate::progress::set_interval(self.progress_interval);
-        !self.quiet
+        !crate::say::quiet()
     }
 }
 
@@ -255,6 +289,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    crate::say::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Synth(a) => synth::run(a),
@@ -277,7 +312,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Man(a) => man(a),
     };
     match result {
-        Ok(()) => 0,
+        Ok(summary) => {
+            if let Some(line) = summary {
+                eprintln!("{line}");
+            }
+            0
+        }
         Err(e) => {
             eprintln!("dvc-stream: error: {}", one_line(&e));
             2

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::field::PhiField;
 use crate::store::{ChunkCache, Volume};
@@ -43,27 +43,13 @@ pub fn dir_beside(od: &Option<PathBuf>, path: &Path) -> Result<PathBuf> {
     Ok(d)
 }
 
-/// Reads a single registration Φ (a one-row file) for `-pf`, scaled by `-pfb`.
+/// Reads a single registration Φ (a one-row file) for `-pf`, scaled by `-pfb`
+/// ([`PhiField::read_registration`]).
 pub fn read_registration(path: &Path, bin_ratio: f64) -> Result<PhiField> {
-    let mut f = PhiField::read(path)?;
-    if f.len() != 1 {
-        bail!("{}: holds a field of {} points; a single registration (one row) is needed here", path.display(), f.len());
-    }
-    if !crate::phi::is_finite(&f.phis[0]) {
-        bail!("{}: the Φ in this file is not finite (NaN or inf)", path.display());
-    }
-    if !(bin_ratio > 0.0) {
-        bail!("-pfb must be positive");
-    }
-    f.rescale(bin_ratio);
-    Ok(f)
+    PhiField::read_registration(path, bin_ratio)
 }
 
-/// Opens a second image or a mask that must have image 1's shape (`what` names it in errors).
+/// Opens a second image or a mask that must have image 1's shape ([`Volume::open_matching`]).
 pub fn open_matching(path: &Path, cache: &std::sync::Arc<ChunkCache>, shape: [usize; 3], what: &str) -> Result<Volume> {
-    let v = Volume::open(path, cache.clone())?;
-    if v.shape() != shape {
-        bail!("{}: {what} shape {:?} differs from image 1 {:?}", path.display(), v.shape(), shape);
-    }
-    Ok(v)
+    Volume::open_matching(path, cache, shape, what)
 }

@@ -149,7 +149,7 @@ fn new_outputs(a: &PassPhiFieldArgs) -> OutputSet {
     outs
 }
 
-pub fn run(a: PassPhiFieldArgs) -> Result<()> {
+pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
     a.read.threads();
     if !(a.phi_file_bin_ratio > 0.0) {
         bail!("--phi-file-bin-ratio must be positive");
@@ -192,10 +192,7 @@ pub fn run(a: PassPhiFieldArgs) -> Result<()> {
         let mut outs = new_outputs(&a);
         write_outputs(&mut outs, &out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, None)?;
         outs.commit()?;
-        if !a.read.quiet {
-            eprintln!("pass-phi-field: {} points → {}", out.len(), dir.join(&name).display());
-        }
-        return Ok(());
+        return Ok(Some(format!("pass-phi-field: {} points → {}", out.len(), dir.join(&name).display())));
     }
 
     // Where the field goes: label centres, or a grid.
@@ -248,8 +245,8 @@ pub fn run(a: PassPhiFieldArgs) -> Result<()> {
                 _ => unreachable!(),
             },
         };
-        if !a.read.quiet && a.apply_f != ApplyF::No {
-            eprintln!("note: each neighbour's Φ is moved to the target before averaging; where F ≠ I this differs from spam-passPhiField (by up to ~1.7 voxels on ordinary fields) and is closer to the truth (docs/spam-differences.md, row 15)");
+        if a.apply_f != ApplyF::No {
+            crate::note!("note: each neighbour's Φ is moved to the target before averaging; where F ≠ I this differs from spam-passPhiField (by up to ~1.7 voxels on ordinary fields) and is closer to the truth (docs/spam-differences.md, row 15)");
         }
         ip.at_all(&targets, nb, a.apply_f, a.check_point_surrounded)
     };
@@ -264,8 +261,5 @@ pub fn run(a: PassPhiFieldArgs) -> Result<()> {
     let mut outs = new_outputs(&a);
     write_outputs(&mut outs, &out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, ns_out.map(|ns| ns.map(|v| HeaderNum::Int(v as i64))))?;
     outs.commit()?;
-    if !a.read.quiet {
-        eprintln!("pass-phi-field: {} points → {}", out.len(), dir.join(&name).display());
-    }
-    Ok(())
+    Ok(Some(format!("pass-phi-field: {} points → {}", out.len(), dir.join(&name).display())))
 }

@@ -125,7 +125,7 @@ pub struct PixelSearchArgs {
     #[command(flatten)]
     pub search: SearchArgs,
     #[command(flatten)]
-    pub run: crate::distribute::RunArgs,
+    pub run: super::RunArgs,
 }
 
 /// Label-mode points and guesses: label centres of mass, row l = label l.
@@ -235,7 +235,7 @@ pub fn write_extras(outs: &mut OutputSet, f: &PhiField, dir: &std::path::Path, p
     Ok(())
 }
 
-pub fn run(a: PixelSearchArgs) -> Result<()> {
+pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
     let s = &a.search;
     let cache = s.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
@@ -293,7 +293,7 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
     let plan_job = |tiles, layout, kind: &FieldKind, points: &[Vector3<f64>], guesses: &[Phi]| -> Result<crate::distribute::Job> {
         let mode = serde_json::json!({"labels": labels.is_some()});
         let print = crate::distribute::JobPrint::new("pixel-search", &o, mode, points, guesses, &inputs)?;
-        let job = crate::distribute::Job::plan(&a.run, &dir, &stem_out, tiles, &print, layout, kind)?;
+        let job = crate::distribute::Job::plan(&a.run.resolve()?, &dir, &stem_out, tiles, &print, layout, kind)?;
         job.require_whole_field(keep || s.files.png, "--vtk-out, --tiff-out and --png")?;
         Ok(job)
     };
@@ -416,10 +416,14 @@ pub fn run(a: PixelSearchArgs) -> Result<()> {
     outs.commit()?;
     job.complete()?;
     let secs = t0.elapsed().as_secs_f64();
-    if !s.read.quiet {
-        eprintln!("pixel-search {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads)", a.im1.display(), a.im2.display(), n as f64 / secs.max(1e-9));
-    }
     print_statuses(&counts);
     s.read.report(&cache);
-    Ok(())
+    Ok(Some(format!(
+        "pixel-search {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads), returnStatus {} → {}",
+        a.im1.display(),
+        a.im2.display(),
+        n as f64 / secs.max(1e-9),
+        crate::say::statuses(&counts),
+        dir.join(format!("{stem_out}.parquet")).display()
+    )))
 }

@@ -109,7 +109,7 @@ fn row(i: usize, position: Vector3<f64>, r: &PixelResult) -> FieldRow {
     }
 }
 
-pub fn run(a: PropagateArgs) -> Result<()> {
+pub fn run(a: PropagateArgs) -> Result<super::Summary> {
     let s = &a.search;
     let cache = s.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
@@ -244,12 +244,15 @@ pub fn run(a: PropagateArgs) -> Result<()> {
     };
     drop(kept);
     let secs = t0.elapsed().as_secs_f64();
-    if !s.read.quiet {
-        eprintln!("pixel-search-propagate {} → {}: {n} points in {secs:.1} s", a.im1.display(), a.im2.display());
-    }
-    print_statuses(&counts);
-    s.read.report(&cache);
     s.files.quicklook(&mut outs, &dir.join(format!("{stem_out}.parquet")))?;
     outs.commit()?;
-    Ok(())
+    print_statuses(&counts);
+    s.read.report(&cache);
+    Ok(Some(format!(
+        "pixel-search-propagate {} → {}: {n} points in {secs:.1} s, returnStatus {} → {}",
+        a.im1.display(),
+        a.im2.display(),
+        crate::say::statuses(&counts),
+        dir.join(format!("{stem_out}.parquet")).display()
+    )))
 }

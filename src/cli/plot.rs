@@ -36,7 +36,7 @@ pub struct PlotArgs {
     pub out: super::OutputOpts,
 }
 
-pub fn run(a: PlotArgs) -> Result<()> {
+pub fn run(a: PlotArgs) -> Result<super::Summary> {
     let range = match a.range.as_deref() {
         Some([lo, hi]) if hi > lo => Some((*lo, *hi)),
         Some(_) => bail!("--range: LOW must be below HIGH"),
@@ -53,8 +53,9 @@ pub fn run(a: PlotArgs) -> Result<()> {
     let mut outs = OutputSet::new(Existing::Replace);
     outs.inputs([a.field.as_path()]);
     plot_table(&mut outs, &table, &dir, &name, &o).map_err(|e| anyhow::anyhow!("{}: {e:#}", a.field.display()))?;
-    for p in outs.commit()? {
-        println!("wrote {}", p.display());
+    let written = outs.commit()?;
+    for p in &written {
+        crate::note!("wrote {}", p.display());
     }
-    Ok(())
+    Ok(Some(format!("plot: {} figures of {} → {}", written.len(), a.field.display(), dir.display())))
 }

@@ -9,7 +9,8 @@ use super::output_names::{open_matching, out_dir, read_registration, stem};
 use super::ReadOpts;
 use crate::field::parquet::{self, FieldMeta};
 use crate::field::{tsv, FieldKind, FieldRow, Layout, PhiField};
-use crate::kernels::register::{image_centre, register_multiscale, MultiscaleOptions, RegisterOptions};
+use crate::kernels::register::{image_centre, RegisterOptions};
+use crate::kernels::register_volume::{register_multiscale, MultiscaleOptions};
 use crate::phi;
 use crate::store::output::{Existing, OutputSet};
 use crate::store::Volume;
@@ -70,7 +71,7 @@ pub struct RegArgs {
     pub read: ReadOpts,
 }
 
-pub fn run(a: RegArgs) -> Result<()> {
+pub fn run(a: RegArgs) -> Result<super::Summary> {
     a.read.threads();
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
@@ -141,10 +142,12 @@ pub fn run(a: RegArgs) -> Result<()> {
     meta.voxel_size = im1.voxel_size();
     parquet::write_field(&outs.file(&parquet_path)?, &field, &meta)?;
     let (t, d) = phi::decompose_phi(&r.phi, &centre, &centre);
-    println!(
-        "returnStatus {} after {} iterations (‖δΦ‖ {:.2e}, error {:.4})\nt (Z Y X): {:.4} {:.4} {:.4}\nr (deg): {:.4} {:.4} {:.4}\nvol strain: {:.5}",
-        r.return_status, r.iterations, r.delta_phi_norm, r.error, t[0], t[1], t[2], d.r[0], d.r[1], d.r[2], d.vol
-    );
+    if !crate::say::quiet() {
+        println!(
+            "returnStatus {} after {} iterations (‖δΦ‖ {:.2e}, error {:.4})\nt (Z Y X): {:.4} {:.4} {:.4}\nr (deg): {:.4} {:.4} {:.4}\nvol strain: {:.5}",
+            r.return_status, r.iterations, r.delta_phi_norm, r.error, t[0], t[1], t[2], d.r[0], d.r[1], d.r[2], d.vol
+        );
+    }
     let mut wrote = vec![tsv_path.clone()];
     if a.png {
         let view = crate::view::render::PairView::new(&im1, &im2, 1)?;
@@ -160,17 +163,30 @@ pub fn run(a: RegArgs) -> Result<()> {
     }
     if a.save_deformed_image1 {
         if r.return_status > 0 {
-            super::deform_image::deform_to(&im1, &r.phi, [centre[0], centre[1], centre[2]], 1, &mut outs, &def_path, !a.read.quiet)?;
+            super::deform_image::deform_to(&im1, &r.phi, [centre[0], centre[1], centre[2]], 1, &mut outs, &def_path, a.read.progress())?;
             wrote.push(def_path.clone());
         } else {
             outs.release(&def_path)?;
-            eprintln!("not writing the deformed image: returnStatus {} ≤ 0", r.return_status);
+            crate::say::warn(format_args!("not writing the deformed image: returnStatus {} ≤ 0", r.return_status));
         }
     }
     outs.commit()?;
-    for p in wrote {
-        println!("wrote {}", p.display());
+    for p in &wrote {
+        crate::note!("wrote {}", p.display());
     }
     a.read.report(&cache);
-    Ok(())
+    Ok(Some(format!(
+        "reg {} → {}: returnStatus {} after {} iterations, t (Z Y X) {:.4} {:.4} {:.4}, r (deg) {:.4} {:.4} {:.4} → {}",
+        a.im1.display(),
+        a.im2.display(),
+        r.return_status,
+        r.iterations,
+        t[0],
+        t[1],
+        t[2],
+        d.r[0],
+        d.r[1],
+        d.r[2],
+        tsv_path.display()
+    )))
 }

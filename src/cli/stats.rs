@@ -99,7 +99,8 @@ pub fn grey_stats(vol: &Volume, progress: bool) -> Result<GreyStats> {
     Ok(s)
 }
 
-pub fn run(a: StatsArgs) -> Result<()> {
+/// The statistics are the output, on stdout; no summary line.
+pub fn run(a: StatsArgs) -> Result<super::Summary> {
     a.read.threads();
     let cache = a.read.cache()?;
     let full = Volume::open(&a.volume, cache.clone())?;
@@ -123,5 +124,5 @@ pub fn run(a: StatsArgs) -> Result<()> {
     println!("mean: {:.6}", g.mean());
     println!("std: {:.6}", g.std());
     a.read.report(&cache);
-    Ok(())
+    Ok(None)
 }

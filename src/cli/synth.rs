@@ -90,9 +90,6 @@ pub struct SynthArgs {
     /// Replace the pair and truth files of an earlier synth in DIR.
     #[arg(long)]
     pub overwrite: bool,
-    /// No progress, only errors and the summary.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
 }
 
 fn v3(v: &Option<Vec<f64>>) -> Option<[f64; 3]> {
@@ -193,7 +190,7 @@ pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
     let mut write = |name: &str, fmt: &SynthFormat, dt: DType, planes: &(dyn Fn(usize, usize) -> TypedBuf + Sync)| -> Result<PathBuf> {
         let path = a.out_dir.join(format!("{name}.{ext}"));
         let partial = reserve_image(&mut outs, &path)?;
-        write_volume(g.shape, dt, &partial, fmt, name, !a.quiet, planes).map_err(|e| anyhow::anyhow!("{}: {e:#}", partial.display()))?;
+        write_volume(g.shape, dt, &partial, fmt, name, !crate::say::quiet(), planes).map_err(|e| anyhow::anyhow!("{}: {e:#}", partial.display()))?;
         Ok(path)
     };
     let im1 = write("im1", &format, dtype, &|z0, z1| g.planes(1, z0, z1, a.noise, a.seed, dtype))?;
@@ -229,7 +226,7 @@ pub fn write_pair(a: &SynthArgs) -> Result<(PathBuf, PathBuf)> {
     }
     for (image, path) in [1u8, 2].into_iter().zip(&paths) {
         let partial = reserve_image(&mut outs, path)?;
-        spec.write(image, &partial, &format, !a.quiet).map_err(|e| anyhow::anyhow!("{}: {e:#}", partial.display()))?;
+        spec.write(image, &partial, &format, !crate::say::quiet()).map_err(|e| anyhow::anyhow!("{}: {e:#}", partial.display()))?;
     }
     write_truth(&mut outs, a, &spec, &a.out_dir)?;
     outs.commit()?;
@@ -262,20 +259,20 @@ fn write_truth(outs: &mut OutputSet, a: &SynthArgs, spec: &SynthSpec, dir: &Path
     Ok(())
 }
 
-pub fn run(a: SynthArgs) -> Result<()> {
+pub fn run(a: SynthArgs) -> Result<super::Summary> {
     if !(a.speckle > 0.5) {
         bail!("--speckle must be above 0.5 voxel");
     }
     if let Some(n) = a.grains {
         let [im1, lab1, im2] = write_granular(&a, n)?;
-        if !a.quiet {
-            eprintln!("wrote {}, {} and {} ({n} grains; truth in {})", im1.display(), lab1.display(), im2.display(), a.out_dir.join("truth-grains.tsv").display());
-        }
-        return Ok(());
+        return Ok(Some(format!(
+            "synth: wrote {}, {} and {} ({n} grains; truth in {})",
+            im1.display(),
+            lab1.display(),
+            im2.display(),
+            a.out_dir.join("truth-grains.tsv").display()
+        )));
     }
     let (p1, p2) = write_pair(&a)?;
-    if !a.quiet {
-        eprintln!("wrote {} and {} (truth in {})", p1.display(), p2.display(), a.out_dir.join("truth.tsv").display());
-    }
-    Ok(())
+    Ok(Some(format!("synth: wrote {} and {} (truth in {})", p1.display(), p2.display(), a.out_dir.join("truth.tsv").display())))
 }

@@ -11,7 +11,7 @@ use super::neighbours::PointIndex;
 const EPS: f64 = 0.1;
 
 /// How a point's neighbourhood is chosen.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub enum Hood {
     /// All points within the radius, doubled while it holds 27 points or fewer.
     Radius(f64),

@@ -117,6 +117,23 @@ impl FieldRow {
 }
 
 impl PhiField {
+    /// Reads a single registration Φ (a one-row file, spam's `-pf` of reg, ldic, ddic),
+    /// scaled by the bin ratio (`-pfb`).
+    pub fn read_registration(path: &std::path::Path, bin_ratio: f64) -> anyhow::Result<PhiField> {
+        let mut f = PhiField::read(path)?;
+        if f.len() != 1 {
+            anyhow::bail!("{}: holds a field of {} points; a single registration (one row) is needed here", path.display(), f.len());
+        }
+        if !crate::phi::is_finite(&f.phis[0]) {
+            anyhow::bail!("{}: the Φ in this file is not finite (NaN or inf)", path.display());
+        }
+        if !(bin_ratio > 0.0) {
+            anyhow::bail!("-pfb must be positive");
+        }
+        f.rescale(bin_ratio);
+        Ok(f)
+    }
+
     pub fn new(kind: FieldKind, layout: Layout) -> PhiField {
         PhiField {
             kind,

@@ -56,8 +56,12 @@ impl FieldSink {
     }
 }
 
-/// Prints the "returnStatus  count" summary every correlation ends with.
+/// Prints the "returnStatus  count" table every correlation ends with, as spam does (on
+/// stdout; not with `--quiet`, whose summary line carries the counts).
 pub fn print_statuses(counts: &std::collections::BTreeMap<i64, usize>) {
+    if crate::say::quiet() {
+        return;
+    }
     println!("returnStatus  count");
     for (s, c) in counts.iter().rev() {
         println!("{s:>12}  {c}");

@@ -16,7 +16,7 @@ use ndarray::Array3;
 use rayon::prelude::*;
 
 use super::interp::{bspline_coefficients, tricubic, trilinear_slice, BackwardMap};
-use super::register::{gauss_newton, Evaluation, RegisterOptions, RegisterResult};
+use super::register::{gauss_newton, nearest_power_of_two, Evaluation, RegisterOptions, RegisterResult};
 use crate::phi::Phi;
 use crate::store::Volume;
 
@@ -240,3 +240,69 @@ pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_
         Ok(Evaluation { a: sums.a, error: sums.error(), m: need_m.then_some(sums.m) })
     })
 }
+
+/// Options of the multiscale driver.
+#[derive(Clone, Debug)]
+pub struct MultiscaleOptions {
+    pub bin_start: usize,
+    pub bin_stop: usize,
+    /// Margin at full resolution (divided by the bin at each level); `None` = per-level default.
+    pub margin: Option<[usize; 3]>,
+    pub single: RegisterOptions,
+}
+
+/// spam's `registerMultiscale`: levels binStart, binStart/2, …, binStop, each read from the
+/// store's pyramid (or binned on the fly) and registered without loading it, the translation
+/// doubled between levels.
+pub fn register_multiscale(
+    im1: &Volume,
+    im2: &Volume,
+    mask1: Option<&Volume>,
+    phi_init: Option<&Phi>,
+    init_bin_ratio: f64,
+    o: &MultiscaleOptions,
+) -> Result<RegisterResult> {
+    let start = nearest_power_of_two(o.bin_start);
+    let stop = nearest_power_of_two(o.bin_stop);
+    if stop > start {
+        bail!("the last binning ({stop}) is coarser than the first ({start})");
+    }
+    let mut phi = phi_init.copied().unwrap_or_else(Phi::identity);
+    for i in 0..3 {
+        phi[(i, 3)] *= init_bin_ratio / 2.0 / start as f64;
+    }
+    let mut b = start;
+    let mut result;
+    loop {
+        let (l1, l2) = (im1.level(b)?, im2.level(b)?);
+        let m = match mask1 {
+            Some(mv) if b > 1 => Some(Volume::new(std::sync::Arc::new(crate::store::binning::BinnedSource::mask(mv.clone(), b)), mv.cache().clone())),
+            Some(mv) => Some(mv.clone()),
+            None => None,
+        };
+        let mut single = o.single.clone();
+        single.margin = o.margin.map(|m| m.map(|v| v / b));
+        let mut init = phi;
+        for i in 0..3 {
+            init[(i, 3)] *= 2.0;
+        }
+        // Levels are registered slab by slab through the store: no level is held in memory.
+        result = register_volumes(&l1, &l2, m.as_ref(), Some(&init), &single)?;
+        phi = result.phi;
+        if result.return_status != 2 {
+            for i in 0..3 {
+                result.phi[(i, 3)] *= b as f64;
+            }
+            return Ok(result);
+        }
+        if b <= stop {
+            break;
+        }
+        b /= 2;
+    }
+    for i in 0..3 {
+        result.phi[(i, 3)] *= stop as f64;
+    }
+    Ok(result)
+}
+

@@ -13,7 +13,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::dtype::DType;
-use super::volume::{chunk_extent, Volume, VolumeSource};
+use super::source::{chunk_extent, VolumeSource};
+use super::volume::Volume;
 
 /// Shape of an image of shape `n` binned by `b`.
 pub fn binned_shape(n: [usize; 3], b: usize) -> [usize; 3] {
@@ -128,6 +129,21 @@ impl VolumeSource for BinnedSource {
             }
         };
         Ok((out, 0))
+    }
+}
+
+/// Pyramid levels: a stored one, or this module's binning on the fly.
+impl Volume {
+    /// The volume binned by `bin` (a power of two): a stored pyramid level when the store
+    /// has one, otherwise spam's binning computed on the fly from this volume, box by box.
+    pub fn level(&self, bin: usize) -> Result<Volume> {
+        if bin == 1 {
+            return Ok(self.clone());
+        }
+        if let Some(src) = self.source().level(bin)? {
+            return Ok(Volume::new(src, self.cache().clone()));
+        }
+        Ok(Volume::new(std::sync::Arc::new(BinnedSource::new(self.clone(), bin)), self.cache().clone()))
     }
 }
 

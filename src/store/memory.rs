@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::dtype::DType;
-use super::volume::{chunk_extent, VolumeSource};
+use super::source::{chunk_extent, VolumeSource};
 
 /// Source used by tests and by tools that already hold a small array in memory.
 pub struct MemorySource {

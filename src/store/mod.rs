@@ -1,6 +1,6 @@
 //! Storage: volumes read a box at a time through one byte-bounded chunk cache.
 //!
-//! Layers, bottom up: back ends that decode one chunk ([`zarr`], on local folders or in object storage
+//! Layers, bottom up: what a back end is ([`source`]), back ends that decode one chunk ([`zarr`], on local folders or in object storage
 //! through [`remote`], [`tiff`], [`memory`],
 //! [`binning`]'s binned views), the shared [`cache`], and [`volume::Volume`], the only type
 //! the rest of dvc-stream reads voxels through. Writers ([`zarr::ArrayWriter`],
@@ -14,6 +14,7 @@ pub mod dtype;
 pub mod memory;
 pub mod output;
 pub mod remote;
+pub mod source;
 pub mod tiff;
 pub mod tiff_write;
 pub mod volume;

@@ -19,7 +19,7 @@ use tiff::tags::Tag;
 use tiff::ColorType;
 
 use super::dtype::{DType, TypedBuf};
-use super::volume::{chunk_extent, VolumeSource};
+use super::source::{chunk_extent, VolumeSource};
 use super::voxel_size::VoxelSize;
 
 /// True for the four magic bytes of a classic TIFF or a BigTIFF, either byte order.

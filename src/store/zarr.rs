@@ -18,7 +18,7 @@ use zarrs::group::{Group, GroupBuilder};
 use zarrs::storage::ReadableListableStorageTraits;
 
 use super::dtype::{DType, TypedBuf};
-use super::volume::{chunk_extent, VolumeSource};
+use super::source::{chunk_extent, VolumeSource};
 use super::voxel_size::VoxelSize;
 
 /// The most inner chunks a shard may hold (its index is read whole).
@@ -128,13 +128,13 @@ impl ZarrSource {
             bail!("{}: Zarr array has {} dimensions, 3 are needed (Z, Y, X)", shown.display(), shape_u64.len());
         }
         let dtype = zarr_dtype(&array, &shown)?;
-        let shape = super::volume::check_shape(&shown, &shape_u64)?;
+        let shape = super::source::check_shape(&shown, &shape_u64)?;
         let (chunk, shard_cache) = if array.is_sharded() {
             let inner = array
                 .effective_subchunk_shape()
                 .ok_or_else(|| anyhow!("{}: sharded array without an inner chunk shape", shown.display()))?;
             let c: Vec<u64> = inner.iter().map(|v| v.get()).collect();
-            let inner = super::volume::check_chunk_shape(&shown, &c, dtype)?;
+            let inner = super::source::check_chunk_shape(&shown, &c, dtype)?;
             // The shard index holds one entry per inner chunk: bound it before it is read.
             let outer = array
                 .chunk_shape(&[0, 0, 0])
@@ -154,7 +154,7 @@ impl ZarrSource {
                 .chunk_shape(&[0, 0, 0])
                 .map_err(|e| anyhow!("{}: irregular chunk grid ({e})", shown.display()))?;
             let c: Vec<u64> = c.iter().map(|v| v.get()).collect();
-            (super::volume::check_chunk_shape(&shown, &c, dtype)?, None)
+            (super::source::check_chunk_shape(&shown, &c, dtype)?, None)
         };
         // The chunk cache keys chunks by 32-bit grid indices.
         if (0..3).any(|a| shape[a].div_ceil(chunk[a]) > u32::MAX as usize) {
@@ -404,7 +404,7 @@ fn check_write_block(shape: [usize; 3], dtype: DType, layout: &ArrayLayout) -> R
         Some(_) => format!("--shard: shards of {}x{}x{} voxels for the {:?} volume", block[0], block[1], block[2], shape),
         None => format!("chunks of {:?} voxels", layout.chunk),
     };
-    super::volume::check_memory(&what, bytes)
+    super::source::check_memory(&what, bytes)
 }
 
 /// A Zarr v3 array being written block by block (flushed to disk by

@@ -49,7 +49,7 @@ struct Args {
     /// Replace an existing output.
     #[arg(long)]
     overwrite: bool,
-    /// No progress bar.
+    /// No progress: only errors and the final one-line summary, on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
 }
@@ -92,18 +92,17 @@ fn run(a: Args) -> Result<()> {
         progress: !a.quiet,
     };
     let r = tiff_to_zarr(&a.input, &a.output, &opts)?;
-    if !a.quiet {
-        eprintln!(
-            "{}: {}×{}×{} {} in {} levels, {:.1} MB/s",
-            r.output.display(),
-            r.shape[0],
-            r.shape[1],
-            r.shape[2],
-            r.dtype,
-            r.levels,
-            r.bytes as f64 / 1e6 / r.seconds.max(1e-9)
-        );
-    }
+    // The one-line summary, with --quiet too.
+    eprintln!(
+        "tiff2zarr: {}: {}×{}×{} {} in {} levels, {:.1} MB/s",
+        r.output.display(),
+        r.shape[0],
+        r.shape[1],
+        r.shape[2],
+        r.dtype,
+        r.levels,
+        r.bytes as f64 / 1e6 / r.seconds.max(1e-9)
+    );
     Ok(())
 }
 

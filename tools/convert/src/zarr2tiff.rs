@@ -20,16 +20,15 @@ struct Args {
     /// Replace an existing output.
     #[arg(long)]
     overwrite: bool,
-    /// No progress bar.
+    /// No progress: only errors and the final one-line summary, on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
 }
 
 fn run(a: Args) -> Result<()> {
     let r = zarr_to_tiff(&a.store, &a.output, a.level, a.overwrite, !a.quiet)?;
-    if !a.quiet {
-        eprintln!("{}: {}×{}×{} {}", r.output.display(), r.shape[0], r.shape[1], r.shape[2], r.dtype);
-    }
+    // The one-line summary, with --quiet too.
+    eprintln!("zarr2tiff: {}: {}×{}×{} {}", r.output.display(), r.shape[0], r.shape[1], r.shape[2], r.dtype);
     Ok(())
 }
 

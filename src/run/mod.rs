@@ -1,0 +1,7 @@
+//! The library under the commands: one module per spam script, each taking a resolved job (a
+//! plain, serialisable description of what the run will do, built once from the arguments)
+//! and returning its result. `cli` only turns arguments into jobs, calls these and prints;
+//! a script or a test calls them directly.
+
+pub mod filter_phi_field;
+pub mod regular_strain;

@@ -1,0 +1,51 @@
+//! What dvc-stream says on stderr besides its results and errors. One switch for every
+//! command, so that `--quiet` means the same everywhere: errors, warnings and the final
+//! one-line summary stay; notes ("wrote …", the status table, what a step found) and
+//! progress go.
+//!
+//! A batch script reads the summary line (what was done, how much, where it went) and
+//! nothing else; a person at a terminal also gets the notes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Sets `--quiet` for the rest of the process (the command line does, once).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether `--quiet` was given: no notes and no progress.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A line on stderr that `--quiet` silences.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !$crate::say::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
+/// A warning: kept under `--quiet`, since it says a result may not be what was asked.
+pub fn warn(message: impl std::fmt::Display) {
+    eprintln!("warning: {message}");
+}
+
+/// The rows per return status, highest first, for a summary line: "2: 950, 1: 30, -5: 20".
+pub fn statuses(counts: &BTreeMap<i64, usize>) -> String {
+    counts.iter().rev().map(|(s, c)| format!("{s}: {c}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statuses_highest_first() {
+        let counts = [(2, 950), (-5, 20), (1, 30)].into_iter().collect();
+        assert_eq!(super::statuses(&counts), "2: 950, 1: 30, -5: 20");
+    }
+}
