@@ -4,20 +4,20 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use nalgebra::Vector3;
 
 use super::grid_plan::three;
 use super::output_names::{dir_beside, read_registration, stem};
-use super::pixel_search::background_row;
 use super::ReadOpts;
-use crate::field::interpolate::{Neighbours, PhiInterpolator};
+use crate::field::interpolate::Neighbours;
 use crate::field::parquet::{self, FieldMeta};
 use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
-use crate::field::{make_grid, tsv, FieldKind, FieldRow, Layout, PhiField};
+use crate::field::{make_grid, tsv, FieldKind, PhiField};
 use crate::label::LabelTable;
-use crate::phi::{self, ApplyF, Phi};
+use crate::phi::{self, ApplyF};
+use crate::run::pass_phi_field::{pass, subtract_registration, PassJob, PassTargets};
 use crate::store::dtype::TypedBuf;
 use crate::store::output::{Existing, OutputSet};
 use crate::store::tiff_write::write_tiff;
@@ -82,23 +82,6 @@ pub struct PassPhiFieldArgs {
     pub read: ReadOpts,
 }
 
-/// A row of a passed field: spam's constant status columns, or −7 where nothing could be
-/// interpolated (so ldic and ddic skip the point instead of starting from NaN).
-pub fn passed_row(id: usize, position: Vector3<f64>, p: Phi) -> FieldRow {
-    let ok = phi::is_finite(&p);
-    FieldRow {
-        id: id as i64,
-        position,
-        phi: p,
-        cc: 0.0,
-        error: 0.0,
-        iterations: 1.0,
-        return_status: if ok { 1.0 } else { -7.0 },
-        delta_phi_norm: 1.0,
-        label_dilate: 0.0,
-    }
-}
-
 /// Writes a field as Parquet and spam TSV, plus VTK/TIFF when asked (grid: displacements
 /// and returnStatus cells centred on nodes; labels: glyphs), as outputs of `outs`.
 pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Path, name: &str, meta: &FieldMeta, tsv_out: bool, vtk_out: bool, tiff_out: bool, spacing: Option<[HeaderNum; 3]>) -> Result<()> {
@@ -149,6 +132,39 @@ fn new_outputs(a: &PassPhiFieldArgs) -> OutputSet {
     outs
 }
 
+/// Where the field goes: label centres (--labelled-file1), or a grid over the image; adds
+/// spam's suffix for it to the output name.
+fn targets(a: &PassPhiFieldArgs, name: &mut String) -> Result<PassTargets> {
+    if let Some(lab) = &a.labelled_file1 {
+        let cache = a.read.cache()?;
+        let table = LabelTable::scan(&Volume::open(lab, cache)?, a.read.progress())?;
+        let n = table.max_label() + 1;
+        let centres: Vec<Vector3<f64>> = (0..n).map(|l| table.get(l).filter(|_| l > 0).map(|i| Vector3::from(i.com)).unwrap_or(Vector3::from_element(f64::NAN))).collect();
+        let radii: Vec<f64> = (1..n).filter_map(|l| table.get(l)).map(|i| (3.0 * i.volume as f64 / (4.0 * std::f64::consts::PI)).cbrt()).collect();
+        let mean_radius = radii.iter().sum::<f64>() / radii.len().max(1) as f64;
+        *name += "-labelled";
+        return Ok(PassTargets::Labels { centres, mean_radius });
+    }
+    let Some(ns) = three(a.node_spacing, &a.node_spacing3) else {
+        bail!("--node-spacing (-ns) is needed for a grid output (or give --labelled-file1)");
+    };
+    if ns.contains(&0) {
+        bail!("--node-spacing must be positive");
+    }
+    let shape = match (&a.im1, &a.im1_shape) {
+        (Some(p), _) => Volume::open(p, a.read.cache()?)?.shape(),
+        (None, Some(s)) => [s[0], s[1], s[2]],
+        (None, None) => bail!("--im1 or --im1-shape is needed to place the output grid"),
+    };
+    crate::field::check_grid_size(shape, ns)?;
+    let (nodes, dims) = make_grid(shape, ns);
+    if nodes.is_empty() {
+        bail!("no node fits in the {shape:?} image with spacing {ns:?}");
+    }
+    *name += &if ns[0] == ns[1] && ns[1] == ns[2] { format!("-ns{}", ns[0]) } else { format!("-ns{}-{}-{}", ns[0], ns[1], ns[2]) };
+    Ok(PassTargets::Grid { nodes, dims, spacing: ns })
+}
+
 pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
     a.read.threads();
     if !(a.phi_file_bin_ratio > 0.0) {
@@ -169,21 +185,8 @@ pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
 
     // Subtract a registration from every point; everything else is kept.
     if let Some(regs) = &a.regs {
-        if input.kind == FieldKind::Registration {
-            bail!("{}: --regs subtracts a registration from a field, but this file holds a single registration", a.phi_file.display());
-        }
         let reg = read_registration(regs, a.regs_bin_ratio)?;
-        let reduced = phi::apply_f_mode(&reg.phis[0], a.regs_f);
-        let c = reg.positions[0];
-        let mut out = input.clone();
-        // spam's layout (C): with the CC column; NodeNumber for a grid, Label for labels.
-        out.layout = if input.layout.is_labels() { Layout::PixelSearchLabels } else { Layout::PixelSearch };
-        for i in 0..out.len() {
-            let t = phi::translation(&out.phis[i]) - phi::translation_at(&reduced, &c, &out.positions[i]);
-            phi::set_translation(&mut out.phis[i], &t);
-            out.cc[i] = 0.0;
-            out.error[i] = 0.0;
-        }
+        let out = subtract_registration(&input, &reg.phis[0], &reg.positions[0], a.regs_f).map_err(|e| anyhow!("{}: {e:#}", a.phi_file.display()))?;
         name += &format!("-regs-{}", match a.regs_f {
             ApplyF::No => "disp",
             ApplyF::Rigid => "rigid",
@@ -194,70 +197,22 @@ pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
         outs.commit()?;
         return Ok(Some(format!("pass-phi-field: {} points → {}", out.len(), dir.join(&name).display())));
     }
-
-    // Where the field goes: label centres, or a grid.
-    let (targets, kind, layout, ns_out, label_radius) = if let Some(lab) = &a.labelled_file1 {
-        let cache = a.read.cache()?;
-        let table = LabelTable::scan(&Volume::open(lab, cache)?, a.read.progress())?;
-        let n = table.max_label() + 1;
-        let targets: Vec<Vector3<f64>> = (0..n).map(|l| table.get(l).filter(|_| l > 0).map(|i| Vector3::from(i.com)).unwrap_or(Vector3::from_element(f64::NAN))).collect();
-        let radii: Vec<f64> = (1..n).filter_map(|l| table.get(l)).map(|i| (3.0 * i.volume as f64 / (4.0 * std::f64::consts::PI)).cbrt()).collect();
-        let mean_r = radii.iter().sum::<f64>() / radii.len().max(1) as f64;
-        name += "-labelled";
-        (targets, FieldKind::Labels, Layout::PixelSearchLabels, None, Some(5.0 * mean_r))
-    } else {
-        let Some(ns) = three(a.node_spacing, &a.node_spacing3) else {
-            bail!("--node-spacing (-ns) is needed for a grid output (or give --labelled-file1)");
-        };
-        if ns.contains(&0) {
-            bail!("--node-spacing must be positive");
-        }
-        let shape = match (&a.im1, &a.im1_shape) {
-            (Some(p), _) => Volume::open(p, a.read.cache()?)?.shape(),
-            (None, Some(s)) => [s[0], s[1], s[2]],
-            (None, None) => bail!("--im1 or --im1-shape is needed to place the output grid"),
-        };
-        crate::field::check_grid_size(shape, ns)?;
-        let (nodes, dims) = make_grid(shape, ns);
-        if nodes.is_empty() {
-            bail!("no node fits in the {shape:?} image with spacing {ns:?}");
-        }
-        name += &if ns[0] == ns[1] && ns[1] == ns[2] { format!("-ns{}", ns[0]) } else { format!("-ns{}-{}-{}", ns[0], ns[1], ns[2]) };
-        (nodes, FieldKind::Grid { dims, spacing: ns.map(|v| v as f64) }, Layout::PixelSearch, Some(ns), None)
+    let targets = targets(&a, &mut name)?;
+    let ns_out = match &targets {
+        PassTargets::Grid { spacing, .. } => Some(*spacing),
+        PassTargets::Labels { .. } => None,
     };
-    let phis: Vec<Phi> = if input.kind == FieldKind::Registration {
-        targets.iter().map(|p| if p.iter().all(|v| v.is_finite()) { phi::registration_to_point(&input.phis[0], &input.positions[0], p, a.apply_f) } else { Phi::from_element(f64::NAN) }).collect()
-    } else {
-        let used: Vec<usize> = (0..input.len()).filter(|&i| input.return_status[i] >= a.return_status_threshold as f64 && !(input.layout.is_labels() && input.ids[i] == 0)).collect();
-        let pts: Vec<Vector3<f64>> = used.iter().map(|&i| input.positions[i]).collect();
-        let ps: Vec<Phi> = used.iter().map(|&i| input.phis[i]).collect();
-        let ip = PhiInterpolator::new(&pts, &ps);
-        if ip.is_empty() {
-            bail!("{}: no point has a return status ≥ {} and a finite Φ to interpolate from", a.phi_file.display(), a.return_status_threshold);
-        }
-        let nb = match (a.neighbourhood_radius, a.number_of_neighbours) {
-            (Some(r), _) => Neighbours::Radius(r),
-            (None, Some(k)) if k > 0 => Neighbours::Count(k),
-            (None, Some(_)) => bail!("--number-of-neighbours must be positive"),
-            (None, None) => match (ns_out, label_radius) {
-                (Some(ns), _) => Neighbours::Radius(2.0 * ((ns.iter().sum::<usize>() as f64 / 3.0) as i64) as f64),
-                (None, Some(r)) => Neighbours::Radius(r),
-                _ => unreachable!(),
-            },
-        };
-        if a.apply_f != ApplyF::No {
-            crate::note!("note: each neighbour's Φ is moved to the target before averaging; where F ≠ I this differs from spam-passPhiField (by up to ~1.7 voxels on ordinary fields) and is closer to the truth (docs/spam-differences.md, row 15)");
-        }
-        ip.at_all(&targets, nb, a.apply_f, a.check_point_surrounded)
+    let job = PassJob {
+        apply_f: a.apply_f,
+        neighbours: match (a.neighbourhood_radius, a.number_of_neighbours) {
+            (Some(r), _) => Some(Neighbours::Radius(r)),
+            (None, Some(k)) => Some(Neighbours::Count(k)),
+            (None, None) => None,
+        },
+        check_point_surrounded: a.check_point_surrounded,
+        min_return_status: a.return_status_threshold,
     };
-    let mut out = PhiField::new(kind, layout);
-    for (i, (p, q)) in targets.iter().zip(phis).enumerate() {
-        if layout.is_labels() && i == 0 {
-            out.push(background_row());
-        } else {
-            out.push(passed_row(i, *p, q));
-        }
-    }
+    let out = pass(&input, &targets, &job).map_err(|e| anyhow!("{}: {e:#}", a.phi_file.display()))?;
     let mut outs = new_outputs(&a);
     write_outputs(&mut outs, &out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, ns_out.map(|ns| ns.map(|v| HeaderNum::Int(v as i64))))?;
     outs.commit()?;

@@ -175,17 +175,7 @@ fn row(i: usize, position: Vector3<f64>, r: &PixelResult) -> FieldRow {
 
 /// Label 0 (the background) row: Φ = I, everything else 0 except ‖δΦ‖ and iterations 1.
 pub fn background_row() -> FieldRow {
-    FieldRow {
-        id: 0,
-        position: Vector3::zeros(),
-        phi: Phi::identity(),
-        cc: 0.0,
-        error: 0.0,
-        iterations: 1.0,
-        return_status: 0.0,
-        delta_phi_norm: 1.0,
-        label_dilate: 0.0,
-    }
+    FieldRow::background()
 }
 
 /// The VTK and TIFF files of a pixel-search field (`suffix` = "pixelSearch" or

@@ -105,6 +105,22 @@ pub struct FieldRow {
 }
 
 impl FieldRow {
+    /// Label 0 (the background) row of a labels table: Φ = I, everything else 0 except
+    /// ‖δΦ‖ and iterations 1, as spam writes it.
+    pub fn background() -> FieldRow {
+        FieldRow {
+            id: 0,
+            position: Vector3::zeros(),
+            phi: crate::phi::Phi::identity(),
+            cc: 0.0,
+            error: 0.0,
+            iterations: 1.0,
+            return_status: 0.0,
+            delta_phi_norm: 1.0,
+            label_dilate: 0.0,
+        }
+    }
+
     /// A known Φ (a synthetic truth or a guess): converged (status 2), no error, no iterations.
     pub fn truth(id: i64, position: Vector3<f64>, phi: Phi) -> FieldRow {
         FieldRow { id, position, phi, cc: 0.0, error: 0.0, iterations: 0.0, return_status: 2.0, delta_phi_norm: 0.0, label_dilate: 0.0 }

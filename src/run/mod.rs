@@ -5,3 +5,4 @@
 
 pub mod filter_phi_field;
 pub mod regular_strain;
+pub mod pass_phi_field;
