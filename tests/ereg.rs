@@ -144,7 +144,7 @@ fn api_slices_bad_requests_and_save() {
     let (st, body) = request(&srv, "POST", "/save", r#"{"t": [2, -1, 0.25], "r": [0, 0, 3]}"#);
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     let f = PhiField::read(&out.join("im1-im2-ereg-registration.tsv")).unwrap();
-    let want = dvc_stream::view::server::phi_of([2.0, -1.0, 0.25], [0.0, 0.0, 3.0]);
+    let want = dvc_stream::view::server::phi_of([2.0, -1.0, 0.25], [0.0, 0.0, 3.0], [1.0; 3]);
     assert!((f.phis[0] - want).abs().max() < 1e-6, "{} vs {}", f.phis[0], want);
     assert_eq!(f.positions[0], nalgebra::Vector3::new(11.5, 15.5, 19.5));
     assert!(out.join("im1-im2-ereg-registration.parquet").exists());

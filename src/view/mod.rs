@@ -9,3 +9,4 @@
 pub mod plot;
 pub mod render;
 pub mod server;
+pub mod slices;
