@@ -10,3 +10,4 @@ pub mod plot;
 pub mod render;
 pub mod server;
 pub mod slices;
+pub mod viewer;
