@@ -217,3 +217,32 @@ fn only_the_printed_url_gets_in() {
     let (st, _) = exchange(&addr, &format!("POST /row?token={} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", srv.token));
     assert_eq!(st, 415);
 }
+
+#[test]
+fn a_ddic_labels_table_is_drawn_per_grain() {
+    let d = tempfile::tempdir().unwrap();
+    let g = d.path().join("g");
+    dvc(&["synth", &s(&g), "--shape", "64", "--grains", "6", "-q"]);
+    let out = d.path().join("out");
+    dvc(&["ddic", &s(&g.join("im1.zarr")), &s(&g.join("lab1.zarr")), &s(&g.join("im2.zarr")), "--out-dir", &s(&out), "-q"]);
+    let table = out.join("im1-im2-ddic.parquet");
+    let srv = start(&[&s(&table), &s(&g.join("im1.zarr")), &s(&g.join("im2.zarr"))]);
+    let info = json(&srv, "/info");
+    assert_eq!(info["grid"], false);
+    assert_eq!(info["rows"], 7);
+    let f = dvc_stream::field::PhiField::read(&table).unwrap();
+    // Each grain is listed on the slice through its centre, and drawn there; the background
+    // (label 0) never is.
+    for i in 1..f.len() {
+        let c = f.positions[i];
+        let z = c[0].round() as usize;
+        let points = json(&srv, &format!("/points?axis=0&index={z}&column=Zdisp"));
+        let rows: Vec<u64> = points["points"].as_array().unwrap().iter().map(|p| p["row"].as_u64().unwrap()).collect();
+        assert!(rows.contains(&(i as u64)) && !rows.contains(&0), "slice {z}: {rows:?}");
+        let (st, body) = get(&srv, &format!("/overlay?axis=0&index={z}&column=Zdisp&mode=status"));
+        assert_eq!(st, 200);
+        let (_, w, _, px) = decode(&body);
+        let (u, v) = (c[1].round() as usize, c[2].round() as usize);
+        assert_eq!(px[(u * w + v) * 4 + 3], 255, "grain {i} drawn at its centre");
+    }
+}

@@ -166,7 +166,9 @@ impl ViewState {
             .iter()
             .map(|c| table.get(c).ok_or_else(|| anyhow!("{}: no column '{c}': not a table of points", table_path.display())))
             .collect::<Result<_>>()?;
-        let positions: Vec<[f64; 3]> = (0..table.len()).map(|i| [pos[0][i], pos[1][i], pos[2][i]]).collect();
+        // Row 0 of a labels table is the background (spam's convention): no point of its own.
+        let background = |i: usize| table.get("Label").is_some_and(|l| l[i] == 0.0);
+        let positions: Vec<[f64; 3]> = (0..table.len()).map(|i| if background(i) { [f64::NAN; 3] } else { [pos[0][i], pos[1][i], pos[2][i]] }).collect();
         // A table of another image (a grid beyond it) is a wrong pairing, said at once.
         for (i, p) in positions.iter().enumerate() {
             if (0..3).any(|a| p[a].is_finite() && !(-0.5..full_shape[a] as f64 + 0.5).contains(&p[a])) {
@@ -176,10 +178,19 @@ impl ViewState {
         let arrangement = arrangement(&positions);
         // The residual needs Φ in every row; strain and label tables without it have none.
         let field = PhiField::read(table_path).ok().filter(|f| f.len() == table.len());
+        // The default contrast from the middle slice of the smallest stored level that still
+        // has 256 voxels a side (or the viewed level): what a 2048³ store costs to open is then
+        // one small slice, not a layer of full-resolution chunks.
+        let sample_bin = im1
+            .stored_levels()
+            .into_iter()
+            .filter(|&b| b >= bin && full_shape.iter().all(|&n| n / b >= 256.min(n / bin)))
+            .max()
+            .unwrap_or(bin);
+        let sample = im1.level(sample_bin)?;
         let im1 = im1.level(bin)?;
         let im2 = im2.map(|v| v.level(bin)).transpose()?;
-        let s = im1.shape();
-        let mid = plane(&im1, 0, s[0] / 2)?;
+        let mid = plane(&sample, 0, sample.shape()[0] / 2)?;
         let contrast = percentiles(mid.iter().map(|&x| x as f64).collect(), 0.005, 0.995)
             .map(|(a, b)| if b > a { (a as f32, b as f32) } else { (a as f32, a as f32 + 1.0) })
             .unwrap_or((0.0, 1.0));
