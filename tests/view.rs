@@ -127,7 +127,7 @@ fn slices_rows_overlays_and_residual_of_a_real_run() {
     assert_eq!(st, 200);
     let (h, w, ch, px) = decode(&body);
     assert_eq!((h, w, ch), (48, 48, 4));
-    assert_eq!(px[(1 * w + 1) * 4 + 3], 0, "no node near (1, 1): transparent");
+    assert_eq!(px[(w + 1) * 4 + 3], 0, "no node near (1, 1): transparent");
     assert_eq!(px[(24 * w + 24) * 4 + 3], 255);
     // The status map colours every node of the plane.
     let (_, body) = get(&srv, "/overlay?axis=0&index=24&mode=status");

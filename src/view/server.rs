@@ -1,25 +1,31 @@
-//! The HTTP side of `dvc-stream ereg`: one page, and a small API it calls.
+//! The local HTTP server of `dvc-stream ereg` and `dvc-stream view`: the connection core and
+//! access checks both share ([`serve`] with an [`App`]), and ereg's page and API.
 //!
+//! ereg's requests:
 //! - `GET /` — the page (HTML, CSS and script in one file, compiled in; no external asset).
-//! - `GET /info` — JSON: shape of the viewed level, bin, the initial t and r, the default
+//! - `GET /info` — JSON: shape of the viewed level, bin, the initial t, r and z, the default
 //!   contrast.
-//! - `GET /slice?picture=1|2|diff&axis=0|1|2&index=N&t=Z,Y,X&r=Z,Y,X&lo=L&hi=H` — a PNG.
-//! - `POST /save` with `{"t": [Z, Y, X], "r": [Z, Y, X]}` (`Content-Type: application/json`) —
-//!   writes the registration TSV and Parquet that `reg`, `pixel-search` and `ldic` take as
-//!   `-pf`; answers with their paths.
+//! - `GET /slice?picture=1|2|signed|abs|checker&axis=0|1|2&index=N&t=Z,Y,X&r=Z,Y,X&z=Z,Y,X&lo=L&hi=H&squares=S`
+//!   — a PNG (`diff` is the older name of `abs`).
+//! - `GET /phi?t=…&r=…&z=…` — JSON: Φ's three rows, as the page shows it live.
+//! - `POST /save` with `{"t": [Z, Y, X], "r": [Z, Y, X], "z": [Z, Y, X]}` (`z` optional;
+//!   `Content-Type: application/json`) — writes the registration TSV and Parquet that `reg`,
+//!   `pixel-search` and `ldic` take as `-pf`; answers with their paths.
+//! - `POST /save-deformed` with the same body — image 1 warped by Φ, `<prefix>-def.tif`.
 //!
-//! t is in full-resolution voxels, r a rotation vector in degrees (spam's computePhi), Φ acts
-//! about the image centre. Bad requests (unknown path, a slice out of range, a malformed
-//! number, a Φ out of bounds) get 400 with a one-line reason; the server never stops on them.
+//! t is in full-resolution voxels, r a rotation vector in degrees, z the stretch per axis
+//! (spam's computePhi, F = R · diag(z)); Φ acts about the image centre. Bad requests (unknown
+//! path, a slice out of range, a malformed number, a Φ out of bounds) get 400 with a one-line
+//! reason; the server never stops on them.
 //!
 //! Why the access checks: any web page the user visits can send requests to 127.0.0.1, and
 //! `/save` rewrites the file the next `ldic -pf` reads. So every request must carry the random
 //! token of the printed URL (`?token=`); a Host that is not a loopback name or an address is
 //! refused (DNS rebinding: a name the attacker controls, resolved to 127.0.0.1); an Origin
-//! other than the server's own, or a fetch marked cross-site, is refused; `/save` takes only
+//! other than the server's own, or a fetch marked cross-site, is refused; a POST takes only
 //! `application/json` (which another origin cannot send without a preflight). Each connection
 //! is served on its own thread, its request read within a size limit and a deadline, so one
-//! slow or stuck client holds nothing but its own thread.
+//! slow or stuck client holds nothing but its own thread; answers are bounded too.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};

@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use nalgebra::Vector3;
 use ndarray::Array2;
 
@@ -643,7 +643,7 @@ fn scattered(positions: &[[f64; 3]]) -> Arrangement {
 pub fn open(table: &Path, im1: &Path, im2: Option<&Path>, bin: usize, cache: &std::sync::Arc<crate::store::ChunkCache>) -> Result<ViewState> {
     let one = Volume::open(im1, cache.clone())?;
     let two = im2.map(|p| crate::cli::output_names::open_matching(p, cache, one.shape(), "image")).transpose()?;
-    ViewState::new(table, one, two, bin).with_context(|| format!("view {}", table.display()))
+    ViewState::new(table, one, two, bin)
 }
 
 #[cfg(test)]
