@@ -179,6 +179,9 @@ def test_a_rotation_that_makes_no_phi_is_refused_on_the_page(browser, ereg):
     rz = browser.find_element(By.ID, "rz")
     rz.clear()
     rz.send_keys("1e308")
+    # The live Φ says why there is none …
+    WebDriverWait(browser, 20).until(lambda d: "r = 1e308" in d.find_element(By.ID, "phi_error").text)
+    assert browser.find_element(By.ID, "phi_00").text == "–"
     browser.find_element(By.ID, "save").click()
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").text.startswith("not saved"))
     status = browser.find_element(By.ID, "status").text
