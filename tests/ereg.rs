@@ -293,6 +293,11 @@ fn stretch_comparisons_live_phi_and_the_deformed_image() {
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["phi"], serde_json::json!([[1.1, 0.0, 0.0, 1.0], [0.0, 0.9, 0.0, 2.0], [0.0, 0.0, 1.0, 3.0]]));
+    // Escaped values, and the `+` of an exponent as a browser writes it, are numbers.
+    for q in ["t=1e%2B1%2C0%2C0", "t=1e+1,0,0", "t=10,0,0&r=0%2C0%2C0"] {
+        let v: serde_json::Value = serde_json::from_slice(&request(&srv, "GET", &format!("/phi?{q}"), "").1).unwrap();
+        assert_eq!(v["phi"][0][3], 10.0, "{q}");
+    }
     for bad in ["/phi?z=0,1,1", "/phi?z=1,1,11", "/phi?z=1,nan,1", "/phi?r=400,0,0", "/slice?picture=checker&axis=0&index=3&squares=0", "/slice?picture=signed&axis=0&index=24", "/slice?picture=odd&axis=0&index=3"] {
         let (st, body) = request(&srv, "GET", bad, "");
         assert_eq!(st, 400, "{bad}: {}", String::from_utf8_lossy(&body));

@@ -84,7 +84,8 @@ pub fn phi_of(t: [f64; 3], r: [f64; 3], z: [f64; 3]) -> Phi {
     phi::compute_phi(&PhiComponents { t: Some(t), r: Some(r), z: Some(z), ..Default::default() })
 }
 
-/// The value of one `%XX`-escaped query component (`+` is a space, as forms send it).
+/// The value of one `%XX`-escaped query component (a `+` stays a `+`: it is how a browser
+/// writes 1e+308, and the pages send no spaces).
 fn unescape(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -100,7 +101,6 @@ fn unescape(v: &str) -> String {
                 }
                 _ => out.push(b'%'),
             },
-            b'+' => out.push(b' '),
             c => out.push(c),
         }
         i += 1;

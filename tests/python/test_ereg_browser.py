@@ -160,7 +160,7 @@ def test_move_translation_and_save(browser, ereg):
     tz = browser.find_element(By.ID, "tz")
     tz.clear()
     tz.send_keys("2")
-    wait.until(lambda d: "t=2,0,0" in d.find_element(By.ID, "diff-0").get_attribute("src"))
+    wait.until(lambda d: "t=2%2C0%2C0" in d.find_element(By.ID, "diff-0").get_attribute("src"))
     time.sleep(0.3)
     after = wait.until(lambda d: d.execute_script(MEAN_OF_IMAGE, "diff-0"))[0]
     assert after < before / 5, f"the difference image changes when Φ is right: {before} → {after}"
@@ -338,7 +338,7 @@ def test_comparisons_separate_slices_and_apply_delta(browser, ereg):
     wait.until(lambda d: d.find_element(By.ID, "tz").get_attribute("value") == "2")
     assert int(slider.get_attribute("value")) == s1, "image 2's slice back on image 1's"
     # Signed difference (spam's default) under the right Φ: mid grey; absolute: black.
-    signed = mean_after(lambda src: "picture=signed" in src and "t=2,0,0" in src)
+    signed = mean_after(lambda src: "picture=signed" in src and "t=2%2C0%2C0" in src)
     assert abs(signed - 127.5) < 8, signed
     browser.find_element(By.ID, "mode_abs").click()
     assert mean_after(lambda src: "picture=abs" in src) < 8
