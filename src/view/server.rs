@@ -206,6 +206,13 @@ impl EregState {
             bail!("contrast: lo < hi are needed, got {lo} and {hi}");
         }
         let (axis, index): (usize, usize) = (number(q, "axis")?, number(q, "index")?);
+        let s = self.view.shape();
+        if axis < 3 {
+            let (a, b) = super::render::other_axes(axis);
+            if s[a] * s[b] > super::viewer::MAX_SLICE_PIXELS {
+                bail!("a slice of {} × {} voxels is more than the {} pixels sent: view a pyramid level (--bin)", s[a], s[b], super::viewer::MAX_SLICE_PIXELS);
+            }
+        }
         let body = match name {
             "1" | "2" => {
                 let picture = Picture::parse(name).expect("1 or 2");

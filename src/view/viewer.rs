@@ -45,6 +45,8 @@ const PAGE: &str = include_str!("view.html");
 
 /// The most pixels a slice may have (4096 × 4096).
 pub const MAX_SLICE_PIXELS: usize = 4096 * 4096;
+/// The most pixels a residual is computed on (2048 × 2048): each interpolates the field.
+pub const MAX_RESIDUAL_PIXELS: usize = 2048 * 2048;
 /// The most rows one `/points` answer lists.
 pub const MAX_POINTS: usize = 200_000;
 
@@ -452,6 +454,9 @@ impl ViewState {
             bail!("a residual needs a Φ field and image 2 (dvc-stream view TABLE IM1 IM2)");
         };
         let one = plane(&self.im1, axis, index)?;
+        if one.len() > MAX_RESIDUAL_PIXELS {
+            bail!("a residual of {} pixels is more than the {MAX_RESIDUAL_PIXELS} computed for one slice: view a pyramid level (--bin)", one.len());
+        }
         let keep: Vec<usize> = (0..field.len()).filter(|&i| self.converged(i, rst)).collect();
         let points: Vec<Vector3<f64>> = keep.iter().map(|&i| field.positions[i]).collect();
         let phis: Vec<phi::Phi> = keep.iter().map(|&i| field.phis[i]).collect();
@@ -471,14 +476,14 @@ impl ViewState {
                 Vector3::new(x[0], x[1], x[2])
             })
             .collect();
-        // Each pixel's Φ is its neighbours' Φ moved to it: its translation is the displacement there.
-        let phis_at = interp.at_all(&targets, Neighbours::Count(8), ApplyF::All, false);
+        // Each pixel's Φ is its neighbours' Φ moved to it: its translation is the displacement
+        // there. Only the source point is kept per pixel (not the 4 × 4 Φ).
+        use rayon::prelude::*;
         let s = im2.shape();
         let sources: Vec<Option<[f64; 3]>> = targets
-            .iter()
-            .zip(&phis_at)
-            .map(|(x, p)| {
-                let d = phi::translation(p);
+            .par_iter()
+            .map(|x| {
+                let d = phi::translation(&interp.at(x, Neighbours::Count(8), ApplyF::All, false));
                 let q: [f64; 3] = std::array::from_fn(|k| self.level(x[k] + d[k]));
                 q.iter().all(|v| v.is_finite()).then_some(q)
             })
