@@ -144,7 +144,7 @@ fn api_slices_bad_requests_and_save() {
     let (st, body) = request(&srv, "POST", "/save", r#"{"t": [2, -1, 0.25], "r": [0, 0, 3]}"#);
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     let f = PhiField::read(&out.join("im1-im2-ereg-registration.tsv")).unwrap();
-    let want = dvc_stream::view::server::phi_of([2.0, -1.0, 0.25], [0.0, 0.0, 3.0]);
+    let want = dvc_stream::view::server::phi_of([2.0, -1.0, 0.25], [0.0, 0.0, 3.0], [1.0; 3]);
     assert!((f.phis[0] - want).abs().max() < 1e-6, "{} vs {}", f.phis[0], want);
     assert_eq!(f.positions[0], nalgebra::Vector3::new(11.5, 15.5, 19.5));
     assert!(out.join("im1-im2-ereg-registration.parquet").exists());
@@ -277,4 +277,84 @@ fn only_the_printed_url_gets_in_and_a_slow_client_holds_up_no_one() {
     assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(20), "after the request timeout: {took:?}");
     drop(idle);
     assert_eq!(request(&srv, "GET", "/info", "").0, 200, "still serving");
+}
+
+#[test]
+fn stretch_comparisons_live_phi_and_the_deformed_image() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("s");
+    dvc(&["synth", &s(&dir), "--shape", "24", "--chunk", "16", "--speckle", "4", "--translate", "2", "0", "0", "--format", "tiff", "-q"]);
+    let (im1, im2) = (s(&dir.join("im1.tif")), s(&dir.join("im2.tif")));
+    let out = d.path().join("out");
+    let srv = start(&[&im1, &im2, "-od", &s(&out)]);
+
+    // /phi: spam's computePhi of t, r and the stretches z (F = R · diag(z)).
+    let (st, body) = request(&srv, "GET", "/phi?t=1,2,3&r=0,0,0&z=1.1,0.9,1", "");
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["phi"], serde_json::json!([[1.1, 0.0, 0.0, 1.0], [0.0, 0.9, 0.0, 2.0], [0.0, 0.0, 1.0, 3.0]]));
+    // Escaped values, and the `+` of an exponent as a browser writes it, are numbers.
+    for q in ["t=1e%2B1%2C0%2C0", "t=1e+1,0,0", "t=10,0,0&r=0%2C0%2C0"] {
+        let v: serde_json::Value = serde_json::from_slice(&request(&srv, "GET", &format!("/phi?{q}"), "").1).unwrap();
+        assert_eq!(v["phi"][0][3], 10.0, "{q}");
+    }
+    for bad in ["/phi?z=0,1,1", "/phi?z=1,1,11", "/phi?z=1,nan,1", "/phi?r=400,0,0", "/slice?picture=checker&axis=0&index=3&squares=0", "/slice?picture=signed&axis=0&index=24", "/slice?picture=odd&axis=0&index=3"] {
+        let (st, body) = request(&srv, "GET", bad, "");
+        assert_eq!(st, 400, "{bad}: {}", String::from_utf8_lossy(&body));
+    }
+
+    // The comparisons under the true translation: signed is mid grey inside, absolute black,
+    // the checkerboard shows image 1 in its first square and image 2 moved in the next.
+    let inner_mean = |picture: &str| -> f64 {
+        let (st, body) = request(&srv, "GET", &format!("/slice?picture={picture}&axis=0&index=12&t=2,0,0&lo=10000&hi=30000&squares=2"), "");
+        assert_eq!(st, 200, "{picture}: {}", String::from_utf8_lossy(&body));
+        let (h, w, px) = decode(&body);
+        let inner: Vec<f64> = (4..h - 4).flat_map(|r| (4..w - 4).map(move |c| (r, c))).map(|(r, c)| px[r * w + c] as f64).collect();
+        inner.iter().sum::<f64>() / inner.len() as f64
+    };
+    assert!((inner_mean("signed") - 127.5).abs() < 1.0, "{}", inner_mean("signed"));
+    assert!(inner_mean("abs") < 0.5);
+    let (_, one) = request(&srv, "GET", "/slice?picture=1&axis=0&index=12&lo=10000&hi=30000", "");
+    let (_, checker) = request(&srv, "GET", "/slice?picture=checker&axis=0&index=12&t=2,0,0&lo=10000&hi=30000&squares=2", "");
+    let ((_, w, a), (_, _, b)) = (decode(&one), decode(&checker));
+    assert_eq!(a[3 * w + 3], b[3 * w + 3], "first square: image 1");
+
+    // Save with a stretch: the TSV holds it.
+    let (st, body) = request(&srv, "POST", "/save", r#"{"t": [2, 0, 0], "r": [0, 0, 0], "z": [1.01, 1, 0.99]}"#);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let f = PhiField::read(&out.join("im1-im2-ereg-registration.tsv")).unwrap();
+    assert!((f.phis[0] - dvc_stream::view::server::phi_of([2.0, 0.0, 0.0], [0.0; 3], [1.01, 1.0, 0.99])).abs().max() < 1e-7);
+
+    // Save deformed image 1: image 1 moved by Φ lies on image 2.
+    let def = out.join("im1-im2-ereg-def.tif");
+    let (st, body) = request(&srv, "POST", "/save-deformed", r#"{"t": [2, 0, 0], "r": [0, 0, 0]}"#);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let cache = ChunkCache::new(64 << 20);
+    let got = Volume::open(&def, cache.clone()).unwrap().read_all().unwrap();
+    let two = Volume::open(&dir.join("im2.tif"), cache).unwrap().read_all().unwrap();
+    let inner = got.slice(ndarray::s![4..20, 4..20, 4..20]).to_owned() - two.slice(ndarray::s![4..20, 4..20, 4..20]);
+    assert!(inner.iter().all(|x| x.abs() < 1e-2), "deformed image 1 = image 2 inside: {}", inner.iter().fold(0f32, |m, x| m.max(x.abs())));
+    // A second save does not replace it without --overwrite; nothing is left behind.
+    let before = std::fs::read(&def).unwrap();
+    let (st, body) = request(&srv, "POST", "/save-deformed", r#"{"t": [1, 0, 0], "r": [0, 0, 0]}"#);
+    assert_eq!(st, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("overwrite"), "{}", String::from_utf8_lossy(&body));
+    assert_eq!(std::fs::read(&def).unwrap(), before);
+    assert!(!std::fs::read_dir(&out).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("partial")));
+    drop(srv);
+    let again = start(&[&im1, &im2, "-od", &s(&out), "--overwrite"]);
+    assert_eq!(request(&again, "POST", "/save-deformed", r#"{"t": [1, 0, 0], "r": [0, 0, 0]}"#).0, 200);
+    assert_ne!(std::fs::read(&def).unwrap(), before, "--overwrite replaces it");
+
+    // The new routes refuse what the old ones refuse: no token, a foreign Origin or Host.
+    let addr = again.addr.clone();
+    for (method, path) in [("GET", "/phi?t=1,0,0".to_string()), ("POST", "/save-deformed".to_string())] {
+        let body = r#"{"t": [0, 0, 0], "r": [0, 0, 0]}"#;
+        let head = |target: &str, extra: &str| format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        assert_eq!(exchange(&addr, &head(&path, "")).0, 403, "{path} without token");
+        let with = with_token(&again, &path);
+        assert_eq!(exchange(&addr, &head(&with, "Origin: http://attacker.example\r\n")).0, 403, "{path} foreign Origin");
+        let rebound = format!("{method} {with} HTTP/1.1\r\nHost: attacker.example\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        assert_eq!(exchange(&addr, &rebound).0, 403, "{path} foreign Host");
+    }
 }

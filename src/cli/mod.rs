@@ -24,6 +24,7 @@ pub mod spam_flags;
 pub mod stats;
 pub mod synth;
 pub mod values;
+pub mod view;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -86,6 +87,8 @@ pub enum Command {
     /// Eye registration in a browser: slices of both images and their difference under a
     /// Φ set by hand, saved as a registration for -pf (spam-ereg).
     Ereg(ereg::EregArgs),
+    /// A run's table over its images in the browser: colour maps, arrows, status, residual, rows.
+    View(view::ViewArgs),
     /// PNG pictures of a result table: colour maps on grid slices, arrows for labels, histograms.
     Plot(plot::PlotArgs),
     /// Shell completions on stdout (e.g. `dvc-stream completions bash > /etc/bash_completion.d/dvc-stream`).
@@ -307,6 +310,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::FilterPhiField(a) => filter_phi_field::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Ereg(a) => ereg::run(a),
+        Command::View(a) => view::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Completions(a) => completions(a),
         Command::Man(a) => man(a),

@@ -3,6 +3,7 @@
 //! and returning its result. `cli` only turns arguments into jobs, calls these and prints;
 //! a script or a test calls them directly.
 
+pub mod deform_image;
 pub mod filter_phi_field;
 pub mod regular_strain;
 pub mod pass_phi_field;

@@ -102,7 +102,7 @@ impl PairView {
 
     /// Image 2 sampled at Φ(x) for every x of the slice (NaN where Φ(x) leaves the image):
     /// only the box of image 2 that the slice maps into is read.
-    fn warped_plane(&self, axis: usize, index: usize, phi: &Phi) -> Result<Array2<f32>> {
+    pub(crate) fn warped_plane(&self, axis: usize, index: usize, phi: &Phi) -> Result<Array2<f32>> {
         let s = self.shape();
         let (a, b) = other_axes(axis);
         let c: [f64; 3] = std::array::from_fn(|k| (s[k] as f64 - 1.0) / 2.0);

@@ -5,6 +5,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "target" / "debug"
 EXAMPLES = ROOT / "tests" / "data" / "spam-0.9.1"
+# Screenshots the browser tests keep (git-ignored).
+ARTIFACTS = ROOT / "tests" / "python" / "artifacts"
+ARTIFACTS.mkdir(exist_ok=True)
 
 
 def run(*args):

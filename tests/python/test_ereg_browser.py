@@ -1,21 +1,31 @@
 """`dvc-stream ereg` driven by a real browser (headless Chromium through chromedriver, both
 from Debian, installed by .ci/run): load the page, move a translation control, see the
-difference image change, press Save, and find the value set in the saved registration; a page
-from another origin (another port on 127.0.0.1, or a name rebound to 127.0.0.1) can neither
-save nor read, even when it knows the token; values that make no Φ are refused on the page."""
+difference image change, press Save, and find the value set in the saved registration; press
+every step button (±1/±5 voxels, ±0.1°/±1°, ±0.01/±0.05 stretch) and find the Φ shown and the
+Φ saved equal to spam's computePhi of what the presses add up to; the comparisons (signed,
+absolute, checkerboard), image 2's own slices and "apply Δ", reset; "save deformed image 1"
+writes spam's applyPhi of image 1 and refuses to replace it; a page from another origin
+(another port on 127.0.0.1, or a name rebound to 127.0.0.1) can neither save nor read, even
+when it knows the token; values that make no Φ are refused on the page. Screenshots are kept
+in tests/python/artifacts/."""
 import http.server
 import subprocess
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
+import spam.deformation
+import spam.DIC
+import tifffile
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from helpers import BIN, run
+from helpers import ARTIFACTS, BIN, run
 
 MEAN_OF_IMAGE = """
 const img = document.getElementById(arguments[0]);
@@ -65,6 +75,7 @@ def browser(tmp_path):
     o.binary_location = "/usr/bin/chromium"
     for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
+              "--window-size=1500,1050",
               # A name an attacker controls, resolved to this machine (what DNS rebinding achieves).
               "--host-resolver-rules=MAP rebound.test 127.0.0.1"):
         o.add_argument(a)
@@ -74,17 +85,34 @@ def browser(tmp_path):
     d.quit()
 
 
+def serve(tmp_path, *args):
+    server = subprocess.Popen([str(BIN / "dvc-stream"), "ereg", *args, "-od", tmp_path / "out"], stdout=subprocess.PIPE, text=True)
+    url = next(w for w in server.stdout.readline().split() if w.startswith("http://"))
+    assert url.startswith("http://127.0.0.1:") and "/?token=" in url
+    return server, url
+
+
 @pytest.fixture
 def ereg(tmp_path):
     """A pair offset by 2 voxels in Z, and ereg serving it: (url with token, output folder)."""
     run(BIN / "dvc-stream", "synth", tmp_path / "s", "--shape", "48", "--chunk", "16", "--speckle", "4",
         "--translate", "2", "0", "0", "-q")
-    server = subprocess.Popen([str(BIN / "dvc-stream"), "ereg", tmp_path / "s" / "im1.zarr", tmp_path / "s" / "im2.zarr",
-                               "-od", tmp_path / "out"], stdout=subprocess.PIPE, text=True)
+    server, url = serve(tmp_path, tmp_path / "s" / "im1.zarr", tmp_path / "s" / "im2.zarr")
     try:
-        url = next(w for w in server.stdout.readline().split() if w.startswith("http://"))
-        assert url.startswith("http://127.0.0.1:") and "/?token=" in url
         yield url, tmp_path / "out"
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture
+def ereg_tiff(tmp_path):
+    """The same pair as TIFFs (for spam's applyPhi to read): (url, output folder, image folder)."""
+    run(BIN / "dvc-stream", "synth", tmp_path / "s", "--shape", "48", "--speckle", "4", "--translate", "2", "0", "0",
+        "--format", "tiff", "-q")
+    server, url = serve(tmp_path, tmp_path / "s" / "im1.tif", tmp_path / "s" / "im2.tif")
+    try:
+        yield url, tmp_path / "out", tmp_path / "s"
     finally:
         server.kill()
         server.wait()
@@ -124,12 +152,15 @@ def test_move_translation_and_save(browser, ereg):
     url, out = ereg
     browser.get(url)
     wait = WebDriverWait(browser, 20)
+    browser.find_element(By.ID, "mode_abs").click()
+    wait.until(lambda d: "picture=abs" in d.find_element(By.ID, "diff-0").get_attribute("src"))
+    time.sleep(0.3)
     before = wait.until(lambda d: d.execute_script(MEAN_OF_IMAGE, "diff-0"))[0]
     assert before > 20, "image 2 is off by 2 voxels: the difference shows the texture"
     tz = browser.find_element(By.ID, "tz")
     tz.clear()
     tz.send_keys("2")
-    wait.until(lambda d: "t=2,0,0" in d.find_element(By.ID, "diff-0").get_attribute("src"))
+    wait.until(lambda d: "t=2%2C0%2C0" in d.find_element(By.ID, "diff-0").get_attribute("src"))
     time.sleep(0.3)
     after = wait.until(lambda d: d.execute_script(MEAN_OF_IMAGE, "diff-0"))[0]
     assert after < before / 5, f"the difference image changes when Φ is right: {before} → {after}"
@@ -148,6 +179,9 @@ def test_a_rotation_that_makes_no_phi_is_refused_on_the_page(browser, ereg):
     rz = browser.find_element(By.ID, "rz")
     rz.clear()
     rz.send_keys("1e308")
+    # The live Φ says why there is none …
+    WebDriverWait(browser, 20).until(lambda d: "r = 1e308" in d.find_element(By.ID, "phi_error").text)
+    assert browser.find_element(By.ID, "phi_00").text == "–"
     browser.find_element(By.ID, "save").click()
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").text.startswith("not saved"))
     status = browser.find_element(By.ID, "status").text
@@ -195,3 +229,163 @@ def test_another_origin_can_neither_save_nor_read(browser, ereg, attacker):
     """, token)
     assert got.startswith("403"), got
     assert saved.read_bytes() == first
+
+
+# What the page shows: each parameter's box and the 3 × 4 Φ table, as text.
+SHOWN = """
+const v = (id) => document.getElementById(id).value;
+const phi = [];
+for (let i = 0; i < 3; i++) { const row = []; for (let j = 0; j < 4; j++) row.push(document.getElementById(`phi_${i}${j}`).textContent); phi.push(row); }
+return {boxes: Object.fromEntries(["tz", "ty", "tx", "rz", "ry", "rx", "zz", "zy", "zx"].map((k) => [k, v(k)])), phi};
+"""
+
+STEPS = {"t": [-5, -1, 1, 5], "r": [-1, -0.1, 0.1, 1], "z": [-0.05, -0.01, 0.01, 0.05]}
+
+
+def step_id(p, s):
+    return p + "_" + ("p" if s > 0 else "m") + f"{abs(s):g}".replace(".", "")
+
+
+def expected_phi(m):
+    return spam.deformation.computePhi({"t": [m["tz"], m["ty"], m["tx"]], "r": [m["rz"], m["ry"], m["rx"]],
+                                        "z": [m["zz"], m["zy"], m["zx"]]})
+
+
+def shown_matches(browser, m):
+    """Whether the page shows the moves m and their Φ (4 significant digits, tiny values 0)."""
+    got = browser.execute_script(SHOWN)
+    if any(abs(float(got["boxes"][k]) - v) > 1e-9 for k, v in m.items()):
+        return False
+    want = expected_phi(m)
+    for i in range(3):
+        for j in range(4):
+            text = got["phi"][i][j]
+            mantissa = text.lstrip("-").split("e")[0].replace(".", "").lstrip("0")
+            if text in ("", "–") or len(mantissa) > 4:
+                return False
+            w = want[i, j]
+            if abs(w) < 1e-9:
+                if text != "0":
+                    return False
+            elif abs(float(text) - w) > 5e-4 * abs(w) + 1e-12:
+                return False
+    return True
+
+
+def wait_shown(browser, m):
+    try:
+        WebDriverWait(browser, 20).until(lambda d: shown_matches(d, m))
+    except TimeoutException:
+        raise AssertionError(f"the page shows {browser.execute_script(SHOWN)}, not {m} and {expected_phi(m)}") from None
+
+
+def wait_loaded(browser):
+    WebDriverWait(browser, 20).until(lambda d: all(d.execute_script(MEAN_OF_IMAGE, f"{k}-{a}") for k in ("im1", "im2", "diff")
+                                                   for a in range(3)))
+
+
+def test_every_step_button_and_reset_move_phi_as_pressed(browser, ereg):
+    url, out = ereg
+    browser.get(url)
+    wait = WebDriverWait(browser, 20)
+    wait_loaded(browser)
+    m = {"tz": 0.0, "ty": 0.0, "tx": 0.0, "rz": 0.0, "ry": 0.0, "rx": 0.0, "zz": 1.0, "zy": 1.0, "zx": 1.0}
+    assert shown_matches(browser, m)
+    # Every button once (they cancel out), then a few more per parameter so that each ends
+    # somewhere of its own; the page must follow at every step.
+    extra = {"tz": [1, 1], "ty": [-5], "tx": [1, 5, -1], "rz": [0.1, 0.1, 0.1], "ry": [-1], "rx": [1, -0.1],
+             "zz": [0.01], "zy": [-0.05], "zx": [0.05, 0.01, -0.01, -0.01]}
+    for p in m:
+        for s in STEPS[p[0]] + extra[p]:
+            browser.find_element(By.ID, step_id(p, s)).click()
+            m[p] = round(m[p] + s, 9)
+        wait_shown(browser, m)
+    # Accumulated steps show as typed: 0.3, not 0.30000000000000004.
+    assert browser.find_element(By.ID, "rz").get_attribute("value") == "0.3"
+    browser.save_screenshot(str(ARTIFACTS / "ereg-controls.png"))
+    browser.find_element(By.ID, "save").click()
+    wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("saved"))
+    saved = pd.read_csv(out / "im1-im2-ereg-registration.tsv", sep="\t")
+    want = expected_phi(m)
+    names = [["Fzz", "Fzy", "Fzx", "Zdisp"], ["Fyz", "Fyy", "Fyx", "Ydisp"], ["Fxz", "Fxy", "Fxx", "Xdisp"]]
+    got = np.array([[saved[n][0] for n in row] for row in names])
+    assert np.abs(got - want[:3]).max() < 1e-6, (got, want)
+    assert (saved.Zpos[0], saved.Ypos[0], saved.Xpos[0]) == (23.5, 23.5, 23.5)
+    # Reset goes back to where ereg started (no -pf: the identity).
+    browser.find_element(By.ID, "reset").click()
+    m0 = {k: (1.0 if k[0] == "z" else 0.0) for k in m}
+    wait_shown(browser, m0)
+
+
+def test_comparisons_separate_slices_and_apply_delta(browser, ereg):
+    url, out = ereg
+    browser.get(url)
+    wait = WebDriverWait(browser, 20)
+    wait_loaded(browser)
+
+    def mean_after(check):
+        wait.until(lambda d: check(d.find_element(By.ID, "diff-0").get_attribute("src")))
+        time.sleep(0.3)
+        return wait.until(lambda d: d.execute_script(MEAN_OF_IMAGE, "diff-0"))[0]
+
+    # Image 2's slice moved on its own by the 2 voxels image 2 is off, then "apply Δ": tZ = 2.
+    slider = browser.find_element(By.ID, "s2z")
+    s1 = int(browser.find_element(By.ID, "sz").get_attribute("value"))
+    browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));", slider, s1 + 2)
+    wait.until(lambda d: f"picture=2&axis=0&index={s1 + 2}&" in d.find_element(By.ID, "im2-0").get_attribute("src"))
+    assert f"index={s1}&" in browser.find_element(By.ID, "im1-0").get_attribute("src"), "image 1's slice stays"
+    browser.find_element(By.ID, "apply_0").click()
+    wait.until(lambda d: d.find_element(By.ID, "tz").get_attribute("value") == "2")
+    assert int(slider.get_attribute("value")) == s1, "image 2's slice back on image 1's"
+    # Signed difference (spam's default) under the right Φ: mid grey; absolute: black.
+    signed = mean_after(lambda src: "picture=signed" in src and "t=2%2C0%2C0" in src)
+    assert abs(signed - 127.5) < 8, signed
+    browser.find_element(By.ID, "mode_abs").click()
+    assert mean_after(lambda src: "picture=abs" in src) < 8
+    # Checkerboard: squares of image 1 and of image 2 moved; more squares with +.
+    browser.find_element(By.ID, "mode_checker").click()
+    mean_after(lambda src: "picture=checker" in src and "squares=8" in src)
+    browser.find_element(By.ID, "sq_plus").click()
+    browser.find_element(By.ID, "sq_plus").click()
+    browser.find_element(By.ID, "sq_minus").click()
+    checker = mean_after(lambda src: "squares=9" in src)
+    im1 = browser.execute_script(MEAN_OF_IMAGE, "im1-0")[0]
+    assert abs(checker - im1) < 10, (checker, im1)
+    browser.save_screenshot(str(ARTIFACTS / "ereg-checkerboard.png"))
+    # The linked sliders move image 2's slice with image 1's.
+    s = browser.find_element(By.ID, "sz")
+    browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));", s, 10)
+    wait.until(lambda d: "index=10&" in d.find_element(By.ID, "im2-0").get_attribute("src"))
+    # Slices fit the window: far larger than the 48-voxel slices.
+    assert browser.find_element(By.ID, "im1-0").size["width"] >= 200
+
+
+def test_save_deformed_image_1(browser, ereg_tiff):
+    url, out, images = ereg_tiff
+    browser.get(url)
+    wait = WebDriverWait(browser, 20)
+    wait_loaded(browser)
+    for b in ("tz_p1", "tz_p1", "rx_p01", "zy_p001"):
+        browser.find_element(By.ID, b).click()
+    m = {"tz": 2.0, "ty": 0.0, "tx": 0.0, "rz": 0.0, "ry": 0.0, "rx": 0.1, "zz": 1.0, "zy": 1.01, "zx": 1.0}
+    wait_shown(browser, m)
+    browser.find_element(By.ID, "save_def").click()
+    wait.until(lambda d: d.find_element(By.ID, "status").text.startswith(("saved", "not saved")))
+    path = out / "im1-im2-ereg-def.tif"
+    assert browser.find_element(By.ID, "status").text == f"saved {path}"
+    got = tifffile.imread(path)
+    im1 = tifffile.imread(images / "im1.tif")
+    assert got.shape == im1.shape and got.dtype == im1.dtype
+    # spam's applyPhi of image 1 by the Φ the presses make (about the centre; its border of
+    # one voxel is spam's zero).
+    want = spam.DIC.applyPhi(im1, Phi=expected_phi(m))
+    inner = (slice(2, -2),) * 3
+    assert np.abs(got[inner] - want[inner]).max() < 1e-2 * np.abs(want[inner]).max()
+    # Another save refuses to replace it (ereg was not started with --overwrite).
+    first = path.read_bytes()
+    browser.find_element(By.ID, "tz_p1").click()
+    browser.find_element(By.ID, "save_def").click()
+    wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("not saved"))
+    assert "overwrite" in browser.find_element(By.ID, "status").text
+    assert path.read_bytes() == first
+    assert not list(out.glob("*partial*"))
