@@ -137,6 +137,38 @@ pub fn gradient_in_box_rows(im: &ArrayView3<f32>, origin: [usize; 3], dims: [usi
     out
 }
 
+/// [`gradient_in_box_rows`] with 4th-order central differences, (8(f₊₁ − f₋₁) − (f₊₂ − f₋₂))/12,
+/// where both neighbours on each side are inside the image, and the 2nd-order ones of
+/// [`gradient_in_box_rows`] elsewhere. The cubic registration's Jacobian: the 2nd-order
+/// difference underestimates the slope of a speckle (by sin ω/ω, 16 % at ω = 1 rad/voxel),
+/// so each Gauss–Newton step overshot by as much and took more iterations to settle; the
+/// 4th-order one is within 3 % there (OpenCorr uses it for the same reason).
+pub fn gradient4_in_box_rows(im: &ArrayView3<f32>, origin: [usize; 3], dims: [usize; 3], w: usize) -> [Vec<f32>; 3] {
+    let mut out = gradient_in_box_rows(im, origin, dims, w);
+    let d = im.dim();
+    let n = [d.0, d.1, d.2];
+    let Some(data) = im.as_slice() else { return out };
+    let s = [n[1] * n[2], n[2], 1];
+    for z in 0..dims[0] {
+        for y in 0..dims[1] {
+            let p = [origin[0] + z, origin[1] + y];
+            let r = (z * dims[1] + y) * w;
+            for (a, g) in out.iter_mut().enumerate() {
+                for x in 0..dims[2] {
+                    let i = [p[0], p[1], origin[2] + x];
+                    if i[a] < 2 || i[a] + 2 >= n[a] {
+                        continue;
+                    }
+                    let c = i[0] * s[0] + i[1] * s[1] + i[2];
+                    let st = s[a];
+                    g[r + x] = (8.0 * (data[c + st] - data[c - st]) - (data[c + 2 * st] - data[c - 2 * st])) / 12.0;
+                }
+            }
+        }
+    }
+    out
+}
+
 fn gradient_generic(im: &ArrayView3<f32>) -> [Array3<f32>; 3] {
     let d = im.dim();
     let n = [d.0, d.1, d.2];

@@ -63,9 +63,10 @@ fn warp_region_into(im2: &ArrayView3<f32>, phi: &Phi, origin: [usize; 3], dims: 
     let d = im2.dim();
     let c = [(d.0 as f64 - 1.0) / 2.0, (d.1 as f64 - 1.0) / 2.0, (d.2 as f64 - 1.0) / 2.0];
     let map = BackwardMap::from_phi(phi, c);
-    if let (1, Some(data)) = (order, im2.as_slice()) {
-        super::interp::trilinear_rows(data, [d.0, d.1, d.2], &map, origin, dims, out);
-        return;
+    match (order, im2.as_slice()) {
+        (1, Some(data)) => return super::interp::trilinear_rows(data, [d.0, d.1, d.2], &map, origin, dims, out),
+        (3, Some(coef)) => return super::interp::tricubic_rows(coef, [d.0, d.1, d.2], &map, origin, dims, out),
+        _ => {}
     }
     let mut i = 0;
     for z in 0..dims[0] {
@@ -111,8 +112,13 @@ pub fn register(
     let c2o: [usize; 3] = std::array::from_fn(|a| (d[a] as f64 / 2.0 + margin[a] as f64) as usize);
     let nc: [usize; 3] = std::array::from_fn(|a| c1[a].len());
     let crop2 = |a: &ArrayView3<f32>| -> Vec<f32> { a.slice(s![c2o[0]..c2o[0] + nc[0], c2o[1]..c2o[1] + nc[1], c2o[2]..c2o[2] + nc[2]]).iter().copied().collect() };
-    // Cubic sampling reads B-spline coefficients of im2, computed once.
-    let coeffs = if o.order == 3 { Some(super::interp::bspline_coefficients(im2)) } else { None };
+    // Cubic sampling reads B-spline coefficients of im2 (f32, contiguous), computed once; the
+    // grey levels stay for the unwarped first comparison.
+    let im2_grey = im2.view();
+    let grey_box = (o.order == 3).then(|| im2.as_standard_layout());
+    let grey = grey_box.as_ref().map(|g| g.as_slice().expect("standard layout is contiguous"));
+    let im2_nan = grey.is_some_and(any_nan);
+    let coeffs = grey.map(|g| Array3::from_shape_vec((n2[0], n2[1], n2[2]), super::interp::bspline_coefficients_f32(g, n2)).expect("shape matches"));
     let im2s = coeffs.as_ref().map(|c| c.view()).unwrap_or_else(|| im2.view());
     let im2 = &im2s;
     // Local coordinates of crop voxels about the crop centre (computed in f32, as spam).
@@ -122,20 +128,47 @@ pub fn register(
     // image 1's, image 2's box holds no NaN (checked once here) and, with no initial Φ (the
     // first evaluation compares with image 2 itself), the crop keeps a voxel away from image
     // 2's border, where the identity warp is image 2 itself.
-    let fusable = o.order == 1
-        && !o.update_gradient
-        && ResidualPass::available()
+    // Cubic: coefficients of a box with no NaN, 7 voxels on every axis, and the order-3 inset
+    // of 3 voxels when the first evaluation is unwarped (the B-spline interpolates, so the
+    // identity warp gives image 2's grey levels to f32 rounding).
+    let cubic_fusable = o.order == 3
+        && !im2_nan
+        && n2.iter().all(|&v| v >= 7)
+        && (phi_init.is_some() || (0..3).all(|a| c2o[a] >= 3 && c2o[a] + nc[a] + 3 <= n2[a]));
+    let linear_fusable = o.order == 1
         && n2.iter().all(|&v| v >= 3)
         && (phi_init.is_some() || (0..3).all(|a| c2o[a] >= 1 && c2o[a] + nc[a] < n2[a]))
         && im2.as_slice().is_some_and(|d| !any_nan(d));
+    // Cubic registrations take image 1's gradient to 4th order (fewer iterations, see
+    // gradient4_in_box_rows); trilinear ones keep spam's.
+    let cubic_gradient = o.order == 3 && std::env::var_os("DVC_G2").is_none();
+    let fusable = !o.update_gradient && ResidualPass::available() && (cubic_fusable || linear_fusable);
     if fusable {
         let data = im2.as_slice().expect("checked contiguous");
-        let pass = ResidualPass::new(im1, mask1, margin, nc, &coords);
+        let pass = ResidualPass::new(im1, mask1, margin, nc, &coords, cubic_gradient);
         let centre: [f64; 3] = std::array::from_fn(|a| (n2[a] as f64 - 1.0) / 2.0);
-        return gauss_newton(phi_init, o, |phi: &Phi, need_m: bool| {
-            let sums = pass.evaluate(data, n2, &BackwardMap::from_phi(phi, centre), c2o);
-            Ok(Evaluation { a: SVector::from_column_slice(&sums.a), error: (sums.sum_sq / pass.den) as f32 as f64, m: need_m.then_some(pass.m) })
-        });
+        let evaluation = |sums: super::residual::ResidualSums, need_m: bool| Evaluation { a: SVector::from_column_slice(&sums.a), error: (sums.sum_sq / pass.den) as f32 as f64, m: need_m.then_some(pass.m) };
+        if o.order == 1 {
+            return gauss_newton(phi_init, o, |phi: &Phi, need_m: bool| Ok(evaluation(pass.evaluate(data, n2, &BackwardMap::from_phi(phi, centre), c2o), need_m)));
+        }
+        // Cubic: trilinear steps first, on the grey levels, while they move Φ by more than
+        // TRILINEAR_UNTIL (each costs an eighth of a cubic one, and far from the solution the two
+        // step alike); then cubic steps from there to the convergence test. Where the trilinear
+        // stage does not converge, the cubic one starts from the initial Φ.
+        let grey = grey.expect("order 3 keeps its grey levels");
+        let mut start = phi_init.copied();
+        let mut lin_iterations = 0;
+        if CUBIC_AFTER_TRILINEAR && std::env::var_os("DVC_NO_LIN").is_none() {
+            let lin_o = RegisterOptions { order: 1, delta_phi_min: o.delta_phi_min.max(TRILINEAR_UNTIL), damped: false, ..o.clone() };
+            let lin = gauss_newton(phi_init, &lin_o, |phi: &Phi, need_m: bool| Ok(evaluation(pass.evaluate(grey, n2, &BackwardMap::from_phi(phi, centre), c2o), need_m)))?;
+            if lin.return_status == 2 {
+                (start, lin_iterations) = (Some(lin.phi), lin.iterations);
+            }
+        }
+        let o3 = RegisterOptions { max_iterations: o.max_iterations.saturating_sub(lin_iterations), ..o.clone() };
+        let mut r = gauss_newton(start.as_ref(), &o3, |phi: &Phi, need_m: bool| Ok(evaluation(pass.evaluate_cubic(data, n2, &BackwardMap::from_phi(phi, centre), c2o), need_m)))?;
+        r.iterations += lin_iterations;
+        return Ok(r);
     }
     let mut r1 = im1.slice(s![c1[0].clone(), c1[1].clone(), c1[2].clone()]).to_owned();
     if let Some(m) = mask1 {
@@ -150,18 +183,25 @@ pub fn register(
     // Masked voxels of image 1 are NaN for good: look for them once, not at every evaluation.
     let r1_has_nan = any_nan(&r1s);
     // The gradient of im1 at the crop voxels; with --update-gradient, of the deformed im2.
-    let mut grads = if o.update_gradient { Vec::new() } else { gradient_in_box(im1, margin, nc) };
+    let mut grads = if o.update_gradient {
+        Vec::new()
+    } else if cubic_gradient {
+        let [gz, gy, gx] = super::gradient::gradient4_in_box_rows(im1, margin, nc, nc[2]);
+        (0..gz.len()).map(|i| [gz[i], gy[i], gx[i]]).collect()
+    } else {
+        gradient_in_box(im1, margin, nc)
+    };
     // With no initial Φ spam first compares with im2 itself (no border zeroing).
     let mut unwarped = phi_init.is_none();
     let mut def = Vec::new();
     let evaluate = |phi: &Phi, need_m: bool| -> Result<Evaluation> {
         if o.update_gradient {
             // The gradient of the whole deformed im2, cropped: the crop is never on its border.
-            let full = if unwarped { im2.to_owned() } else { warp_region(im2, phi, [0; 3], n2, o.order) };
+            let full = if unwarped { im2_grey.to_owned() } else { warp_region(im2, phi, [0; 3], n2, o.order) };
             grads = gradient_in_box(&full.view(), c2o, nc);
             def = crop2(&full.view());
         } else if unwarped {
-            def = crop2(im2);
+            def = crop2(&im2_grey);
         } else {
             warp_region_into(im2, phi, c2o, nc, o.order, &mut def);
         }
@@ -170,6 +210,11 @@ pub fn register(
     };
     gauss_newton(phi_init, o, evaluate)
 }
+
+/// Whether `-o 3` takes trilinear steps first (see [`register`]).
+const CUBIC_AFTER_TRILINEAR: bool = true;
+/// The ‖δΦ‖ below which the trilinear stage of a cubic registration hands over.
+const TRILINEAR_UNTIL: f64 = 0.01;
 
 /// Whether any value is NaN: a branch-free scan in blocks, which the compiler vectorises
 /// (an early-exit `any` is a scalar loop, and most boxes hold no NaN).
