@@ -142,8 +142,9 @@ fn sub_voxel_translation_bias() {
 
 /// The fused cubic path (`-o 3`) on a sub-voxel translation with a small rotation of an exact
 /// speckle, at 21³ and 33³ windows, against the truth at every interior node: bias and spread
-/// of each displacement component within 0.001 voxel, every node converged in few iterations
-/// (the 4th-order gradient of image 1 makes each Gauss–Newton step nearly exact).
+/// of each displacement component within 0.001 voxel (measured: bias ≤ 0.00075, sd ≤ 0.00072),
+/// every node converged within 4 iterations (measured: 2; the 4th-order gradient of image 1
+/// makes each Gauss–Newton step nearly exact).
 #[test]
 fn cubic_bias_and_spread_at_two_window_sizes() {
     let d = tempfile::tempdir().unwrap();
@@ -159,13 +160,12 @@ fn cubic_bias_and_spread_at_two_window_sizes() {
         assert_eq!(interior.len(), 343);
         for &i in &interior {
             assert_eq!(got.return_status[i], 2.0, "hws {hws} node {i}");
-            assert!(got.iterations[i] <= 60.0, "hws {hws} node {i}: {} iterations", got.iterations[i]);
+            assert!(got.iterations[i] <= 4.0, "hws {hws} node {i}: {} iterations", got.iterations[i]);
         }
         for k in 0..3 {
             let e: Vec<f64> = interior.iter().map(|&i| got.phis[i][(k, 3)] - truth.phis[i][(k, 3)]).collect();
             let mean = e.iter().sum::<f64>() / e.len() as f64;
             let sd = (e.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / e.len() as f64).sqrt();
-            eprintln!("hws {hws} axis {k}: bias {mean:.5}, sd {sd:.5}, iterations {:?}", interior.iter().map(|&i| got.iterations[i]).fold(0.0, f64::max));
             assert!(mean.abs() <= 0.001 && sd <= 0.001, "hws {hws} axis {k}: bias {mean:.5}, sd {sd:.5}");
         }
     }

@@ -436,26 +436,21 @@ pub fn tricubic_slice(coef: &[f32], stride: [usize; 2], q: [f32; 3]) -> f32 {
     let i = [q[0] as usize, q[1] as usize, q[2] as usize];
     let [wz, wy, wx] = std::array::from_fn(|a| bspline_weights_f32(q[a] - i[a] as f32));
     let b = (i[0] - 1) * stride[0] + (i[1] - 1) * stride[1] + i[2] - 1;
-    let mut acc = [0f32; 4];
-    for (a, wa) in wz.iter().enumerate() {
-        let mut plane = [0f32; 4];
-        for (r, wr) in wy.iter().enumerate() {
-            let o = b + a * stride[0] + r * stride[1];
-            let taps = &coef[o..o + 4];
-            for c in 0..4 {
-                plane[c] += wr * taps[c];
-            }
-        }
-        for c in 0..4 {
-            acc[c] += wa * plane[c];
-        }
-    }
-    (acc[0] * wx[0] + acc[1] * wx[1]) + (acc[2] * wx[2] + acc[3] * wx[3])
+    // Pairs of pairs, (t0 + t1) + (t2 + t3), as the fused pass sums them.
+    let pairs = |v: [f32; 4]| (v[0] + v[1]) + (v[2] + v[3]);
+    let plane = |a: usize| -> [f32; 4] {
+        std::array::from_fn(|c| pairs(std::array::from_fn(|r| wy[r] * coef[b + a * stride[0] + r * stride[1] + c])))
+    };
+    let planes = [plane(0), plane(1), plane(2), plane(3)];
+    let acc: [f32; 4] = std::array::from_fn(|c| pairs(std::array::from_fn(|a| wz[a] * planes[a][c])));
+    pairs(std::array::from_fn(|c| acc[c] * wx[c]))
 }
 
 /// [`trilinear_rows`] for the cubic B-spline: `out` gets the coefficients `coef` (shape `n`)
-/// sampled through `map` at the voxels `origin + [0, dims)`, 0 where the order-3 bounds test
-/// `3 ≤ q < N − 3` fails; coordinates in spam's f32 order. The scalar path of the fused pass.
+/// sampled through `map` at the voxels `origin + [0, dims)`, 0 where a tap would fall outside
+/// the box (`1 ≤ q < N − 2` fails: wider than spam's `3 ≤ q < N − 3` for order 3, so that a
+/// window may move as far inside its search margin as with trilinear interpolation);
+/// coordinates in spam's f32 order. The scalar path of the fused pass.
 pub fn tricubic_rows(coef: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32]) {
     assert_eq!(coef.len(), n[0] * n[1] * n[2], "source shape");
     assert_eq!(out.len(), dims[0] * dims[1] * dims[2], "output shape");
@@ -470,7 +465,7 @@ pub fn tricubic_rows(coef: &[f32], n: [usize; 3], map: &BackwardMap, origin: [us
             row_coordinates(map, dz, dy, &dxs, &mut q);
             for (x, v) in row.iter_mut().enumerate() {
                 let qv = [q[0][x], q[1][x], q[2][x]];
-                *v = if in_bounds(qv, n, 3) { tricubic_slice(coef, stride, qv) } else { 0.0 };
+                *v = if (0..3).all(|a| qv[a] >= 1.0 && qv[a] < n[a] as f32 - 2.0) { tricubic_slice(coef, stride, qv) } else { 0.0 };
             }
         }
     }
