@@ -117,8 +117,6 @@ pub fn register(
     let im2_grey = im2.view();
     let grey_box = (o.order == 3).then(|| im2.as_standard_layout());
     let grey = grey_box.as_ref().map(|g| g.as_slice().expect("standard layout is contiguous"));
-    // (Trilinear steps first, then cubic ones, were measured: with the 4th-order gradient below
-    // the cubic steps alone take 3.0 iterations on a speckle pair, the two stages 5.5, slower.)
     let im2_nan = grey.is_some_and(any_nan);
     let coeffs = grey.map(|g| Array3::from_shape_vec((n2[0], n2[1], n2[2]), super::interp::bspline_coefficients_f32(g, n2)).expect("shape matches"));
     let im2s = coeffs.as_ref().map(|c| c.view()).unwrap_or_else(|| im2.view());
@@ -142,7 +140,9 @@ pub fn register(
         && (phi_init.is_some() || (0..3).all(|a| c2o[a] >= 1 && c2o[a] + nc[a] < n2[a]))
         && im2.as_slice().is_some_and(|d| !any_nan(d));
     // Cubic registrations take image 1's gradient to 4th order (fewer iterations, see
-    // gradient4_in_box_rows); trilinear ones keep spam's.
+    // gradient4_in_box_rows); trilinear ones keep spam's. (Trilinear steps first, then cubic
+    // ones, were measured: with the 4th-order gradient the cubic steps alone take 3.0
+    // iterations on the speckle pair of bench/peers.sh, the two stages 5.5, and are slower.)
     let cubic_gradient = o.order == 3;
     let fusable = !o.update_gradient && ResidualPass::available() && (cubic_fusable || linear_fusable);
     if fusable {
