@@ -137,6 +137,49 @@ pub fn gradient_in_box_rows(im: &ArrayView3<f32>, origin: [usize; 3], dims: [usi
     out
 }
 
+/// [`gradient_in_box_rows`] with 4th-order central differences, (8(f₊₁ − f₋₁) − (f₊₂ − f₋₂))/12,
+/// where both neighbours on each side are inside the image, and the 2nd-order ones of
+/// [`gradient_in_box_rows`] elsewhere. The cubic registration's Jacobian: the 2nd-order
+/// difference underestimates the slope of a speckle (by sin ω/ω, 16 % at ω = 1 rad/voxel),
+/// so each Gauss–Newton step overshot by as much and took more iterations to settle; the
+/// 4th-order one is within 3 % there (OpenCorr uses it for the same reason).
+pub fn gradient4_in_box_rows(im: &ArrayView3<f32>, origin: [usize; 3], dims: [usize; 3], w: usize) -> [Vec<f32>; 3] {
+    let mut out = gradient_in_box_rows(im, origin, dims, w);
+    let d = im.dim();
+    let n = [d.0, d.1, d.2];
+    let Some(data) = im.as_slice() else { return out };
+    let s = [n[1] * n[2], n[2], 1];
+    // Where along X the 4th-order difference applies: 2 ≤ x < N − 2.
+    let (x_lo, x_hi) = (origin[2].max(2), (origin[2] + dims[2]).min(n[2].saturating_sub(2)));
+    let xs = if x_lo < x_hi { x_lo..x_hi } else { 0..0 };
+    for z in 0..dims[0] {
+        for y in 0..dims[1] {
+            let p = [origin[0] + z, origin[1] + y];
+            let r = (z * dims[1] + y) * w;
+            for (a, g) in out.iter_mut().enumerate() {
+                // Z and Y: the whole row or none of it; X: the columns two voxels from the edges.
+                let cols = match a {
+                    2 => xs.clone(),
+                    _ if p[a] >= 2 && p[a] + 2 < n[a] => origin[2]..origin[2] + dims[2],
+                    _ => continue,
+                };
+                if cols.is_empty() {
+                    continue;
+                }
+                let (st, c) = (s[a], p[0] * s[0] + p[1] * s[1] + cols.start);
+                let len = cols.len();
+                let at = |o: usize| &data[o..o + len];
+                let (pp, p1, m1, mm) = (at(c + 2 * st), at(c + st), at(c - st), at(c - 2 * st));
+                let dst = &mut g[r + cols.start - origin[2]..r + cols.end - origin[2]];
+                for x in 0..len {
+                    dst[x] = (8.0 * (p1[x] - m1[x]) - (pp[x] - mm[x])) / 12.0;
+                }
+            }
+        }
+    }
+    out
+}
+
 fn gradient_generic(im: &ArrayView3<f32>) -> [Array3<f32>; 3] {
     let d = im.dim();
     let n = [d.0, d.1, d.2];
@@ -167,6 +210,37 @@ fn gradient_generic(im: &ArrayView3<f32>) -> [Array3<f32>; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 4th-order rows against the formula voxel by voxel: 4th order two voxels from the
+    /// image's edges, spam's differences nearer, on a box touching the edges and one inside.
+    #[test]
+    fn fourth_order_rows_follow_their_definition() {
+        let im = Array3::from_shape_fn((7, 8, 9), |(z, y, x)| ((z * 31 + y * 17 + x * 7) % 13) as f32 * 1.7 + (x as f32 * 0.9).sin() * 5.0);
+        let n = [7usize, 8, 9];
+        for (origin, dims) in [([0usize, 0, 0], [7usize, 8, 9]), ([1, 2, 1], [5, 4, 7])] {
+            let w = dims[2] + 3;
+            let got = gradient4_in_box_rows(&im.view(), origin, dims, w);
+            let spam = gradient_in_box(&im.view(), origin, dims);
+            let mut k = 0;
+            for z in 0..dims[0] {
+                for y in 0..dims[1] {
+                    for x in 0..dims[2] {
+                        let p = [origin[0] + z, origin[1] + y, origin[2] + x];
+                        for a in 0..3 {
+                            let at = |d: isize| {
+                                let mut q = p;
+                                q[a] = (p[a] as isize + d) as usize;
+                                im[[q[0], q[1], q[2]]]
+                            };
+                            let want = if p[a] >= 2 && p[a] + 2 < n[a] { (8.0 * (at(1) - at(-1)) - (at(2) - at(-2))) / 12.0 } else { spam[k][a] };
+                            assert!((got[a][(z * dims[1] + y) * w + x] - want).abs() <= 1e-5 * want.abs().max(1.0), "{origin:?} ({z}, {y}, {x}) axis {a}");
+                        }
+                        k += 1;
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn like_numpy_gradient() {

@@ -65,11 +65,13 @@ impl ResidualPass {
 
     /// The crop `origin + [0, nc)` of image 1, NaN or false in `mask1` meaning masked, and
     /// `coords`, the crop coordinates about its centre per axis.
-    pub fn new(im1: &ArrayView3<f32>, mask1: Option<&ArrayView3<bool>>, origin: [usize; 3], nc: [usize; 3], coords: &[Vec<f64>; 3]) -> ResidualPass {
+    /// With `fourth_order`, the gradient of image 1 takes 4th-order central differences where
+    /// it can ([`super::gradient::gradient4_in_box_rows`]), else spam's.
+    pub fn new(im1: &ArrayView3<f32>, mask1: Option<&ArrayView3<bool>>, origin: [usize; 3], nc: [usize; 3], coords: &[Vec<f64>; 3], fourth_order: bool) -> ResidualPass {
         assert!(Self::available(), "the fused pass needs AVX2 and FMA");
         let w = nc[2].div_ceil(LANES) * LANES;
         let rows = nc[0] * nc[1];
-        let mut g = gradient_in_box_rows(im1, origin, nc, w);
+        let mut g = if fourth_order { super::gradient::gradient4_in_box_rows(im1, origin, nc, w) } else { gradient_in_box_rows(im1, origin, nc, w) };
         let mut r1 = vec![0f32; rows * w];
         let mut keep = vec![0u32; rows * w];
         let mut den = 0f64;
@@ -250,6 +252,182 @@ impl ResidualPass {
             ResidualSums { a, sum_sq }
         }
     }
+
+    /// [`Self::evaluate`] for the cubic B-spline: `coef` holds image 2's B-spline
+    /// coefficients (contiguous Z-major of shape `n`, at least 4 voxels on every axis, no NaN),
+    /// sampled where the taps are inside the box, `1 ≤ q < N − 2`, 0 elsewhere. The same
+    /// voxels and values as [`super::interp::tricubic_rows`] to f32 rounding.
+    pub fn evaluate_cubic(&self, coef: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3]) -> ResidualSums {
+        assert_eq!(coef.len(), n[0] * n[1] * n[2], "source shape");
+        assert!(n.iter().all(|&v| v >= 4) && coef.len() < i32::MAX as usize, "box too small or too large for the fused pass");
+        assert!(Self::available(), "the fused pass needs AVX2 and FMA");
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: AVX2 and FMA are present and the shapes are as required (checked above).
+            unsafe { self.evaluate_cubic_avx2(coef, n, map, origin) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (map, origin);
+            unreachable!()
+        }
+    }
+
+    /// Per row: coordinates, bounds, first-tap offsets and the 12 B-spline weights of 8 voxels
+    /// at a time (f32 lanes); then each voxel's 64 taps as 16 rows of 4 X-neighbours (one
+    /// 128-bit load each) weighted by Y, then Z, then X; then the residual sums as in the
+    /// trilinear pass.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn evaluate_cubic_avx2(&self, coef: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3]) -> ResidualSums {
+        // SAFETY: the caller guarantees what this function's doc states (AVX2/FMA present,
+        // shapes checked); every offset read below is inside `coef` (see the notes there).
+        unsafe {
+            use std::arch::x86_64::*;
+            let (nc, w) = (self.nc, self.w);
+            let (sz, sy) = (n[1] * n[2], n[2]);
+            let (k, cc) = (map.k, map.c);
+            let dxs: Vec<f32> = (0..w).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
+            let base = coef.as_ptr();
+            let (k2, k3, c) = (k.map(|r| _mm256_set1_ps(r[2])), k.map(|r| _mm256_set1_ps(r[3])), cc.map(|v| _mm256_set1_ps(v)));
+            let (lo, hi) = (_mm256_set1_ps(1.0), n.map(|v| _mm256_set1_ps(v as f32 - 2.0)));
+            let (one, half, sixth, two_thirds) = (_mm256_set1_ps(1.0), _mm256_set1_ps(0.5), _mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(2.0 / 3.0));
+            // Per voxel of a row: first-tap offset, weights of Z and Y (tap-major), of X
+            // (voxel-major, 4 per voxel for one 128-bit load), bounds mask, and the sample.
+            let mut offset = vec![0i32; w];
+            let mut wz = [vec![0f32; w], vec![0f32; w], vec![0f32; w], vec![0f32; w]];
+            let mut wy = wz.clone();
+            let mut wx = vec![0f32; 4 * w];
+            let mut ok = vec![0f32; w];
+            let mut value = vec![0f32; w];
+            let mut a = [0f64; 12];
+            let mut sum_sq = 0f64;
+            let weights = |t: __m256| -> [__m256; 4] {
+                // bspline_weights_f32, lane by lane, the same operations.
+                let t2 = _mm256_mul_ps(t, t);
+                let t3 = _mm256_mul_ps(t2, t);
+                let u = _mm256_sub_ps(one, t);
+                let w0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(u, u), u), sixth);
+                let w1 = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(half, t3), t2), two_thirds);
+                let w2 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(-0.5), t3), _mm256_mul_ps(half, t2)), _mm256_mul_ps(half, t)), sixth);
+                [w0, w1, w2, _mm256_mul_ps(t3, sixth)]
+            };
+            for z in 0..nc[0] {
+                let dz = (origin[0] + z) as f32 - cc[0];
+                for y in 0..nc[1] {
+                    let dy = (origin[1] + y) as f32 - cc[1];
+                    // spam's order: (K0·dz + K1·dy) + K2·dx + K3 + c, all f32, no fused operations.
+                    let row_part: [__m256; 3] = std::array::from_fn(|i| _mm256_set1_ps(k[i][0] * dz + k[i][1] * dy));
+                    for x in (0..w).step_by(LANES) {
+                        let dx = _mm256_loadu_ps(dxs.as_ptr().add(x));
+                        let q: [__m256; 3] = std::array::from_fn(|i| _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(row_part[i], _mm256_mul_ps(k2[i], dx)), k3[i]), c[i]));
+                        // 1 ≤ q < N − 2 on every axis (ordered comparisons: NaN fails);
+                        // out-of-bounds lanes sample at q = 1, taps 0..3, inside any box of 4.
+                        let inb = |v: __m256, h: __m256| _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, lo), _mm256_cmp_ps::<_CMP_LT_OQ>(v, h));
+                        let m = _mm256_and_ps(_mm256_and_ps(inb(q[0], hi[0]), inb(q[1], hi[1])), inb(q[2], hi[2]));
+                        let qs = q.map(|v| _mm256_blendv_ps(lo, v, m));
+                        let i = qs.map(|v| _mm256_cvttps_epi32(v));
+                        let t: [__m256; 3] = std::array::from_fn(|a| _mm256_sub_ps(qs[a], _mm256_cvtepi32_ps(i[a])));
+                        let im1 = i.map(|v| _mm256_sub_epi32(v, _mm256_set1_epi32(1)));
+                        let off = _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(im1[0], _mm256_set1_epi32(sz as i32)), _mm256_mullo_epi32(im1[1], _mm256_set1_epi32(sy as i32))), im1[2]);
+                        _mm256_storeu_si256(offset.as_mut_ptr().add(x) as *mut __m256i, off);
+                        _mm256_storeu_ps(ok.as_mut_ptr().add(x), m);
+                        let (w_z, w_y, w_x) = (weights(t[0]), weights(t[1]), weights(t[2]));
+                        for tap in 0..4 {
+                            _mm256_storeu_ps(wz[tap].as_mut_ptr().add(x), w_z[tap]);
+                            _mm256_storeu_ps(wy[tap].as_mut_ptr().add(x), w_y[tap]);
+                        }
+                        // X weights voxel-major: two 4×4 transposes (one per 128-bit half).
+                        let t01l = _mm256_unpacklo_ps(w_x[0], w_x[1]);
+                        let t01h = _mm256_unpackhi_ps(w_x[0], w_x[1]);
+                        let t23l = _mm256_unpacklo_ps(w_x[2], w_x[3]);
+                        let t23h = _mm256_unpackhi_ps(w_x[2], w_x[3]);
+                        let v0 = _mm256_shuffle_ps::<0x44>(t01l, t23l);
+                        let v1 = _mm256_shuffle_ps::<0xEE>(t01l, t23l);
+                        let v2 = _mm256_shuffle_ps::<0x44>(t01h, t23h);
+                        let v3 = _mm256_shuffle_ps::<0xEE>(t01h, t23h);
+                        let dst = wx.as_mut_ptr().add(4 * x);
+                        for (lane, v) in [v0, v1, v2, v3].into_iter().enumerate() {
+                            _mm_storeu_ps(dst.add(4 * lane), _mm256_castps256_ps128(v));
+                            _mm_storeu_ps(dst.add(4 * (lane + 4)), _mm256_extractf128_ps::<1>(v));
+                        }
+                    }
+                    for x in 0..w {
+                        // SAFETY: in-bounds voxels have 0 ≤ floor(q) − 1 and floor(q) + 2 ≤ N − 1
+                        // on every axis, so the 4×4×4 taps from `offset` lie inside `coef`; the
+                        // others read taps 0..3 of a box of at least 4 voxels.
+                        let p = base.add(offset[x] as usize);
+                        let w_y = [_mm_set1_ps(wy[0][x]), _mm_set1_ps(wy[1][x]), _mm_set1_ps(wy[2][x]), _mm_set1_ps(wy[3][x])];
+                        let w_z = [_mm_set1_ps(wz[0][x]), _mm_set1_ps(wz[1][x]), _mm_set1_ps(wz[2][x]), _mm_set1_ps(wz[3][x])];
+                        let v = _mm_mul_ps(cubic_taps(p, [sz, sy], w_z, w_y), _mm_loadu_ps(wx.as_ptr().add(4 * x)));
+                        // (v0 + v1) + (v2 + v3), as tricubic_slice.
+                        let s = _mm_add_ps(v, _mm_movehdup_ps(v));
+                        value[x] = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehl_ps(s, s)));
+                    }
+                    let row = (z * nc[1] + y) * w;
+                    let (mut s0, mut s1, mut sq) = ([_mm256_setzero_ps(); 3], [_mm256_setzero_ps(); 3], _mm256_setzero_ps());
+                    for x in (0..w).step_by(LANES) {
+                        let v = _mm256_and_ps(_mm256_loadu_ps(value.as_ptr().add(x)), _mm256_loadu_ps(ok.as_ptr().add(x)));
+                        let keep = _mm256_castsi256_ps(_mm256_loadu_si256(self.keep.as_ptr().add(row + x) as *const __m256i));
+                        let d = _mm256_and_ps(_mm256_sub_ps(_mm256_loadu_ps(self.r1.as_ptr().add(row + x)), v), keep);
+                        sq = _mm256_fmadd_ps(d, d, sq);
+                        let xv = _mm256_loadu_ps(self.cx.as_ptr().add(x));
+                        for i in 0..3 {
+                            let t = _mm256_mul_ps(d, _mm256_loadu_ps(self.g[i].as_ptr().add(row + x)));
+                            s0[i] = _mm256_add_ps(s0[i], t);
+                            s1[i] = _mm256_fmadd_ps(t, xv, s1[i]);
+                        }
+                    }
+                    let (cz, cy) = (self.cz[z], self.cy[y]);
+                    for i in 0..3 {
+                        let (r0, r1) = (hsum(s0[i]), hsum(s1[i]));
+                        a[4 * i] += cz * r0;
+                        a[4 * i + 1] += cy * r0;
+                        a[4 * i + 2] += r1;
+                        a[4 * i + 3] += r0;
+                    }
+                    sum_sq += hsum(sq);
+                }
+            }
+            ResidualSums { a, sum_sq }
+        }
+    }
+}
+
+/// The 64 taps of one cubic sample from `p` (its first tap), weighted along Z and Y: the 4
+/// X-neighbours still to be weighted by X. Sums as pairs of pairs, (t0 + t1) + (t2 + t3), not
+/// one chain, so that the loop is not bound by the latency of its multiply-adds.
+///
+/// # Safety
+/// AVX2 and FMA are present; `p + a·sz + b·sy + c` is inside the box for a, b, c in 0..4.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn cubic_taps(p: *const f32, stride: [usize; 2], wz: [std::arch::x86_64::__m128; 4], wy: [std::arch::x86_64::__m128; 4]) -> std::arch::x86_64::__m128 {
+    // SAFETY: the caller guarantees what this function's doc states.
+    unsafe {
+        use std::arch::x86_64::*;
+        let [sz, sy] = stride;
+        let (q0, q1, q2, q3) = (cubic_plane(p, sy, wy), cubic_plane(p.add(sz), sy, wy), cubic_plane(p.add(2 * sz), sy, wy), cubic_plane(p.add(3 * sz), sy, wy));
+        _mm_add_ps(_mm_fmadd_ps(wz[1], q1, _mm_mul_ps(wz[0], q0)), _mm_fmadd_ps(wz[3], q3, _mm_mul_ps(wz[2], q2)))
+    }
+}
+
+/// One Z-plane of [`cubic_taps`]: 4 rows of 4 X-neighbours from `pz`, weighted along Y.
+///
+/// # Safety
+/// As [`cubic_taps`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn cubic_plane(pz: *const f32, sy: usize, wy: [std::arch::x86_64::__m128; 4]) -> std::arch::x86_64::__m128 {
+    // SAFETY: the caller guarantees what this function's doc states.
+    unsafe {
+        use std::arch::x86_64::*;
+        let p01 = _mm_fmadd_ps(wy[1], _mm_loadu_ps(pz.add(sy)), _mm_mul_ps(wy[0], _mm_loadu_ps(pz)));
+        let p23 = _mm_fmadd_ps(wy[3], _mm_loadu_ps(pz.add(3 * sy)), _mm_mul_ps(wy[2], _mm_loadu_ps(pz.add(2 * sy))));
+        _mm_add_ps(p01, p23)
+    }
 }
 
 /// The sum of the 8 f32 lanes, in f64.
@@ -338,6 +516,57 @@ mod tests {
     use super::*;
     use crate::kernels::interp::{trilinear_rows, BackwardMap};
 
+    /// The fused cubic pass against its scalar twin (`tricubic_rows` then the sums voxel by
+    /// voxel in f64) on the same f32 coefficients: part of the crop maps outside the order-3
+    /// bounds and some voxels are masked; A and Σ d² agree to f32 rounding, and so do the
+    /// warped values (checked through Σ d², whose terms are each voxel's difference).
+    #[test]
+    fn fused_cubic_pass_matches_scalar_path() {
+        if !ResidualPass::available() {
+            return;
+        }
+        let n = [17usize, 19, 23];
+        let grey: Vec<f32> = (0..n[0] * n[1] * n[2]).map(|i| 1000.0 + ((i * 7919) % 1013) as f32 * 3.7 + (i as f32 * 0.3).sin() * 100.0).collect();
+        let coef = crate::kernels::interp::bspline_coefficients_f32(&grey, n);
+        let nc = [13usize, 15, 19];
+        let (origin1, origin2) = ([1usize, 1, 1], [2usize, 2, 2]);
+        let im1 = ndarray::Array3::from_shape_fn((nc[0] + 2, nc[1] + 2, nc[2] + 2), |(z, y, x)| 900.0 + ((z * 31 + y * 17 + x * 7) % 211) as f32 + (x as f32 * 0.7).cos() * 40.0);
+        let mask = ndarray::Array3::from_shape_fn(im1.dim(), |(z, y, x)| (z + 2 * y + 3 * x) % 41 != 3);
+        let coords: [Vec<f64>; 3] = std::array::from_fn(|a| (0..nc[a]).map(|i| i as f64 - (nc[a] as f64 - 1.0) / 2.0).collect());
+        let phi = crate::phi::compute_phi(&crate::phi::PhiComponents { t: Some([0.37, -1.21, 1.6]), r: Some([4.0, -3.0, 6.0]), z: Some([1.03, 0.97, 1.01]), ..Default::default() });
+        let map = BackwardMap::from_phi(&phi, std::array::from_fn(|a| (n[a] as f64 - 1.0) / 2.0));
+        let mut def = vec![0f32; nc.iter().product()];
+        crate::kernels::interp::tricubic_rows(&coef, n, &map, origin2, nc, &mut def);
+        let zeros = def.iter().filter(|v| **v == 0.0).count();
+        assert!(zeros > 20 && zeros < def.len() / 2, "part of the crop must fall outside the box ({zeros})");
+        let grad = crate::kernels::gradient::gradient_in_box(&im1.view(), origin1, nc);
+        let (mut a, mut sq) = ([0f64; 12], 0f64);
+        let mut i = 0;
+        for z in 0..nc[0] {
+            for y in 0..nc[1] {
+                for x in 0..nc[2] {
+                    let p = im1[[z + 1, y + 1, x + 1]];
+                    if mask[[z + 1, y + 1, x + 1]] {
+                        let d = (p - def[i]) as f64;
+                        sq += d * d;
+                        let xs = [coords[0][z], coords[1][y], coords[2][x], 1.0];
+                        for r in 0..12 {
+                            a[r] += d * grad[i][r / 4] as f64 * xs[r % 4];
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        }
+        let pass = ResidualPass::new(&im1.view(), Some(&mask.view()), origin1, nc, &coords, false);
+        let got = pass.evaluate_cubic(&coef, n, &map, origin2);
+        assert!((got.sum_sq - sq).abs() <= 1e-5 * sq, "{} vs {}", got.sum_sq, sq);
+        let scale = a.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        for c in 0..12 {
+            assert!((got.a[c] - a[c]).abs() <= 1e-5 * scale, "A[{c}]: {} vs {}", got.a[c], a[c]);
+        }
+    }
+
     /// The fused pass against the definitions, summed voxel by voxel in f64: the warp with
     /// spam's f64 kernel, the gradient of image 1, J = g_i·X_j. Parts of the crop map outside
     /// image 2 and some voxels are masked: A, Σ d², Σ im1 and M agree to f32 rounding.
@@ -384,7 +613,7 @@ mod tests {
             }
         }
         assert!(kept < i - 40, "the test must mask voxels");
-        let pass = ResidualPass::new(&im1.view(), Some(&mask.view()), origin1, nc, &coords);
+        let pass = ResidualPass::new(&im1.view(), Some(&mask.view()), origin1, nc, &coords, false);
         let got = pass.evaluate(&data, n, &map, origin2);
         assert!((got.sum_sq - sq).abs() <= 1e-5 * sq, "{} vs {}", got.sum_sq, sq);
         assert!((pass.den - den).abs() <= 1e-9 * den, "{} vs {}", pass.den, den);
