@@ -71,6 +71,17 @@ pub fn text_at(size: f64, h: HPos, v: VPos) -> TextStyle<'static> {
     text(size).pos(Pos::new(h, v))
 }
 
+/// Which way text runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Left to right.
+    None,
+    /// Upwards (the name of a left axis).
+    Up,
+    /// Downwards (the name of a right axis, as plotters draws it).
+    Down,
+}
+
 /// Text turned a quarter to read upwards (a vertical axis' name).
 pub fn text_up(size: f64) -> TextStyle<'static> {
     text(size).transform(FontTransform::Rotate270).pos(Pos::new(HPos::Center, VPos::Center))
@@ -462,14 +473,17 @@ pub fn arrow(chart: &mut PlaneChart, from: (f64, f64), to: (f64, f64), colour: R
     Ok(())
 }
 
-/// The pixels `s` makes in black text of `size` on white (turned to read upwards when
-/// `up`), cropped to its ink: (width, height, RGB). Tests find drawn labels with it, since
+/// The pixels `s` makes in black text of `size` on white (turned as `turn` says), cropped to its ink: (width, height, RGB). Tests find drawn labels with it, since
 /// the same font and size give the same pixels wherever the text is drawn.
-pub fn text_stamp(s: &str, size: f64, up: bool) -> Result<(usize, usize, Vec<u8>)> {
+pub fn text_stamp(s: &str, size: f64, turn: Turn) -> Result<(usize, usize, Vec<u8>)> {
     let side = (size * (s.chars().count() as f64 + 2.0)).ceil() as u32 + 20;
     let mut c = Canvas::new(side, side);
     c.draw(|a| {
-        let style = if up { text_up(size) } else { text_at(size, HPos::Center, VPos::Center) };
+        let style = match turn {
+            Turn::None => text_at(size, HPos::Center, VPos::Center),
+            Turn::Up => text_up(size),
+            Turn::Down => text(size).transform(FontTransform::Rotate90).pos(Pos::new(HPos::Center, VPos::Center)),
+        };
         a.draw_text(s, &style, (side as i32 / 2, side as i32 / 2)).map_err(drawing)
     })?;
     let (w, h) = (c.width as usize, c.height as usize);
@@ -503,10 +517,10 @@ mod tests {
 
     #[test]
     fn embedded_font_draws_text() {
-        let (w, h, px) = text_stamp("Zdisp (µm) −1.5", 17.0, false).unwrap();
+        let (w, h, px) = text_stamp("Zdisp (µm) −1.5", 17.0, Turn::None).unwrap();
         assert!(w > 80 && h > 10, "{w} × {h}");
         assert!(px.chunks(3).filter(|p| p[0] < 100).count() > 100, "dark text pixels");
-        let up = text_stamp("Zdisp", 17.0, true).unwrap();
+        let up = text_stamp("Zdisp", 17.0, Turn::Up).unwrap();
         assert!(up.1 > up.0, "turned text is taller than wide: {} × {}", up.0, up.1);
     }
 
@@ -519,9 +533,9 @@ mod tests {
         })
         .unwrap();
         let (w, h) = (c.width as usize, c.height as usize);
-        assert!(contains_stamp(w, h, &c.rgb, &text_stamp("Ydisp (voxels)", LABEL, false).unwrap()));
-        assert!(contains_stamp(w, h, &c.rgb, &text_stamp("Y", LABEL, true).unwrap()));
-        assert!(!contains_stamp(w, h, &c.rgb, &text_stamp("Xdisp (voxels)", LABEL, false).unwrap()));
+        assert!(contains_stamp(w, h, &c.rgb, &text_stamp("Ydisp (voxels)", LABEL, Turn::None).unwrap()));
+        assert!(contains_stamp(w, h, &c.rgb, &text_stamp("Y", LABEL, Turn::Up).unwrap()));
+        assert!(!contains_stamp(w, h, &c.rgb, &text_stamp("Xdisp (voxels)", LABEL, Turn::None).unwrap()));
     }
 
     #[test]

@@ -482,7 +482,7 @@ pub fn grid_map(table: &Table, grid: &([Vec<f64>; 3], Vec<[usize; 3]>), column: 
             None => {}
         }
     }
-    bad_status.sort_unstable();
+    bad_status.sort_unstable_by(|x, y| y.cmp(x));
     bad_status.dedup();
 
     let pos = axes[axis][index];
@@ -538,10 +538,10 @@ pub fn grid_map(table: &Table, grid: &([Vec<f64>; 3], Vec<[usize; 3]>), column: 
     let mut legend = Vec::new();
     if not_conv > 0 {
         let st: Vec<String> = bad_status.iter().map(|s| figure::number(*s as f64, 10.0)).collect();
-        legend.push((Swatch::Hatched, format!("not converged (status {}): {not_conv}", st.join(", "))));
+        legend.push((Swatch::Hatched, format!("not converged: {not_conv} (status {})", st.join(", "))));
     }
     if skipped > 0 {
-        legend.push((Swatch::Solid(figure::SKIPPED), format!("skipped (status −5, −7: masked, grey range, no guess): {skipped}")));
+        legend.push((Swatch::Solid(figure::SKIPPED), format!("skipped: {skipped} (status −5, −7: masked, grey range, no guess)")));
     }
     if nan > 0 {
         legend.push((Swatch::Solid(figure::NO_VALUE), format!("no value (NaN): {nan}")));
@@ -905,40 +905,42 @@ pub fn residual_figure(view: &PairView, phi_full: &Phi, span: f32, title: &str, 
     let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
     let outside = slices.iter().flat_map(|p| p.iter()).filter(|v| !v.is_finite()).count();
     let bin = view.bin;
+    let vs = view.im1.voxel_size();
     let axes: Vec<(PlaneAxis, PlaneAxis)> = (0..3)
         .map(|axis| {
             let (a, b) = other_axes(axis);
-            (PlaneAxis { name: AXIS_NAMES[b], lo: -0.5, hi: s[b] as f64 - 0.5, physical: None }, PlaneAxis { name: AXIS_NAMES[a], lo: -0.5, hi: s[a] as f64 - 0.5, physical: None })
+            (
+                PlaneAxis { name: AXIS_NAMES[b], lo: -0.5, hi: s[b] as f64 - 0.5, physical: physical(vs.as_ref(), b) },
+                PlaneAxis { name: AXIS_NAMES[a], lo: -0.5, hi: s[a] as f64 - 0.5, physical: physical(vs.as_ref(), a) },
+            )
         })
         .collect();
-    let sizes: Vec<(u32, u32)> = axes.iter().map(|(h, v)| figure::plot_size(h, v, 250, 250)).collect();
-    let (l, r, t, b) = figure::plane_margins(false);
+    // Two by two: across Z and Y above, across X and the colour bar below.
+    let sizes: Vec<(u32, u32)> = axes.iter().map(|(h, v)| figure::plot_size(h, v, 330, 330)).collect();
+    let (l, r, t, b) = figure::plane_margins(vs.as_ref().is_some_and(|v| v.is_known()));
     let panel_title_h = 28u32;
-    let panels_w: u32 = sizes.iter().map(|(w, _)| l + w + r).sum();
-    let panel_h = sizes.iter().map(|(_, h)| *h).max().unwrap_or(250) + t + b + panel_title_h;
+    let cell_w = sizes.iter().map(|(w, _)| l + w + r).max().unwrap_or(400).max(figure::SIDE_WIDTH);
+    let row_h = |k: usize| sizes[k].1 + t + b + panel_title_h + 14;
+    let rows = [row_h(0).max(row_h(1)), row_h(2).max(260 + 140)];
     let mut sub = subtitle.to_vec();
     let level = if bin > 1 { format!(" (bin {bin})") } else { String::new() };
-    let vs = view.im1.voxel_size().filter(|v| v.is_known()).map(|v| format!("; voxel {}", v.binned(bin).describe().replace("micrometer", "µm"))).unwrap_or_default();
-    sub.push(format!("middle slices of {} × {} × {} voxels{level}; mean residual {}{vs}", s[0], s[1], s[2], figure::number(mean, mean.abs().max(1.0))));
+    sub.push(format!("middle slices of {} × {} × {} voxels{level}; mean residual {}", s[0], s[1], s[2], figure::number(mean, mean.abs().max(1.0))));
     let title_h = figure::title_height(sub.len());
-    let side_w = 210u32;
-    let bar_h = 220u32;
-    let width = panels_w + side_w + 10;
-    let height = title_h + panel_h.max(bar_h + 160) + 8;
+    let width = 2 * cell_w + 10;
+    let height = title_h + rows[0] + rows[1] + 8;
     let grey = |t: f64| grey_rgb(t.clamp(0.0, 1.0));
     let bar = ColourBar { title: "|im1 − im2(Φx)| (grey levels)".into(), lo: 0.0, hi: span, colour: &grey, physical: None };
     let legend = if outside > 0 { vec![(Swatch::Solid(OUTSIDE), format!("outside image 2 after Φ: {outside} pixels"))] } else { vec![] };
     let mut canvas = figure::Canvas::new(width, height);
     canvas.draw(|root| {
         draw_title(root, title, &sub)?;
-        let mut x0 = 0u32;
         for (axis, ((h, v), (pw, _))) in axes.iter().zip(&sizes).enumerate() {
-            let w = l + pw + r;
-            let area = root.clone().shrink((x0, title_h), (w, panel_h));
+            let (x0, y0) = ((axis % 2) as u32 * cell_w, title_h + if axis < 2 { 0 } else { rows[0] });
+            let area = root.clone().shrink((x0, y0), (cell_w, rows[axis / 2]));
             let name = AXIS_NAMES[axis];
             let label = format!("across {name}: {} = {}", name.to_lowercase(), s[axis] / 2);
             area.draw_text(&label, &figure::text_at(figure::LABEL, plotters::style::text_anchor::HPos::Center, plotters::style::text_anchor::VPos::Top), ((l + pw / 2) as i32, 4)).map_err(drawing)?;
-            let plane = area.clone().shrink((0, panel_title_h), (w, panel_h - panel_title_h));
+            let plane = area.clone().shrink((0, panel_title_h), (l + pw + r, rows[axis / 2] - panel_title_h));
             let slice = &slices[axis];
             let pixel = |hv: f64, vv: f64, _: u32, _: u32| -> Rgb {
                 let (rr, cc) = (vv.round().max(0.0) as usize, hv.round().max(0.0) as usize);
@@ -949,10 +951,9 @@ pub fn residual_figure(view: &PairView, phi_full: &Phi, span: f32, title: &str, 
                 }
             };
             draw_plane(&plane, h, v, &pixel, &mut |_| Ok(()))?;
-            x0 += w;
         }
-        let side = root.clone().shrink((panels_w + 10, title_h), (side_w, height - title_h));
-        draw_side(&side, Some(&bar), bar_h, &["black: the images agree".to_string()], &legend)?;
+        let side = root.clone().shrink((cell_w + 10, title_h + rows[0] + panel_title_h), (figure::SIDE_WIDTH, rows[1] - panel_title_h));
+        draw_side(&side, Some(&bar), 240, &["black: the images agree".to_string()], &legend)?;
         Ok(())
     })?;
     Ok(Figure { canvas, chunks: vec![("dvc-stream:range", format!("0 {span}")), ("dvc-stream:residual", format!("{mean}"))] })
