@@ -174,7 +174,7 @@ fn the_colour_range_excludes_unconverged_nodes() {
     dvc(&["plot", &s(&f), "-c", "Zdisp", "--histogram"]);
     let m = Png::read(&d.path().join("ldic-Zdisp-z1.png"));
     let (lo, hi) = m.range();
-    assert!(lo >= 0.76 && lo < 0.85 && hi <= 2.25 && hi > 2.15, "range {lo} {hi} from converged nodes only");
+    assert!((0.76..0.85).contains(&lo) && (2.15..=2.25).contains(&hi), "range {lo} {hi} from converged nodes only");
     m.assert_text("converged points (status 2)", NOTE, Turn::None);
     m.assert_text("not converged: 3 (status", NOTE, Turn::None);
     m.assert_text("1, −1)", NOTE, Turn::None);

@@ -482,7 +482,7 @@ pub fn grid_map(table: &Table, grid: &([Vec<f64>; 3], Vec<[usize; 3]>), column: 
             None => {}
         }
     }
-    bad_status.sort_unstable_by(|x, y| y.cmp(x));
+    bad_status.sort_unstable_by_key(|s| std::cmp::Reverse(*s));
     bad_status.dedup();
 
     let pos = axes[axis][index];
@@ -528,7 +528,7 @@ pub fn grid_map(table: &Table, grid: &([Vec<f64>; 3], Vec<[usize; 3]>), column: 
                 }
             }
         }
-        counts.sort_unstable_by(|x, y| y.0.cmp(&x.0));
+        counts.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
         let list: Vec<String> = counts.iter().map(|(s, c)| format!("{}: {c}", figure::number(*s as f64, 10.0))).collect();
         notes.push(format!("here, status: count {}", list.join(", ")));
     }
