@@ -130,6 +130,12 @@ fn grid_maps_draw_title_axes_bar_numbers_and_classes() {
     fails(&["plot", &s(&f), "--axis", "z", "--index", "9"], "outside the grid");
     fails(&["plot", &s(&d.path().join("none.tsv"))], "none.tsv: cannot read");
     fails(&["plot", &s(&f), "--opacity", "2"], "--opacity");
+    // Values whose range overflows: refused in one line, not a figure that never finishes.
+    let huge = d.path().join("huge.tsv");
+    std::fs::write(&huge, "NodeNumber\tZpos\tYpos\tXpos\tZdisp\tYdisp\tXdisp\treturnStatus\n0\t1\t2\t3\t1e308\t1\t1\t2\n1\t5\t2\t3\t-1e308\t1\t1\t2\n").unwrap();
+    fails(&["plot", &s(&huge), "-c", "Zdisp"], "cannot be drawn");
+    fails(&["plot", &s(&huge), "-c", "Xdisp", "--range", "-1e308", "1e308"], "cannot be drawn");
+    dvc(&["plot", &s(&huge), "-c", "Zdisp", "--range", "-1", "1", "--histogram"]);
     // Scattered points without displacements: nothing to draw unless a histogram is asked for.
     let strain = d.path().join("scattered.tsv");
     std::fs::write(&strain, "StrainPointNumber\tZpos\tYpos\tXpos\tvol\n0\t1\t2\t3\t0.1\n1\t4\t2\t9\t0.2\n2\t1\t7\t3\t0.3\n").unwrap();

@@ -160,6 +160,16 @@ pub fn number(v: f64, span: f64) -> String {
     s.replace('-', "−")
 }
 
+/// Refuses a range plotters cannot lay ticks on (infinite, NaN, empty, or wider than the
+/// largest float): an error naming `what`, instead of a figure that never finishes.
+pub fn drawable(lo: f64, hi: f64, what: &str) -> Result<()> {
+    if lo.is_finite() && hi.is_finite() && (hi - lo).is_finite() && hi > lo {
+        Ok(())
+    } else {
+        Err(anyhow!("{what}: the range {lo:.3e} … {hi:.3e} cannot be drawn (set one with --range)"))
+    }
+}
+
 /// One axis of a plane in voxels: `lo..hi` is the extent shown, `physical` the size of a
 /// voxel along it and the unit's symbol, when known.
 #[derive(Clone, Debug)]
@@ -205,6 +215,11 @@ pub fn plot_size(h: &PlaneAxis, v: &PlaneAxis, max_w: u32, max_h: u32) -> (u32, 
 /// (top, right); then `overlay` on the chart (arrows, markers), in voxel coordinates (x, −y).
 pub fn draw_plane(area: &Area, h: &PlaneAxis, v: &PlaneAxis, pixel: &dyn Fn(f64, f64, u32, u32) -> Rgb, overlay: &mut dyn FnMut(&mut PlaneChart) -> Result<()>) -> Result<()> {
     let physical = h.physical.is_some() || v.physical.is_some();
+    for a in [h, v] {
+        let s = a.physical.as_ref().map_or(1.0, |p| p.0);
+        drawable(a.lo, a.hi, &format!("{} axis", a.name))?;
+        drawable(a.lo * s, a.hi * s, &format!("{} axis in physical units", a.name))?;
+    }
     let (l, r, t, b) = plane_margins(physical);
     let chart = ChartBuilder::on(area)
         .margin_left(8)
@@ -335,6 +350,9 @@ pub fn draw_side(area: &Area, bar: Option<&ColourBar>, bar_height: u32, notes: &
         let x0 = (w.saturating_sub(total) / 2) as i32;
         let sub = area.clone().shrink((x0, y), (total, bar_height));
         let (lo, hi) = (bar.lo, if bar.hi > bar.lo { bar.hi } else { bar.lo + 1.0 });
+        drawable(lo, hi, &bar.title)?;
+        let scale = bar.physical.as_ref().map_or(1.0, |p| p.0);
+        drawable(lo * scale, hi * scale, &bar.title)?;
         let chart = ChartBuilder::on(&sub)
             .margin_top(8)
             .margin_bottom(8)

@@ -589,7 +589,7 @@ pub fn quiver(table: &Table, axis: usize, cmap: Colormap, background: Option<&Ba
         bail!("no point with a finite position and displacement");
     }
     let class = |i: usize| classes.as_ref().map_or(PointClass::Converged, |c| c[i]);
-    let len = |i: usize| (d[a][i].powi(2) + d[b][i].powi(2)).sqrt();
+    let len = |i: usize| d[a][i].hypot(d[b][i]);
     let vs = table.meta.voxel_size.clone().or_else(|| background.and_then(|bg| bg.voxel_size.clone()));
     let shape = background.map(|bg| bg.shape).or(table.meta.image_shape);
     let (ext_h, ext_v) = match shape {
@@ -696,7 +696,11 @@ pub fn histogram(table: &Table, column: &str, range: Option<(f64, f64)>) -> Resu
     let (not_conv, skipped) = classes.as_ref().map_or((0, 0), |c| (c.iter().filter(|&&k| k == PointClass::NotConverged).count(), c.iter().filter(|&&k| k == PointClass::Skipped).count()));
     let nan = (0..values.len()).filter(|&i| !values[i].is_finite() && classes.as_ref().is_none_or(|c| c[i] == PointClass::Converged)).count();
     let (lo, hi) = widened(range.unwrap_or_else(|| counted.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))));
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let (lo, hi) = if lo.is_finite() || hi.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    figure::drawable(lo, hi, column)?;
+    if let Some((s, _)) = column_unit(column).1.and_then(|ax| physical(table.meta.voxel_size.as_ref(), ax)) {
+        figure::drawable(lo * s, hi * s, column)?;
+    }
     const BINS: usize = 50;
     let mut counts = [0usize; BINS];
     let mut outside = 0;
