@@ -116,7 +116,7 @@ impl Table {
         Some(status.iter().map(|&s| PointClass::of(s, pixel_search)).collect())
     }
 
-    /// Whether the table records where the points converged.
+    /// Which status counts as converged, as the figures say it.
     fn converged_name(&self) -> &'static str {
         match &self.meta.layout {
             Some(l) if l.starts_with("pixel-search") => "status ≥ 1",
@@ -393,8 +393,6 @@ fn grey_rgb(g: f64) -> Rgb {
 
 /// Layout of a figure of one plane: plotting area, label margins, the side column.
 struct PlaneLayout {
-    pw: u32,
-    ph: u32,
     width: u32,
     height: u32,
     title_h: u32,
@@ -410,7 +408,7 @@ fn plane_layout(h: &PlaneAxis, v: &PlaneAxis, subtitle_lines: usize) -> PlaneLay
     let (plane_w, plane_h) = (l + pw + r, t + ph + b);
     let bar_h = (ph * 3 / 4).clamp(220, 420);
     let height = (title_h + plane_h + 10).max(title_h + bar_h + 300);
-    PlaneLayout { pw, ph, width: plane_w + 12 + figure::SIDE_WIDTH, height, title_h, plane_w, plane_h, bar_h }
+    PlaneLayout { width: plane_w + 12 + figure::SIDE_WIDTH, height, title_h, plane_w, plane_h, bar_h }
 }
 
 /// Options of a colour map.
@@ -569,7 +567,6 @@ pub fn grid_map(table: &Table, grid: &([Vec<f64>; 3], Vec<[usize; 3]>), column: 
         draw_side(&side, Some(&bar), lay.bar_h, &notes, &legend)?;
         Ok(())
     })?;
-    debug_assert!(lay.pw > 0 && lay.ph > 0);
     Ok(Figure { canvas, chunks: vec![("dvc-stream:range", format!("{lo} {hi}"))] })
 }
 
@@ -923,8 +920,9 @@ pub fn residual_figure(view: &PairView, phi_full: &Phi, span: f32, title: &str, 
     let sizes: Vec<(u32, u32)> = axes.iter().map(|(h, v)| figure::plot_size(h, v, 330, 330)).collect();
     let (l, r, t, b) = figure::plane_margins(vs.as_ref().is_some_and(|v| v.is_known()));
     let panel_title_h = 28u32;
-    let cell_w = sizes.iter().map(|(w, _)| l + w + r).max().unwrap_or(400).max(figure::SIDE_WIDTH);
-    let row_h = |k: usize| sizes[k].1 + t + b + panel_title_h + 14;
+    // 30 pixels between the columns, so that one panel's right axis name stays clear of the next one's left.
+    let cell_w = sizes.iter().map(|(w, _)| l + w + r).max().unwrap_or(400).max(figure::SIDE_WIDTH) + 30;
+    let row_h = |k: usize| sizes[k].1 + t + b + panel_title_h + 24;
     let rows = [row_h(0).max(row_h(1)), row_h(2).max(260 + 140)];
     let mut sub = subtitle.to_vec();
     let level = if bin > 1 { format!(" (bin {bin})") } else { String::new() };
