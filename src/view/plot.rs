@@ -942,7 +942,7 @@ pub fn residual_figure(view: &PairView, phi_full: &Phi, span: f32, title: &str, 
             let name = AXIS_NAMES[axis];
             let label = format!("across {name}: {} = {}", name.to_lowercase(), s[axis] / 2);
             area.draw_text(&label, &figure::text_at(figure::LABEL, plotters::style::text_anchor::HPos::Center, plotters::style::text_anchor::VPos::Top), ((l + pw / 2) as i32, 4)).map_err(drawing)?;
-            let plane = area.clone().shrink((0, panel_title_h), (l + pw + r, rows[axis / 2] - panel_title_h));
+            let plane = area.clone().shrink((0, panel_title_h), (l + pw + r, rows[axis / 2] - panel_title_h - 24));
             let slice = &slices[axis];
             let pixel = |hv: f64, vv: f64, _: u32, _: u32| -> Rgb {
                 let (rr, cc) = (vv.round().max(0.0) as usize, hv.round().max(0.0) as usize);
