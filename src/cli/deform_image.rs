@@ -3,9 +3,9 @@
 //! measured field warps each voxel by the inverse-distance average of its nearest points'
 //! inverse maps (see `kernels::deform::FieldWarp`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 
 use super::output_names::{out_dir, read_registration, stem};
@@ -132,10 +132,15 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
             let (lo, hi) = crate::view::render::default_contrast(&crate::view::render::PairView::new(refv, &im, 1)?)?;
             (hi - lo) / 2.0
         };
-        for (path, moved) in png_paths.iter().zip([&im, &deformed]) {
+        let reference = a.png_against.as_deref().unwrap_or(Path::new(""));
+        let figures = [
+            ("residual before deformation", format!("|REF − IMAGE|: REF {}, IMAGE {}", reference.display(), a.image.display())),
+            ("residual after deformation", format!("|REF − deformed IMAGE|: REF {}, deformed by {}", reference.display(), a.phi_file.display())),
+        ];
+        for ((path, moved), (title, what)) in png_paths.iter().zip([&im, &deformed]).zip(figures) {
             let view = crate::view::render::PairView::new(refv, moved, 1)?;
-            let partial = outs.file(path)?;
-            std::fs::write(&partial, crate::view::render::residual_triptych(&view, &phi::identity(), span)?).with_context(|| format!("{}: cannot write", partial.display()))?;
+            let title = format!("{}: {title}", out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+            crate::view::plot::residual_figure(&view, &phi::identity(), span, &title, &[what])?.write(&mut outs, path)?;
         }
     }
     let written = outs.commit()?;

@@ -154,10 +154,14 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
         let (lo, hi) = crate::view::render::default_contrast(&view)?;
         // Centre-relative Φ as the viewer takes it: this result is about the image centre.
         let before = init.unwrap_or_else(phi::identity);
-        for (path, p) in png_paths.iter().zip([before, r.phi]) {
-            let partial = outs.file(path)?;
-            std::fs::write(&partial, crate::view::render::residual_triptych(&view, &p, (hi - lo) / 2.0)?)
-                .map_err(|e| anyhow::anyhow!("{}: cannot write ({e})", partial.display()))?;
+        let names = format!("im1 {}, im2 {}", a.im1.display(), a.im2.display());
+        let before_what = if a.phi_file.is_some() { "|im1 − im2(Φ₀x)| with the initial guess (-pf)" } else { "|im1 − im2|, no registration (identity Φ)" };
+        let figures = [
+            (format!("{prefix}: residual before registration"), before_what.to_string()),
+            (format!("{prefix}: residual after registration"), format!("|im1 − im2(Φx)| with the registered Φ (returnStatus {})", r.return_status)),
+        ];
+        for ((path, p), (title, what)) in png_paths.iter().zip([before, r.phi]).zip(figures) {
+            crate::view::plot::residual_figure(&view, &p, (hi - lo) / 2.0, &title, &[what, names.clone()])?.write(&mut outs, path)?;
             wrote.push(path.clone());
         }
     }

@@ -7,6 +7,7 @@
 //! server-side from the chunk cache, so a volume larger than RAM works, and the page holds no
 //! image data of its own. Every asset is compiled into the binary.
 
+pub mod figure;
 pub mod plot;
 pub mod render;
 pub mod server;
