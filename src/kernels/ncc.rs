@@ -53,19 +53,13 @@ struct Prepared {
 
 fn prepare(a: &ArrayView3<f32>) -> Prepared {
     let d = a.dim();
-    let mut v = Vec::with_capacity(a.len());
-    let mut valid = Vec::with_capacity(a.len());
-    let mut any_nan = false;
-    for x in a.iter() {
-        if x.is_nan() {
-            any_nan = true;
-            v.push(0.0);
-            valid.push(0.0);
-        } else {
-            v.push(*x as f64);
-            valid.push(1.0);
-        }
-    }
+    // Windows are cut as standard-layout arrays: this borrows them, and copies only a view
+    // of another layout. Branch-free maps over the slice (the compiler vectorises them).
+    let values = a.as_standard_layout();
+    let s = values.as_slice().expect("standard layout is contiguous");
+    let v: Vec<f64> = s.iter().map(|&x| if x.is_nan() { 0.0 } else { x as f64 }).collect();
+    let valid: Vec<f64> = s.iter().map(|&x| if x.is_nan() { 0.0 } else { 1.0 }).collect();
+    let any_nan = valid.iter().fold(false, |seen, &w| seen | (w == 0.0));
     Prepared { v, valid, any_nan, dims: [d.0, d.1, d.2] }
 }
 
@@ -351,10 +345,12 @@ impl SummedVolume {
 }
 
 /// A 3D real-to-complex FFT of a fixed size: real-to-complex along X (the contiguous axis,
-/// which halves the work and the spectrum), then complex along Y and Z. The spectrum is
-/// `m0 × m1 × h` with `h = m2/2 + 1`. The transforms skip what is known to be zero on the
-/// way in (window 1 fills a fraction of the padded box) and what is not needed on the way
-/// out (only the offsets searched, a corner of the correlation).
+/// which halves the work and the spectrum), then complex along Y and Z. Each pass writes its
+/// output where the next pass's lines are contiguous (rows [z][y][x], then [z][x][y], then
+/// the spectrum as [x][y][z], `h = m2/2 + 1` values along x), so every 1D transform runs on
+/// contiguous lines, many per call, and each pass costs one scatter. The transforms skip
+/// what is known to be zero on the way in (window 1 fills a fraction of the padded box) and
+/// what is not needed on the way out (only the offsets searched, a corner of the result).
 struct RealFft3 {
     m: [usize; 3],
     h: usize,
@@ -385,17 +381,6 @@ fn accept_round_off(r: Result<(), FftError>) {
     debug_assert!(matches!(r, Ok(()) | Err(FftError::InputValues(..))), "{r:?}");
 }
 
-/// Transposes an `rows × cols` block into `cols × rows`.
-#[inline]
-fn transpose(src: &[Complex<f64>], rows: usize, cols: usize, dst: &mut [Complex<f64>]) {
-    for r in 0..rows {
-        let row = &src[r * cols..][..cols];
-        for (c, v) in row.iter().enumerate() {
-            dst[c * rows + r] = *v;
-        }
-    }
-}
-
 impl RealFft3 {
     fn new(m: [usize; 3]) -> RealFft3 {
         PLANNERS.with(|p| {
@@ -412,49 +397,36 @@ impl RealFft3 {
         })
     }
 
-    fn spectrum_len(&self) -> usize {
-        self.m[0] * self.m[1] * self.h
-    }
-
-    /// The spectrum of a real `d`-sized array zero-padded to the FFT size.
+    /// The spectrum ([x][y][z]) of a real `d`-sized array zero-padded to the FFT size.
     fn forward(&self, src: &[f64], d: [usize; 3]) -> Vec<Complex<f64>> {
         let [m0, m1, m2] = self.m;
         let h = self.h;
-        let mut spec = vec![Complex::default(); self.spectrum_len()];
         let mut scratch = vec![Complex::default(); self.scratch_len];
+        // X: only the rows that hold data, into [z][x][y] (the other rows stay zero).
+        let mut zxy = vec![Complex::default(); d[0] * h * m1];
         let mut row = vec![0f64; m2];
-        // X: only the rows that hold data (the others stay zero).
+        let mut spec_row = vec![Complex::default(); h];
         for z in 0..d[0] {
             for y in 0..d[1] {
                 row[..d[2]].copy_from_slice(&src[(z * d[1] + y) * d[2]..][..d[2]]);
                 row[d[2]..].fill(0.0);
-                accept_round_off(self.r2c.process_with_scratch(&mut row, &mut spec[(z * m1 + y) * h..][..h], &mut scratch));
+                accept_round_off(self.r2c.process_with_scratch(&mut row, &mut spec_row, &mut scratch));
+                let plane = &mut zxy[z * h * m1..];
+                for (x, v) in spec_row.iter().enumerate() {
+                    plane[x * m1 + y] = *v;
+                }
             }
         }
-        // Y: only the planes that hold data.
-        let mut line = vec![Complex::default(); m1 * h];
+        // Y: only the planes that hold data, into [x][y][z] (planes beyond d0 stay zero).
+        self.fwd[1].process_with_scratch(&mut zxy, &mut scratch);
+        let mut spec = vec![Complex::default(); h * m1 * m0];
         for z in 0..d[0] {
-            let plane = &mut spec[z * m1 * h..(z + 1) * m1 * h];
-            transpose(plane, m1, h, &mut line);
-            self.fwd[1].process_with_scratch(&mut line, &mut scratch);
-            transpose(&line, h, m1, plane);
-        }
-        // Z: every column, whose entries beyond d0 are zero.
-        let mut col = vec![Complex::default(); m0 * h];
-        for y in 0..m1 {
-            col.fill(Complex::default());
-            for z in 0..d[0] {
-                for (x, v) in spec[(z * m1 + y) * h..][..h].iter().enumerate() {
-                    col[x * m0 + z] = *v;
-                }
-            }
-            self.fwd[0].process_with_scratch(&mut col, &mut scratch);
-            for z in 0..m0 {
-                for (x, v) in spec[(z * m1 + y) * h..][..h].iter_mut().enumerate() {
-                    *v = col[x * m0 + z];
-                }
+            for (xy, v) in zxy[z * h * m1..(z + 1) * h * m1].iter().enumerate() {
+                spec[xy * m0 + z] = *v;
             }
         }
+        // Z: every line.
+        self.fwd[0].process_with_scratch(&mut spec, &mut scratch);
         spec
     }
 
@@ -464,42 +436,27 @@ impl RealFft3 {
         let [m0, m1, m2] = self.m;
         let h = self.h;
         let mut scratch = vec![Complex::default(); self.scratch_len];
-        // Z: every column; only the first nk0 planes are kept.
-        let mut col = vec![Complex::default(); m0 * h];
-        for y in 0..m1 {
-            for z in 0..m0 {
-                for (x, v) in spec[(z * m1 + y) * h..][..h].iter().enumerate() {
-                    col[x * m0 + z] = *v;
-                }
-            }
-            self.inv[0].process_with_scratch(&mut col, &mut scratch);
-            for z in 0..nk[0] {
-                for (x, v) in spec[(z * m1 + y) * h..][..h].iter_mut().enumerate() {
-                    *v = col[x * m0 + z];
-                }
+        // Z: every line; only the first nk0 planes go on, into [z][x][y].
+        self.inv[0].process_with_scratch(spec, &mut scratch);
+        let mut zxy = vec![Complex::default(); nk[0] * h * m1];
+        for (xy, line) in spec.chunks_exact(m0).enumerate() {
+            for (z, v) in line[..nk[0]].iter().enumerate() {
+                zxy[z * h * m1 + xy] = *v;
             }
         }
-        // Y: the kept planes; only the first nk1 rows are kept.
-        let mut line = vec![Complex::default(); m1 * h];
-        for z in 0..nk[0] {
-            let plane = &mut spec[z * m1 * h..(z + 1) * m1 * h];
-            transpose(plane, m1, h, &mut line);
-            self.inv[1].process_with_scratch(&mut line, &mut scratch);
-            for (x, chunk) in line.chunks_exact(m1).enumerate() {
-                for (y, v) in chunk[..nk[1]].iter().enumerate() {
-                    plane[y * h + x] = *v;
-                }
-            }
-        }
-        // X: the kept rows, back to real.
+        // Y: the kept planes; X: the first nk1 rows of each, back to real.
+        self.inv[1].process_with_scratch(&mut zxy, &mut scratch);
         let scale = 1.0 / (m0 * m1 * m2) as f64;
         let mut out = Vec::with_capacity(nk[0] * nk[1] * nk[2]);
-        let mut rowc = vec![Complex::default(); h];
+        let mut spec_row = vec![Complex::default(); h];
         let mut row = vec![0f64; m2];
         for z in 0..nk[0] {
+            let plane = &zxy[z * h * m1..(z + 1) * h * m1];
             for y in 0..nk[1] {
-                rowc.copy_from_slice(&spec[(z * m1 + y) * h..][..h]);
-                accept_round_off(self.c2r.process_with_scratch(&mut rowc, &mut row, &mut scratch));
+                for (x, v) in spec_row.iter_mut().enumerate() {
+                    *v = plane[x * m1 + y];
+                }
+                accept_round_off(self.c2r.process_with_scratch(&mut spec_row, &mut row, &mut scratch));
                 out.extend(row[..nk[2]].iter().map(|v| v * scale));
             }
         }
