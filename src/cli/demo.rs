@@ -52,6 +52,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         grain_fill: "speckle".into(),
         grain_max_translation: 5.0,
         grain_max_rotation: 10.0,
+        grain_gap: crate::synth::grains::GAP,
         overwrite: true,
         quiet: a.quiet,
     };
