@@ -321,6 +321,7 @@ fn every_option_has_an_effect_and_bad_input_fails_cleanly() {
     fails(&["synth", &b, "--grains", "5", "--grain-fill", "glass"], "--grain-fill");
     fails(&["synth", &b, "--grains", "5", "--translate", "1", "0", "0"], "--translate");
     fails(&["synth", &b, "--grains", "5", "--grain-radius", "5", "2"], "--grain-radius");
+    fails(&["synth", &b, "--grains", "5", "--grain-gap", "-1"], "--grain-gap");
     fails(&["synth", &b, "--grains", "500", "--shape", "40"], "grains fit");
     fails(&["ddic", &im1, &lab1, &im2, "-msb", "0", "-od", &b], "--multiscale-binning");
     fails(&["ddic", &im1, &lab1, &im2, "-pf", &r, "-pfb", "0", "-od", &b], "must be a finite number above 0");

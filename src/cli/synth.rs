@@ -86,7 +86,7 @@ pub struct SynthArgs {
     pub grain_max_rotation: f64,
     /// Granular mode: smallest distance between two grains' bounding spheres (voxels, in both
     /// images). The default keeps their blurred edges apart; 0 lets grains touch.
-    #[arg(long = "grain-gap", default_value_t = crate::synth::grains::GAP)]
+    #[arg(long = "grain-gap", allow_negative_numbers = true, default_value_t = crate::synth::grains::GAP)]
     pub grain_gap: f64,
     /// Node spacing of the truth table.
     #[arg(long = "truth-ns", default_value_t = 10, value_parser = super::values::positive_usize)]

@@ -43,10 +43,78 @@ pub enum Method {
     Fft,
 }
 
+/// This thread's spare buffers of one element type. A search allocates a dozen buffers of
+/// hundreds of KiB; from the allocator those come as fresh mappings, whose page faults and
+/// zeroing by the kernel took a quarter of the run. Kept per thread, they are reused.
+struct Pool<T>(std::cell::RefCell<Vec<Vec<T>>>);
+
+thread_local! {
+    static REAL_BUFFERS: Pool<f64> = Pool(std::cell::RefCell::new(Vec::new()));
+    static COMPLEX_BUFFERS: Pool<Complex<f64>> = Pool(std::cell::RefCell::new(Vec::new()));
+}
+
+/// A buffer taken from this thread's pool, given back when dropped.
+struct Buf<T: 'static> {
+    v: Vec<T>,
+    pool: &'static std::thread::LocalKey<Pool<T>>,
+}
+
+/// Spare buffers a thread keeps (a masked centred search holds about a dozen at once).
+const POOL_SIZE: usize = 24;
+
+impl<T: Copy + Default + 'static> Buf<T> {
+    /// An empty buffer with room for `len` values.
+    fn empty(pool: &'static std::thread::LocalKey<Pool<T>>, len: usize) -> Buf<T> {
+        let mut v = pool.with(|p| p.0.borrow_mut().pop()).unwrap_or_default();
+        v.clear();
+        v.reserve(len);
+        Buf { v, pool }
+    }
+
+    /// `len` zeros.
+    fn zeroed(pool: &'static std::thread::LocalKey<Pool<T>>, len: usize) -> Buf<T> {
+        let mut b = Buf::empty(pool, len);
+        b.v.resize(len, T::default());
+        b
+    }
+
+    fn from_iter(pool: &'static std::thread::LocalKey<Pool<T>>, len: usize, values: impl Iterator<Item = T>) -> Buf<T> {
+        let mut b = Buf::empty(pool, len);
+        b.v.extend(values);
+        b
+    }
+}
+
+impl<T: 'static> Drop for Buf<T> {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.v);
+        // During thread teardown the pool may be gone: the buffer is then simply freed.
+        let _ = self.pool.try_with(|p| {
+            let mut p = p.0.borrow_mut();
+            if p.len() < POOL_SIZE {
+                p.push(v);
+            }
+        });
+    }
+}
+
+impl<T: 'static> std::ops::Deref for Buf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.v
+    }
+}
+
+impl<T: 'static> std::ops::DerefMut for Buf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.v
+    }
+}
+
 /// Windows with NaNs replaced by 0, plus whether any NaN was seen.
 struct Prepared {
-    v: Vec<f64>,
-    valid: Vec<f64>,
+    v: Buf<f64>,
+    valid: Buf<f64>,
     any_nan: bool,
     dims: [usize; 3],
 }
@@ -57,8 +125,8 @@ fn prepare(a: &ArrayView3<f32>) -> Prepared {
     // of another layout. Branch-free maps over the slice (the compiler vectorises them).
     let values = a.as_standard_layout();
     let s = values.as_slice().expect("standard layout is contiguous");
-    let v: Vec<f64> = s.iter().map(|&x| if x.is_nan() { 0.0 } else { x as f64 }).collect();
-    let valid: Vec<f64> = s.iter().map(|&x| if x.is_nan() { 0.0 } else { 1.0 }).collect();
+    let v = Buf::from_iter(&REAL_BUFFERS, s.len(), s.iter().map(|&x| if x.is_nan() { 0.0 } else { x as f64 }));
+    let valid = Buf::from_iter(&REAL_BUFFERS, s.len(), s.iter().map(|&x| if x.is_nan() { 0.0 } else { 1.0 }));
     let any_nan = valid.iter().fold(false, |seen, &w| seen | (w == 0.0));
     Prepared { v, valid, any_nan, dims: [d.0, d.1, d.2] }
 }
@@ -313,14 +381,14 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// A summed-volume table: the sum of `f(v)` over any box in constant time.
 struct SummedVolume {
-    t: Vec<f64>,
+    t: Buf<f64>,
     d: [usize; 3],
 }
 
 impl SummedVolume {
     fn new(v: &[f64], dims: [usize; 3], f: impl Fn(f64) -> f64) -> SummedVolume {
         let d = [dims[0] + 1, dims[1] + 1, dims[2] + 1];
-        let mut t = vec![0f64; d[0] * d[1] * d[2]];
+        let mut t = Buf::zeroed(&REAL_BUFFERS, d[0] * d[1] * d[2]);
         let at = |z: usize, y: usize, x: usize| (z * d[1] + y) * d[2] + x;
         for z in 0..dims[0] {
             for y in 0..dims[1] {
@@ -398,12 +466,12 @@ impl RealFft3 {
     }
 
     /// The spectrum ([x][y][z]) of a real `d`-sized array zero-padded to the FFT size.
-    fn forward(&self, src: &[f64], d: [usize; 3]) -> Vec<Complex<f64>> {
+    fn forward(&self, src: &[f64], d: [usize; 3]) -> Buf<Complex<f64>> {
         let [m0, m1, m2] = self.m;
         let h = self.h;
-        let mut scratch = vec![Complex::default(); self.scratch_len];
+        let mut scratch = Buf::zeroed(&COMPLEX_BUFFERS, self.scratch_len);
         // X: only the rows that hold data, into [z][x][y] (the other rows stay zero).
-        let mut zxy = vec![Complex::default(); d[0] * h * m1];
+        let mut zxy = Buf::zeroed(&COMPLEX_BUFFERS, d[0] * h * m1);
         let mut row = vec![0f64; m2];
         let mut spec_row = vec![Complex::default(); h];
         for z in 0..d[0] {
@@ -419,7 +487,7 @@ impl RealFft3 {
         }
         // Y: only the planes that hold data, into [x][y][z] (planes beyond d0 stay zero).
         self.fwd[1].process_with_scratch(&mut zxy, &mut scratch);
-        let mut spec = vec![Complex::default(); h * m1 * m0];
+        let mut spec = Buf::zeroed(&COMPLEX_BUFFERS, h * m1 * m0);
         for z in 0..d[0] {
             for (xy, v) in zxy[z * h * m1..(z + 1) * h * m1].iter().enumerate() {
                 spec[xy * m0 + z] = *v;
@@ -435,10 +503,10 @@ impl RealFft3 {
     fn inverse(&self, spec: &mut [Complex<f64>], nk: [usize; 3]) -> Vec<f64> {
         let [m0, m1, m2] = self.m;
         let h = self.h;
-        let mut scratch = vec![Complex::default(); self.scratch_len];
+        let mut scratch = Buf::zeroed(&COMPLEX_BUFFERS, self.scratch_len);
         // Z: every line; only the first nk0 planes go on, into [z][x][y].
         self.inv[0].process_with_scratch(spec, &mut scratch);
-        let mut zxy = vec![Complex::default(); nk[0] * h * m1];
+        let mut zxy = Buf::zeroed(&COMPLEX_BUFFERS, nk[0] * h * m1);
         for (xy, line) in spec.chunks_exact(m0).enumerate() {
             for (z, v) in line[..nk[0]].iter().enumerate() {
                 zxy[z * h * m1 + xy] = *v;
@@ -466,7 +534,7 @@ impl RealFft3 {
     /// The cross-correlation `Σ_x f[x]·g[x + k]` at offsets `0..nk`, from the spectra of f
     /// and g.
     fn correlate(&self, f: &[Complex<f64>], g: &[Complex<f64>], nk: [usize; 3]) -> Vec<f64> {
-        let mut p: Vec<Complex<f64>> = f.iter().zip(g).map(|(a, b)| a.conj() * b).collect();
+        let mut p = Buf::from_iter(&COMPLEX_BUFFERS, f.len(), f.iter().zip(g).map(|(a, b)| a.conj() * b));
         self.inverse(&mut p, nk)
     }
 }
@@ -522,7 +590,7 @@ fn fft_sizes(d2: [usize; 3]) -> [usize; 3] {
 fn scores_fft(p1: &Prepared, p2: &Prepared, nk: [usize; 3], centred: bool) -> Vec<f64> {
     let fft = RealFft3::new(fft_sizes(p2.dims));
     let (full1, full2) = (!p1.any_nan, !p2.any_nan);
-    let square = |v: &[f64]| v.iter().map(|u| u * u).collect::<Vec<f64>>();
+    let square = |v: &[f64]| Buf::from_iter(&REAL_BUFFERS, v.len(), v.iter().map(|u| u * u));
     let fv1 = fft.forward(&p1.v, p1.dims);
     let fv2 = fft.forward(&p2.v, p2.dims);
     let fw1 = (!full1).then(|| fft.forward(&p1.valid, p1.dims));
