@@ -48,10 +48,18 @@ pub enum Method {
 /// zeroing by the kernel took a quarter of the run. Kept per thread, they are reused.
 struct Pool<T>(std::cell::RefCell<Vec<Vec<T>>>);
 
-thread_local! {
-    static REAL_BUFFERS: Pool<f64> = Pool(std::cell::RefCell::new(Vec::new()));
-    static COMPLEX_BUFFERS: Pool<Complex<f64>> = Pool(std::cell::RefCell::new(Vec::new()));
+/// The pools. A `const` initialiser made this toolchain's debug link fail (rust-lld:
+/// undefined hidden symbols in the crate's own codegen units); the lazy one costs one check
+/// per access.
+mod pools {
+    #![allow(clippy::missing_const_for_thread_local)]
+    use super::{Complex, Pool};
+    thread_local! {
+        pub(super) static REAL_BUFFERS: Pool<f64> = Pool(std::cell::RefCell::new(Vec::new()));
+        pub(super) static COMPLEX_BUFFERS: Pool<Complex<f64>> = Pool(std::cell::RefCell::new(Vec::new()));
+    }
 }
+use pools::{COMPLEX_BUFFERS, REAL_BUFFERS};
 
 /// A buffer taken from this thread's pool, given back when dropped.
 struct Buf<T: 'static> {
