@@ -2,7 +2,8 @@
 
 The truth gives each grain's Φ about its centre; it is moved to the centre of mass where ddic
 measured (t_p = t_c + (F − I)(p − c)) before comparing. Prints converged count, translation
-error (max over axes) and rotation error (angle of R_measured R_trueᵀ), median and max.
+error (max over axes: median, rms, max, count over 0.05 voxel) and rotation error (angle of
+R_measured R_trueᵀ), median and max.
 Usage: python bench/ddic_errors.py TRUTH.tsv DDIC.tsv [NAME] [SECONDS]
 """
 import sys
@@ -30,7 +31,8 @@ def report(truth_path, ddic_path, name="ddic", seconds=None):
     n = len(ok)
     speed = f" in {seconds:.1f} s: {n / seconds:.1f} labels/s, {n / seconds / 2:.1f} labels/s/core;" if seconds else ":"
     print(f"{name:11s} {n} labels{speed} converged {ok.sum()}; translation error (converged) "
-          f"median {np.median(et[ok]):.4f}, max {et[ok].max():.4f} voxel; rotation error median "
+          f"median {np.median(et[ok]):.4f}, rms {np.sqrt(np.mean(et[ok] ** 2)):.4f}, max {et[ok].max():.4f} voxel, "
+          f"{(et[ok] > 0.05).sum()} over 0.05; rotation error median "
           f"{np.median(er[ok]):.3f}, max {er[ok].max():.3f} deg")
 
 

@@ -322,6 +322,7 @@ fn every_option_has_an_effect_and_bad_input_fails_cleanly() {
     fails(&["synth", &b, "--grains", "5", "--grain-fill", "glass"], "--grain-fill");
     fails(&["synth", &b, "--grains", "5", "--translate", "1", "0", "0"], "--translate");
     fails(&["synth", &b, "--grains", "5", "--grain-radius", "5", "2"], "--grain-radius");
+    fails(&["synth", &b, "--grains", "5", "--grain-gap", "-1"], "--grain-gap");
     fails(&["synth", &b, "--grains", "500", "--shape", "40"], "grains fit");
     fails(&["ddic", &im1, &lab1, &im2, "-msb", "0", "-od", &b], "--multiscale-binning");
     fails(&["ddic", &im1, &lab1, &im2, "-pf", &r, "-pfb", "0", "-od", &b], "must be a finite number above 0");
@@ -331,4 +332,36 @@ fn every_option_has_an_effect_and_bad_input_fails_cleanly() {
     fails(&["ddic", &im1, &lab1, &im2, "-pf", &s(&d.path().join("grid-pixelSearch.tsv")), "-od", &b], "grid field");
     fails(&["labels", &s(&dir.join("missing.zarr")), "-od", &b], "missing.zarr");
     assert!(!bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(), "nothing written");
+}
+
+#[test]
+fn touching_uniform_spheres_leave_their_neighbours_edges_out() {
+    // 105 uniform spheres packed with no gap (edges blend where grains touch), each moved up
+    // to 2 voxels, noise σ = 100: neighbours come within one another's dilated masks, in
+    // image 1 or in image 2 where they move closer.
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("touching");
+    let g = s(&dir);
+    dvc(&["synth", &g, "--grains", "105", "--shape", "100", "--grain-shape", "sphere", "--grain-fill", "uniform", "--grain-radius", "5", "8", "--grain-max-translation", "2", "--grain-max-rotation", "0", "--grain-gap", "0", "--noise", "100", "--dtype", "uint16", "--seed", "4", "-q"]);
+    let (im1, lab1, im2) = (s(&dir.join("im1.zarr")), s(&dir.join("lab1.zarr")), s(&dir.join("im2.zarr")));
+    dvc(&["pixel-search", &im1, &im2, "-lab1", &lab1, "-sr", "-4", "4", "-4", "4", "-4", "4", "-od", &g, "-pre", "ps", "-q"]);
+    let ps = s(&dir.join("ps-pixelSearch.tsv"));
+    let truth = PhiField::read(&dir.join("truth-grains.tsv")).unwrap();
+    // Translation errors (largest over the axes) of the converged grains, and how many converged.
+    let errors = |pre: &str, extra: &[&str]| {
+        let mut args = vec!["ddic", &im1, &lab1, &im2, "-pf", &ps, "-od", &g, "-pre", pre, "-q"];
+        args.extend_from_slice(extra);
+        dvc(&args);
+        let f = PhiField::read(&dir.join(format!("{pre}-ddic.tsv"))).unwrap();
+        let converged: Vec<usize> = (1..=105).filter(|&k| f.return_status[k] == 2.0).collect();
+        let e: Vec<f64> = converged.iter().map(|&k| (t(&f, k) - truth_at(&truth, k, &f.positions[k]).0).abs().max()).collect();
+        let rms = (e.iter().map(|v| v * v).sum::<f64>() / e.len() as f64).sqrt();
+        (converged.len(), rms, e.iter().cloned().fold(0.0, f64::max))
+    };
+    let (n, rms, worst) = errors("dvc", &[]);
+    assert_eq!(n, 105, "every sphere converges");
+    assert!(rms <= 0.02 && worst <= 0.05, "rms {rms}, largest {worst} voxel");
+    // spam's mask (other labels' own voxels removed, their edges kept) on the same spheres.
+    let (_, rms_spam_mask, worst_spam_mask) = errors("keep", &["--keep-neighbour-edges"]);
+    assert!(worst_spam_mask > 0.05, "spam's mask: largest {worst_spam_mask} voxel (rms {rms_spam_mask})");
 }

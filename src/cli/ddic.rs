@@ -78,6 +78,13 @@ pub struct DdicArgs {
     /// Keep other labels' voxels in the dilated mask [spam: -dmo].
     #[arg(long = "dont-mask-others")]
     pub dont_mask_others: bool,
+    /// Keep the voxels that another label's edge reaches (spam's mask: only other labels'
+    /// own voxels are removed). By default a label's mask also loses every voxel within
+    /// ld + 1 voxels of another label in image 1, and within ld + 2 of where that label's
+    /// guess puts it in image 2: those voxels show the neighbour's edge, which moves with the
+    /// neighbour, and pull touching grains towards each other's motion.
+    #[arg(long = "keep-neighbour-edges")]
+    pub keep_neighbour_edges: bool,
     /// Recompute only labels whose --phi-file status is not 2 [spam: -skp].
     #[arg(long)]
     pub skip: bool,
@@ -191,6 +198,15 @@ fn row(l: usize, position: Vector3<f64>, r: &PointResult, label_dilate: i64) -> 
     FieldRow { label_dilate: label_dilate as f64, ..FieldRow::registered(l as i64, position, r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm) }
 }
 
+/// How far another label's grey level reaches into a label's mask (image 1, image 2): the
+/// dilation is how far a grain's own edge reaches past its label, so a neighbour's reaches as
+/// far; one voxel more for the trilinear samples' neighbours, and in image 2 one more for
+/// the guess (an integer pixel search is up to half a voxel off on each axis).
+fn neighbour_reach(label_dilate: i64) -> [f64; 2] {
+    let ld = label_dilate.max(0) as f64;
+    [ld + 1.0, ld + 2.0]
+}
+
 pub fn run(a: DdicArgs) -> Result<super::Summary> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
@@ -218,6 +234,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
         margin: a.margin,
         label_dilate: a.label_dilate,
         mask_others: !a.dont_mask_others,
+        neighbour_reach: (!a.dont_mask_others && !a.keep_neighbour_edges).then(|| neighbour_reach(a.label_dilate)),
         volume_threshold: a.volume_threshold,
         bin_start: a.multiscale_binning,
         register: RegisterOptions {
@@ -238,7 +255,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
         "phi_file": a.phi_file, "phi_file_bin_ratio": a.phi_file_bin_ratio, "apply_f": a.apply_f, "reg_bin_start": a.reg_bin_start,
         "reg_bin_stop": a.reg_bin_stop, "margin": a.margin, "max_iterations": a.max_iterations, "min_delta_phi": a.min_delta_phi,
         "interpolation_order": a.interpolation_order, "non_rigid": a.non_rigid, "update_gradient": a.update_gradient,
-        "multiscale_binning": a.multiscale_binning, "mask_others": !a.dont_mask_others, "skip": a.skip, "spam_solver": a.spam_solver,
+        "multiscale_binning": a.multiscale_binning, "mask_others": !a.dont_mask_others, "keep_neighbour_edges": a.keep_neighbour_edges, "skip": a.skip, "spam_solver": a.spam_solver,
     });
     let mut meta = FieldMeta::for_command("ddic", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
@@ -295,7 +312,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
                     let r = if l == 0 {
                         None
                     } else if recompute(l) {
-                        Some(correlate_label(&im1, &im2, &lab, &table, l, &plan.guesses[l], &o)?)
+                        Some(correlate_label(&im1, &im2, &lab, &table, l, &plan.guesses, &o)?)
                     } else {
                         None
                     };

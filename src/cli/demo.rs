@@ -59,6 +59,7 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
         grain_fill: "speckle".into(),
         grain_max_translation: 5.0,
         grain_max_rotation: 10.0,
+        grain_gap: crate::synth::grains::GAP,
         overwrite: true,
     };
     let (t1, t2) = super::synth::write_pair(&synth)?;

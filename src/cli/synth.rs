@@ -84,6 +84,10 @@ pub struct SynthArgs {
     /// Granular mode: largest grain rotation (degrees; 0 = translations only).
     #[arg(long = "grain-max-rotation", default_value_t = 10.0)]
     pub grain_max_rotation: f64,
+    /// Granular mode: smallest distance between two grains' bounding spheres (voxels, in both
+    /// images). The default keeps their blurred edges apart; 0 lets grains touch.
+    #[arg(long = "grain-gap", allow_negative_numbers = true, default_value_t = crate::synth::grains::GAP)]
+    pub grain_gap: f64,
     /// Node spacing of the truth table.
     #[arg(long = "truth-ns", default_value_t = 10, value_parser = super::values::positive_usize)]
     pub truth_ns: usize,
@@ -166,6 +170,7 @@ impl SynthArgs {
             fill,
             speckle: self.speckle,
             seed: self.seed,
+            gap: self.grain_gap,
         })
     }
 }
@@ -201,7 +206,7 @@ pub fn write_granular(a: &SynthArgs, count: usize) -> Result<[PathBuf; 3]> {
     tsv::write_field(&outs.file_replacing(&a.out_dir.join("truth-grains.tsv"))?, &truth)?;
     let params = serde_json::json!({
         "shape": g.shape, "seed": a.seed, "grains": count, "grain_radius": a.grain_radius, "grain_shape": a.grain_shape,
-        "grain_fill": a.grain_fill, "grain_max_translation": a.grain_max_translation, "grain_max_rotation": a.grain_max_rotation,
+        "grain_fill": a.grain_fill, "grain_max_translation": a.grain_max_translation, "grain_max_rotation": a.grain_max_rotation, "grain_gap": a.grain_gap,
         "noise": a.noise, "speckle": a.speckle, "dtype": a.dtype,
     });
     let mut meta = FieldMeta::for_command("synth", params);

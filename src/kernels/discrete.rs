@@ -20,7 +20,7 @@ use ndarray::{Array3, ArrayView3};
 
 use super::local::{round_even, slice_padded, PointResult};
 use super::register::{nearest_power_of_two, register, RegisterOptions, RegisterResult};
-use crate::label::{label_mask, LabelTable};
+use crate::label::{drop_near_others, label_ids, mask_of, LabelTable};
 use crate::phi::{self, Phi};
 use crate::store::dtype::DType;
 use crate::store::{binning, Volume};
@@ -34,6 +34,9 @@ pub struct DiscreteOptions {
     pub label_dilate: i64,
     /// Remove other labels' voxels from the dilated mask [not -dmo].
     pub mask_others: bool,
+    /// Also remove the voxels within this distance of another label, in image 1 and where
+    /// that label's guess moves it in image 2 (None: spam's mask).
+    pub neighbour_reach: Option<[f64; 2]>,
     /// Labels whose (dilated) mask has at most this many voxels are not correlated [-vt].
     pub volume_threshold: u64,
     /// First binning of the multiscale registration of each label [-msb].
@@ -72,9 +75,11 @@ pub fn label_boxes(table: &LabelTable, l: usize, guess: &Phi, o: &DiscreteOption
     Some(LabelBoxes { lo1, hi1, image2, centre, guess_at_centre })
 }
 
-/// Correlates label `l` of `lab` between `im1` and `im2`; `guess` is Φ at the label's centre
-/// of mass. The result is Φ at the centre of mass.
-pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTable, l: usize, guess: &Phi, o: &DiscreteOptions) -> Result<PointResult> {
+/// Correlates label `l` of `lab` between `im1` and `im2`; `guesses[k]` is label k's Φ at its
+/// centre of mass (the other labels' guesses say where their voxels are in image 2). The
+/// result is Φ at the centre of mass.
+pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTable, l: usize, guesses: &[Phi], o: &DiscreteOptions) -> Result<PointResult> {
+    let guess = &guesses[l];
     let Some(b) = label_boxes(table, l, guess, o) else {
         return Ok(PointResult::skipped(-7));
     };
@@ -82,7 +87,12 @@ pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTa
         // Non-finite guess, or a box eroded away.
         return Ok(PointResult::skipped(if phi::is_finite(guess) { -5 } else { -7 }));
     };
-    let mask = label_mask(lab, l as u32, b.lo1, b.hi1, o.label_dilate, o.mask_others)?;
+    let ids = label_ids(lab, b.lo1, b.hi1)?;
+    let mut mask = mask_of(&ids, l as u32, o.label_dilate, o.mask_others);
+    if let Some(reach) = o.neighbour_reach {
+        let com = Vector3::from(table.get(l).expect("label exists").com);
+        drop_near_others(&mut mask, &ids, l as u32, reach, neighbour_in_image2(table, guesses, guess, &com, b.lo1));
+    }
     if mask.iter().filter(|v| **v).count() as u64 <= o.volume_threshold {
         return Ok(PointResult::skipped(-5));
     }
@@ -109,6 +119,23 @@ pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTa
     let com = Vector3::from(table.get(l).expect("label exists").com);
     let out = phi::move_to(&out, &b.centre, &com);
     Ok(PointResult { phi: out, return_status: r.return_status, error: r.error, iterations: r.iterations, delta_phi_norm: r.delta_phi_norm })
+}
+
+/// Where another label's voxel (box coordinates, box origin `lo`) is in image 2 as label
+/// `l` sees it: moved by its own guess, then back by label `l`'s guess (`guess` at `com`).
+/// None where either guess is unusable.
+fn neighbour_in_image2<'a>(table: &'a LabelTable, guesses: &'a [Phi], guess: &Phi, com: &Vector3<f64>, lo: [i64; 3]) -> impl Fn(u32, [i64; 3]) -> Option<[i64; 3]> + 'a {
+    let inverse = phi::is_finite(guess).then(|| phi::f_block(guess).try_inverse()).flatten();
+    let (t, c) = (phi::translation(guess), *com);
+    move |k, p| {
+        let fi = inverse?;
+        let other = guesses.get(k as usize).filter(|g| phi::is_finite(g))?;
+        let ck = Vector3::from(table.get(k as usize)?.com);
+        let x = Vector3::new((p[0] + lo[0]) as f64, (p[1] + lo[1]) as f64, (p[2] + lo[2]) as f64);
+        let q = ck + phi::f_block(other) * (x - ck) + phi::translation(other);
+        let back = c + fi * (q - c - t);
+        Some(std::array::from_fn(|a| (back[a] - lo[a] as f64).round() as i64))
+    }
 }
 
 /// spam's `registerMultiscale` on two boxes held in memory (ddic's `-msb`): levels

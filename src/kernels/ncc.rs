@@ -9,13 +9,16 @@
 //! This kernel computes the same coefficient exactly (f64 sums, a true square root: identical
 //! windows give 1.0) and picks, per call, the cheaper of two ways to get every offset's sums:
 //! direct sums (small ranges), or FFT cross-correlation for Σ i1·i2 with a summed-volume
-//! table for the sliding Σ i2² (large ranges; masked windows use three correlations, as in
-//! Padfield's masked NCC). The winner is then re-scored directly in f64, so the reported
-//! coefficient never carries FFT round-off.
+//! table for the sliding Σ i2² (large ranges; masked windows use more correlations, as in
+//! Padfield's masked NCC). The FFTs are real-to-complex (realfft) along X, which halves
+//! their work and memory against complex transforms of real data, and skip the zero padding
+//! on the way in and every offset outside the search on the way out. The winner is then
+//! re-scored directly in f64, so the reported coefficient never carries FFT round-off.
 
 use std::sync::Arc;
 
 use ndarray::ArrayView3;
+use realfft::{ComplexToReal, FftError, RealFftPlanner, RealToComplex};
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
@@ -40,29 +43,99 @@ pub enum Method {
     Fft,
 }
 
+/// This thread's spare buffers of one element type. A search allocates a dozen buffers of
+/// hundreds of KiB; from the allocator those come as fresh mappings, whose page faults and
+/// zeroing by the kernel took a quarter of the run. Kept per thread, they are reused.
+struct Pool<T>(std::cell::RefCell<Vec<Vec<T>>>);
+
+/// The pools. A `const` initialiser made this toolchain's debug link fail (rust-lld:
+/// undefined hidden symbols in the crate's own codegen units); the lazy one costs one check
+/// per access.
+mod pools {
+    #![allow(clippy::missing_const_for_thread_local)]
+    use super::{Complex, Pool};
+    thread_local! {
+        pub(super) static REAL_BUFFERS: Pool<f64> = Pool(std::cell::RefCell::new(Vec::new()));
+        pub(super) static COMPLEX_BUFFERS: Pool<Complex<f64>> = Pool(std::cell::RefCell::new(Vec::new()));
+    }
+}
+use pools::{COMPLEX_BUFFERS, REAL_BUFFERS};
+
+/// A buffer taken from this thread's pool, given back when dropped.
+struct Buf<T: 'static> {
+    v: Vec<T>,
+    pool: &'static std::thread::LocalKey<Pool<T>>,
+}
+
+/// Spare buffers a thread keeps (a masked centred search holds about a dozen at once).
+const POOL_SIZE: usize = 24;
+
+impl<T: Copy + Default + 'static> Buf<T> {
+    /// An empty buffer with room for `len` values.
+    fn empty(pool: &'static std::thread::LocalKey<Pool<T>>, len: usize) -> Buf<T> {
+        let mut v = pool.with(|p| p.0.borrow_mut().pop()).unwrap_or_default();
+        v.clear();
+        v.reserve(len);
+        Buf { v, pool }
+    }
+
+    /// `len` zeros.
+    fn zeroed(pool: &'static std::thread::LocalKey<Pool<T>>, len: usize) -> Buf<T> {
+        let mut b = Buf::empty(pool, len);
+        b.v.resize(len, T::default());
+        b
+    }
+
+    fn from_iter(pool: &'static std::thread::LocalKey<Pool<T>>, len: usize, values: impl Iterator<Item = T>) -> Buf<T> {
+        let mut b = Buf::empty(pool, len);
+        b.v.extend(values);
+        b
+    }
+}
+
+impl<T: 'static> Drop for Buf<T> {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.v);
+        // During thread teardown the pool may be gone: the buffer is then simply freed.
+        let _ = self.pool.try_with(|p| {
+            let mut p = p.0.borrow_mut();
+            if p.len() < POOL_SIZE {
+                p.push(v);
+            }
+        });
+    }
+}
+
+impl<T: 'static> std::ops::Deref for Buf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.v
+    }
+}
+
+impl<T: 'static> std::ops::DerefMut for Buf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.v
+    }
+}
+
 /// Windows with NaNs replaced by 0, plus whether any NaN was seen.
 struct Prepared {
-    v: Vec<f64>,
-    valid: Vec<f64>,
+    v: Buf<f64>,
+    valid: Buf<f64>,
     any_nan: bool,
     dims: [usize; 3],
 }
 
 fn prepare(a: &ArrayView3<f32>) -> Prepared {
     let d = a.dim();
-    let mut v = Vec::with_capacity(a.len());
-    let mut valid = Vec::with_capacity(a.len());
-    let mut any_nan = false;
-    for x in a.iter() {
-        if x.is_nan() {
-            any_nan = true;
-            v.push(0.0);
-            valid.push(0.0);
-        } else {
-            v.push(*x as f64);
-            valid.push(1.0);
-        }
-    }
+    // Windows are cut as standard-layout arrays: this borrows them, and copies only a view
+    // of another layout. Branch-free maps over the slice (the compiler vectorises them).
+    let values = a.as_standard_layout();
+    let s = values.as_slice().expect("standard layout is contiguous");
+    let v = Buf::from_iter(&REAL_BUFFERS, s.len(), s.iter().map(|&x| if x.is_nan() { 0.0 } else { x as f64 }));
+    let valid = Buf::from_iter(&REAL_BUFFERS, s.len(), s.iter().map(|&x| if x.is_nan() { 0.0 } else { 1.0 }));
+    let any_nan = valid.iter().fold(false, |seen, &w| seen | (w == 0.0));
     Prepared { v, valid, any_nan, dims: [d.0, d.1, d.2] }
 }
 
@@ -162,17 +235,23 @@ fn fft_size(n: usize) -> usize {
 }
 
 /// Relative costs (in multiply-adds) of the two methods for these windows.
-fn costs(p1: &Prepared, p2: &Prepared, nk: [usize; 3]) -> (f64, f64) {
+fn costs(p1: &Prepared, p2: &Prepared, nk: [usize; 3], centred: bool) -> (f64, f64) {
     let n1: f64 = p1.dims.iter().product::<usize>() as f64;
     let offsets: f64 = nk.iter().product::<usize>() as f64;
-    let masked = p1.any_nan || p2.any_nan;
-    let direct = n1 * offsets * if masked { 3.0 } else { 1.0 };
-    let m: [usize; 3] = std::array::from_fn(|a| fft_size(p2.dims[a]));
+    let (masked1, masked2) = (p1.any_nan, p2.any_nan);
+    let direct = n1 * offsets * if masked1 || masked2 { 3.0 } else { 1.0 };
+    let m = fft_sizes(p2.dims);
     let len = (m[0] * m[1] * m[2]) as f64;
-    // Complex transforms: one forward and one inverse unmasked, three and two masked; each
-    // costs about 3 · len · log2(len) multiply-adds (measured against the direct loop).
-    let transforms = if masked { 5.0 } else { 2.0 };
-    let fft = transforms * 3.0 * len * len.log2() + 4.0 * len;
+    // The transforms scores_fft runs: v1 and v2, plus w and the other window's q for each
+    // masked window; one inverse for a, one more per masked window (b or c), and up to
+    // three for the centred sums. Each real-to-complex transform costs about
+    // 1.5 · len · log2(len) multiply-adds (measured against the direct loop).
+    let forwards = 2.0 + 2.0 * (f64::from(u8::from(masked1)) + f64::from(u8::from(masked2)));
+    let mut inverses = 1.0 + f64::from(u8::from(masked1)) + f64::from(u8::from(masked2));
+    if centred {
+        inverses += f64::from(u8::from(masked1)) + f64::from(u8::from(masked2)) + f64::from(u8::from(masked1 && masked2));
+    }
+    let fft = (forwards + inverses) * 1.5 * len * len.log2() + 4.0 * len;
     (direct, fft)
 }
 
@@ -186,7 +265,7 @@ pub fn search(i1: &ArrayView3<f32>, i2: &ArrayView3<f32>, method: Method, subvox
         Method::Direct => false,
         Method::Fft => true,
         Method::Auto => {
-            let (d, f) = costs(&p1, &p2, nk);
+            let (d, f) = costs(&p1, &p2, nk, centred);
             f < d
         }
     };
@@ -310,14 +389,14 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// A summed-volume table: the sum of `f(v)` over any box in constant time.
 struct SummedVolume {
-    t: Vec<f64>,
+    t: Buf<f64>,
     d: [usize; 3],
 }
 
 impl SummedVolume {
     fn new(v: &[f64], dims: [usize; 3], f: impl Fn(f64) -> f64) -> SummedVolume {
         let d = [dims[0] + 1, dims[1] + 1, dims[2] + 1];
-        let mut t = vec![0f64; d[0] * d[1] * d[2]];
+        let mut t = Buf::zeroed(&REAL_BUFFERS, d[0] * d[1] * d[2]);
         let at = |z: usize, y: usize, x: usize| (z * d[1] + y) * d[2] + x;
         for z in 0..dims[0] {
             for y in 0..dims[1] {
@@ -341,176 +420,217 @@ impl SummedVolume {
     }
 }
 
-/// A 3D complex FFT of a fixed size, along X, then Y, then Z.
-struct Fft3 {
+/// A 3D real-to-complex FFT of a fixed size: real-to-complex along X (the contiguous axis,
+/// which halves the work and the spectrum), then complex along Y and Z. Each pass writes its
+/// output where the next pass's lines are contiguous (rows [z][y][x], then [z][x][y], then
+/// the spectrum as [x][y][z], `h = m2/2 + 1` values along x), so every 1D transform runs on
+/// contiguous lines, many per call, and each pass costs one scatter. The transforms skip
+/// what is known to be zero on the way in (window 1 fills a fraction of the padded box) and
+/// what is not needed on the way out (only the offsets searched, a corner of the result).
+struct RealFft3 {
     m: [usize; 3],
-    fwd: [Arc<dyn Fft<f64>>; 3],
-    inv: [Arc<dyn Fft<f64>>; 3],
+    h: usize,
+    r2c: Arc<dyn RealToComplex<f64>>,
+    c2r: Arc<dyn ComplexToReal<f64>>,
+    /// Complex transforms along Z and Y.
+    fwd: [Arc<dyn Fft<f64>>; 2],
+    inv: [Arc<dyn Fft<f64>>; 2],
+    scratch_len: usize,
+}
+
+/// One planner of each kind per thread: a plan (twiddles, chosen algorithm) is made once per
+/// size and thread and reused by every later window of that size.
+struct Planners {
+    complex: FftPlanner<f64>,
+    real: RealFftPlanner<f64>,
 }
 
 thread_local! {
-    static PLANNER: std::cell::RefCell<FftPlanner<f64>> = std::cell::RefCell::new(FftPlanner::new());
+    static PLANNERS: std::cell::RefCell<Planners> = std::cell::RefCell::new(Planners { complex: FftPlanner::new(), real: RealFftPlanner::new() });
 }
 
-impl Fft3 {
-    fn new(m: [usize; 3]) -> Fft3 {
-        PLANNER.with(|p| {
+/// realfft reports sizes it was not given (impossible here: every buffer is sized from the
+/// plan) and, for the inverse, a non-zero imaginary part at DC or Nyquist; those are the
+/// round-off of the Y and Z passes on a spectrum that is exactly real there, and realfft
+/// zeroes them before transforming, which is the exact answer.
+fn accept_round_off(r: Result<(), FftError>) {
+    debug_assert!(matches!(r, Ok(()) | Err(FftError::InputValues(..))), "{r:?}");
+}
+
+impl RealFft3 {
+    fn new(m: [usize; 3]) -> RealFft3 {
+        PLANNERS.with(|p| {
             let mut p = p.borrow_mut();
-            Fft3 {
-                m,
-                fwd: std::array::from_fn(|a| p.plan_fft_forward(m[a])),
-                inv: std::array::from_fn(|a| p.plan_fft_inverse(m[a])),
-            }
+            let r2c = p.real.plan_fft_forward(m[2]);
+            let c2r = p.real.plan_fft_inverse(m[2]);
+            let fwd = [p.complex.plan_fft_forward(m[0]), p.complex.plan_fft_forward(m[1])];
+            let inv = [p.complex.plan_fft_inverse(m[0]), p.complex.plan_fft_inverse(m[1])];
+            let scratch_len = [r2c.get_scratch_len(), c2r.get_scratch_len(), fwd[0].get_inplace_scratch_len(), fwd[1].get_inplace_scratch_len(), inv[0].get_inplace_scratch_len(), inv[1].get_inplace_scratch_len()]
+                .into_iter()
+                .max()
+                .unwrap_or(0);
+            RealFft3 { m, h: m[2] / 2 + 1, r2c, c2r, fwd, inv, scratch_len }
         })
     }
 
-    fn run(&self, data: &mut [Complex<f64>], inverse: bool) {
+    /// The spectrum ([x][y][z]) of a real `d`-sized array zero-padded to the FFT size.
+    fn forward(&self, src: &[f64], d: [usize; 3]) -> Buf<Complex<f64>> {
         let [m0, m1, m2] = self.m;
-        let plans = if inverse { &self.inv } else { &self.fwd };
-        // X rows are contiguous: one call transforms them all.
-        plans[2].process(data);
-        // Y and Z lines are gathered into contiguous buffers, transformed, and put back.
-        let mut line = vec![Complex::default(); m1 * m2];
-        for z in 0..m0 {
-            let plane = &mut data[z * m1 * m2..(z + 1) * m1 * m2];
-            for y in 0..m1 {
-                for x in 0..m2 {
-                    line[x * m1 + y] = plane[y * m2 + x];
-                }
-            }
-            plans[1].process(&mut line);
-            for y in 0..m1 {
-                for x in 0..m2 {
-                    plane[y * m2 + x] = line[x * m1 + y];
-                }
-            }
-        }
-        let mut col = vec![Complex::default(); m0 * m2];
-        for y in 0..m1 {
-            for z in 0..m0 {
-                for x in 0..m2 {
-                    col[x * m0 + z] = data[(z * m1 + y) * m2 + x];
-                }
-            }
-            plans[0].process(&mut col);
-            for z in 0..m0 {
-                for x in 0..m2 {
-                    data[(z * m1 + y) * m2 + x] = col[x * m0 + z];
+        let h = self.h;
+        let mut scratch = Buf::zeroed(&COMPLEX_BUFFERS, self.scratch_len);
+        // X: only the rows that hold data, into [z][x][y] (the other rows stay zero).
+        let mut zxy = Buf::zeroed(&COMPLEX_BUFFERS, d[0] * h * m1);
+        let mut row = vec![0f64; m2];
+        let mut spec_row = vec![Complex::default(); h];
+        for z in 0..d[0] {
+            for y in 0..d[1] {
+                row[..d[2]].copy_from_slice(&src[(z * d[1] + y) * d[2]..][..d[2]]);
+                row[d[2]..].fill(0.0);
+                accept_round_off(self.r2c.process_with_scratch(&mut row, &mut spec_row, &mut scratch));
+                let plane = &mut zxy[z * h * m1..];
+                for (x, v) in spec_row.iter().enumerate() {
+                    plane[x * m1 + y] = *v;
                 }
             }
         }
+        // Y: only the planes that hold data, into [x][y][z] (planes beyond d0 stay zero).
+        self.fwd[1].process_with_scratch(&mut zxy, &mut scratch);
+        let mut spec = Buf::zeroed(&COMPLEX_BUFFERS, h * m1 * m0);
+        for z in 0..d[0] {
+            for (xy, v) in zxy[z * h * m1..(z + 1) * h * m1].iter().enumerate() {
+                spec[xy * m0 + z] = *v;
+            }
+        }
+        // Z: every line.
+        self.fwd[0].process_with_scratch(&mut spec, &mut scratch);
+        spec
     }
 
-    /// Transforms two real arrays at once (`a` as real part, `b` as imaginary part) and
-    /// separates their spectra.
-    fn forward_pair(&self, a: (&[f64], [usize; 3]), b: (&[f64], [usize; 3])) -> (Vec<Complex<f64>>, Vec<Complex<f64>>) {
+    /// The real array whose spectrum is `spec` (which is overwritten), normalised, at the
+    /// offsets `0..nk` only.
+    fn inverse(&self, spec: &mut [Complex<f64>], nk: [usize; 3]) -> Vec<f64> {
         let [m0, m1, m2] = self.m;
-        let len = m0 * m1 * m2;
-        let mut z = vec![Complex::default(); len];
-        for (src, d, imag) in [(a.0, a.1, false), (b.0, b.1, true)] {
-            for i in 0..d[0] {
-                for j in 0..d[1] {
-                    for k in 0..d[2] {
-                        let v = src[(i * d[1] + j) * d[2] + k];
-                        let o = &mut z[(i * m1 + j) * m2 + k];
-                        if imag {
-                            o.im = v;
-                        } else {
-                            o.re = v;
-                        }
-                    }
-                }
+        let h = self.h;
+        let mut scratch = Buf::zeroed(&COMPLEX_BUFFERS, self.scratch_len);
+        // Z: every line; only the first nk0 planes go on, into [z][x][y].
+        self.inv[0].process_with_scratch(spec, &mut scratch);
+        let mut zxy = Buf::zeroed(&COMPLEX_BUFFERS, nk[0] * h * m1);
+        for (xy, line) in spec.chunks_exact(m0).enumerate() {
+            for (z, v) in line[..nk[0]].iter().enumerate() {
+                zxy[z * h * m1 + xy] = *v;
             }
         }
-        self.run(&mut z, false);
-        let mut fa = vec![Complex::default(); len];
-        let mut fb = vec![Complex::default(); len];
-        for i in 0..m0 {
-            let ni = (m0 - i) % m0;
-            for j in 0..m1 {
-                let nj = (m1 - j) % m1;
-                for k in 0..m2 {
-                    let nk = (m2 - k) % m2;
-                    let zk = z[(i * m1 + j) * m2 + k];
-                    let zn = z[(ni * m1 + nj) * m2 + nk].conj();
-                    let o = (i * m1 + j) * m2 + k;
-                    fa[o] = (zk + zn) * 0.5;
-                    // (zk − zn) / 2i
-                    let d = zk - zn;
-                    fb[o] = Complex::new(d.im * 0.5, -d.re * 0.5);
+        // Y: the kept planes; X: the first nk1 rows of each, back to real.
+        self.inv[1].process_with_scratch(&mut zxy, &mut scratch);
+        let scale = 1.0 / (m0 * m1 * m2) as f64;
+        let mut out = Vec::with_capacity(nk[0] * nk[1] * nk[2]);
+        let mut spec_row = vec![Complex::default(); h];
+        let mut row = vec![0f64; m2];
+        for z in 0..nk[0] {
+            let plane = &zxy[z * h * m1..(z + 1) * h * m1];
+            for y in 0..nk[1] {
+                for (x, v) in spec_row.iter_mut().enumerate() {
+                    *v = plane[x * m1 + y];
                 }
+                accept_round_off(self.c2r.process_with_scratch(&mut spec_row, &mut row, &mut scratch));
+                out.extend(row[..nk[2]].iter().map(|v| v * scale));
             }
         }
-        (fa, fb)
+        out
+    }
+
+    /// The cross-correlation `Σ_x f[x]·g[x + k]` at offsets `0..nk`, from the spectra of f
+    /// and g.
+    fn correlate(&self, f: &[Complex<f64>], g: &[Complex<f64>], nk: [usize; 3]) -> Vec<f64> {
+        let mut p = Buf::from_iter(&COMPLEX_BUFFERS, f.len(), f.iter().zip(g).map(|(a, b)| a.conj() * b));
+        self.inverse(&mut p, nk)
     }
 }
 
-/// Scores of every offset by FFT cross-correlation.
-fn scores_fft(p1: &Prepared, p2: &Prepared, nk: [usize; 3], centred: bool) -> Vec<f64> {
-    let m: [usize; 3] = std::array::from_fn(|a| fft_size(p2.dims[a]));
-    let fft = Fft3::new(m);
-    let len = m[0] * m[1] * m[2];
-    let scale = 1.0 / len as f64;
-    let pick = |r: &[Complex<f64>], imag: bool, kz: usize, ky: usize, kx: usize| {
-        let v = r[(kz * m[1] + ky) * m[2] + kx];
-        (if imag { v.im } else { v.re }) * scale
-    };
-    let mut out = Vec::with_capacity(nk.iter().product());
-    if !(p1.any_nan || p2.any_nan) {
-        let (f1, f2) = fft.forward_pair((&p1.v, p1.dims), (&p2.v, p2.dims));
-        let mut prod: Vec<Complex<f64>> = f1.iter().zip(&f2).map(|(a, b)| a.conj() * b).collect();
-        fft.run(&mut prod, true);
-        let b: f64 = p1.v.iter().map(|u| u * u).sum();
-        let s1: f64 = p1.v.iter().sum();
-        let n = p1.v.len() as f64;
-        let sq = SummedVolume::new(&p2.v, p2.dims, |v| v * v);
-        let lin = SummedVolume::new(&p2.v, p2.dims, |v| v);
-        for kz in 0..nk[0] {
-            for ky in 0..nk[1] {
-                for kx in 0..nk[2] {
-                    let a = pick(&prod, false, kz, ky, kx);
-                    let c = sq.box_sum([kz, ky, kx], p1.dims);
-                    let s2 = lin.box_sum([kz, ky, kx], p1.dims);
-                    out.push(Sums { a, b, c, s1, s2, n }.score(centred));
-                }
-            }
+/// One of the sums of every offset: the same for all offsets (a window without NaNs makes
+/// the other window's sums constant), or one value per offset.
+enum PerOffset {
+    Same(f64),
+    Each(Vec<f64>),
+}
+
+impl PerOffset {
+    #[inline]
+    fn at(&self, i: usize) -> f64 {
+        match self {
+            PerOffset::Same(v) => *v,
+            PerOffset::Each(v) => v[i],
         }
-        return out;
     }
-    // Masked: a = v1 ⋆ v2, b = v1² ⋆ w2, c = w1 ⋆ v2² (⋆ = cross-correlation).
-    let q1: Vec<f64> = p1.v.iter().map(|u| u * u).collect();
-    let q2: Vec<f64> = p2.v.iter().map(|u| u * u).collect();
-    let (fv1, fv2) = fft.forward_pair((&p1.v, p1.dims), (&p2.v, p2.dims));
-    let (fq1, fw2) = fft.forward_pair((&q1, p1.dims), (&p2.valid, p2.dims));
-    let (fw1, fq2) = fft.forward_pair((&p1.valid, p1.dims), (&q2, p2.dims));
-    let i = Complex::new(0.0, 1.0);
-    // Two real correlations through one inverse: a in the real part, b in the imaginary.
-    let mut ab: Vec<Complex<f64>> = (0..len).map(|o| fv1[o].conj() * fv2[o] + i * (fq1[o].conj() * fw2[o])).collect();
-    let mut c: Vec<Complex<f64>> = (0..len).map(|o| fw1[o].conj() * fq2[o]).collect();
-    fft.run(&mut ab, true);
-    fft.run(&mut c, true);
-    // Centred: also n = w1 ⋆ w2, s1 = v1 ⋆ w2, s2 = w1 ⋆ v2, in two more inverses.
-    let (mut nn, mut ss) = (Vec::new(), Vec::new());
-    if centred {
-        nn = (0..len).map(|o| fw1[o].conj() * fw2[o]).collect();
-        ss = (0..len).map(|o| fv1[o].conj() * fw2[o] + i * (fw1[o].conj() * fv2[o])).collect();
-        fft.run(&mut nn, true);
-        fft.run(&mut ss, true);
-    }
+}
+
+/// Sums of `f(v)` over window 1's box at every offset in window 2, by a summed-volume table.
+fn box_sums(v2: &[f64], dims2: [usize; 3], size: [usize; 3], nk: [usize; 3], f: impl Fn(f64) -> f64) -> Vec<f64> {
+    let t = SummedVolume::new(v2, dims2, f);
+    let mut out = Vec::with_capacity(nk.iter().product());
     for kz in 0..nk[0] {
         for ky in 0..nk[1] {
             for kx in 0..nk[2] {
-                let mut sums = Sums { a: pick(&ab, false, kz, ky, kx), b: pick(&ab, true, kz, ky, kx), c: pick(&c, false, kz, ky, kx), ..Default::default() };
-                if centred {
-                    sums.n = pick(&nn, false, kz, ky, kx).round();
-                    sums.s1 = pick(&ss, false, kz, ky, kx);
-                    sums.s2 = pick(&ss, true, kz, ky, kx);
-                }
-                out.push(sums.score(centred));
+                out.push(t.box_sum([kz, ky, kx], size));
             }
         }
     }
     out
+}
+
+/// The FFT size of each axis: 2·3·5-smooth, and even along X (realfft's fast case).
+fn fft_sizes(d2: [usize; 3]) -> [usize; 3] {
+    let mut m: [usize; 3] = std::array::from_fn(|a| fft_size(d2[a]));
+    while !m[2].is_multiple_of(2) {
+        m[2] = fft_size(m[2] + 1);
+    }
+    m
+}
+
+/// Scores of every offset by FFT cross-correlation.
+///
+/// Every sum of [`Sums`] is a correlation of a window-1 field with a window-2 field (values
+/// v, squares q, validity w; NaNs are 0 in v and q): a = v1⋆v2, b = q1⋆w2, c = w1⋆q2, and
+/// for the centred score n = w1⋆w2, s1 = v1⋆w2, s2 = w1⋆v2. Where window 2 has no NaN,
+/// w2 is 1 over every offset and the sums with w2 are constants; where window 1 has none,
+/// w1 is 1 over its box and the sums with w1 are box sums of window 2 (summed-volume
+/// tables). Only the rest goes through the FFT (one transform per field, one inverse per sum).
+fn scores_fft(p1: &Prepared, p2: &Prepared, nk: [usize; 3], centred: bool) -> Vec<f64> {
+    let fft = RealFft3::new(fft_sizes(p2.dims));
+    let (full1, full2) = (!p1.any_nan, !p2.any_nan);
+    let square = |v: &[f64]| Buf::from_iter(&REAL_BUFFERS, v.len(), v.iter().map(|u| u * u));
+    let fv1 = fft.forward(&p1.v, p1.dims);
+    let fv2 = fft.forward(&p2.v, p2.dims);
+    let fw1 = (!full1).then(|| fft.forward(&p1.valid, p1.dims));
+    let fw2 = (!full2).then(|| fft.forward(&p2.valid, p2.dims));
+    let a = fft.correlate(&fv1, &fv2, nk);
+    let b = match &fw2 {
+        None => PerOffset::Same(p1.v.iter().map(|u| u * u).sum()),
+        Some(fw2) => PerOffset::Each(fft.correlate(&fft.forward(&square(&p1.v), p1.dims), fw2, nk)),
+    };
+    let c = match &fw1 {
+        None => PerOffset::Each(box_sums(&p2.v, p2.dims, p1.dims, nk, |v| v * v)),
+        Some(fw1) => PerOffset::Each(fft.correlate(fw1, &fft.forward(&square(&p2.v), p2.dims), nk)),
+    };
+    let (mut n, mut s1, mut s2) = (PerOffset::Same(0.0), PerOffset::Same(0.0), PerOffset::Same(0.0));
+    if centred {
+        n = match (&fw1, &fw2) {
+            (None, None) => PerOffset::Same(p1.v.len() as f64),
+            (Some(_), None) => PerOffset::Same(p1.valid.iter().sum()),
+            (None, Some(_)) => PerOffset::Each(box_sums(&p2.valid, p2.dims, p1.dims, nk, |v| v)),
+            // Counts: round-off removed.
+            (Some(fw1), Some(fw2)) => PerOffset::Each(fft.correlate(fw1, fw2, nk).into_iter().map(f64::round).collect()),
+        };
+        s1 = match &fw2 {
+            None => PerOffset::Same(p1.v.iter().sum()),
+            Some(fw2) => PerOffset::Each(fft.correlate(&fv1, fw2, nk)),
+        };
+        s2 = match &fw1 {
+            None => PerOffset::Each(box_sums(&p2.v, p2.dims, p1.dims, nk, |v| v)),
+            Some(fw1) => PerOffset::Each(fft.correlate(fw1, &fv2, nk)),
+        };
+    }
+    (0..a.len()).map(|i| Sums { a: a[i], b: b.at(i), c: c.at(i), s1: s1.at(i), s2: s2.at(i), n: n.at(i) }.score(centred)).collect()
 }
 
 #[cfg(test)]
@@ -610,4 +730,64 @@ mod tests {
         assert!(b.subvoxel[0].abs() < 0.02 && b.subvoxel[1].abs() < 0.02, "{:?}", b.subvoxel);
         assert!(b.subvoxel[2] > 0.2 && b.subvoxel[2] <= 0.5, "{:?}", b.subvoxel);
     }
+
+    /// spam's coefficient (or the zero-normalised one) of every offset, by the definition:
+    /// sums over the voxels valid in both windows, nothing shared with the kernel.
+    fn brute_force(w1: &Array3<f32>, w2: &Array3<f32>, centred: bool) -> Vec<f64> {
+        let (d1, d2) = (w1.dim(), w2.dim());
+        let mut out = Vec::new();
+        for kz in 0..=d2.0 - d1.0 {
+            for ky in 0..=d2.1 - d1.1 {
+                for kx in 0..=d2.2 - d1.2 {
+                    let pairs: Vec<(f64, f64)> = w1
+                        .indexed_iter()
+                        .map(|((z, y, x), &u)| (u, w2[[z + kz, y + ky, x + kx]]))
+                        .filter(|(u, v)| !u.is_nan() && !v.is_nan())
+                        .map(|(u, v)| (u as f64, v as f64))
+                        .collect();
+                    let n = pairs.len() as f64;
+                    let (m1, m2) = if centred { (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n) } else { (0.0, 0.0) };
+                    let a: f64 = pairs.iter().map(|(u, v)| (u - m1) * (v - m2)).sum();
+                    let b: f64 = pairs.iter().map(|(u, _)| (u - m1).powi(2)).sum();
+                    let c: f64 = pairs.iter().map(|(_, v)| (v - m2).powi(2)).sum();
+                    out.push(if b > 0.0 && c > 0.0 { a / (b * c).sqrt() } else { 0.0 });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn real_fft_surface_equals_brute_force_ncc() {
+        // Odd and even sizes on every axis (the real-to-complex axis is X), masks in
+        // neither, either and both windows, both coefficients.
+        let big = texture([17, 14, 19], 11);
+        let w1 = crop(&big.view(), [5, 2, 6], [8, 7, 9]).mapv(|v| v * 0.7 + 40.0);
+        let mut w1_nan = w1.clone();
+        for i in [[0, 0, 0], [3, 2, 1], [7, 6, 8], [4, 4, 4]] {
+            w1_nan[i] = f32::NAN;
+        }
+        let mut big_nan = big.clone();
+        for i in [[5, 5, 5], [10, 0, 3], [16, 13, 18], [0, 7, 2]] {
+            big_nan[i] = f32::NAN;
+        }
+        for (a, b) in [(&w1, &big), (&w1_nan, &big), (&w1, &big_nan), (&w1_nan, &big_nan)] {
+            let (p1, p2) = (prepare(&a.view()), prepare(&b.view()));
+            let nk = offsets(&p1, &p2).unwrap();
+            for centred in [false, true] {
+                let want = brute_force(a, b, centred);
+                let got = scores_fft(&p1, &p2, nk, centred);
+                assert_eq!(got.len(), want.len());
+                let worst = want.iter().zip(&got).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+                assert!(worst < 1e-9, "nan1 {} nan2 {} centred {centred}: {worst}", p1.any_nan, p2.any_nan);
+                let direct = scores_direct(&p1, &p2, nk, centred);
+                let worst = want.iter().zip(&direct).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+                assert!(worst < 1e-12, "direct: {worst}");
+            }
+        }
+        // The planted offset wins with the exact coefficient 1.
+        let b = search(&crop(&big.view(), [5, 2, 6], [8, 7, 9]).view(), &big.view(), Method::Fft, false, false).unwrap();
+        assert_eq!((b.offset, b.cc), ([5, 2, 6], 1.0));
+    }
+
 }

@@ -185,17 +185,28 @@ fn ball(r: i64) -> Vec<[i64; 3]> {
     v
 }
 
-/// The mask of label `l` over the box `[lo, hi)` (spam's `getLabel`): the label, dilated
-/// (`dilate` > 0) or eroded (< 0) by a ball, then with voxels of other labels removed when
-/// `mask_other` is set. Outside the volume counts as background.
-pub fn label_mask(lab: &Volume, l: u32, lo: [i64; 3], hi: [i64; 3], dilate: i64, mask_other: bool) -> Result<Array3<bool>> {
+/// The label number of every voxel of the box `[lo, hi)`; outside the volume counts as
+/// background.
+pub fn label_ids(lab: &Volume, lo: [i64; 3], hi: [i64; 3]) -> Result<Array3<u32>> {
     let raw = lab.read_box(lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2])?;
     let mut ids = Array3::<u32>::zeros(raw.dim());
     for (o, v) in ids.iter_mut().zip(raw.iter()) {
         *o = label_of(*v, lab)?;
     }
+    Ok(ids)
+}
+
+/// The mask of label `l` over the box `[lo, hi)` (spam's `getLabel`): the label, dilated
+/// (`dilate` > 0) or eroded (< 0) by a ball, then with voxels of other labels removed when
+/// `mask_other` is set. Outside the volume counts as background.
+pub fn label_mask(lab: &Volume, l: u32, lo: [i64; 3], hi: [i64; 3], dilate: i64, mask_other: bool) -> Result<Array3<bool>> {
+    Ok(mask_of(&label_ids(lab, lo, hi)?, l, dilate, mask_other))
+}
+
+/// [`label_mask`] from the label numbers of the box.
+pub fn mask_of(ids: &Array3<u32>, l: u32, dilate: i64, mask_other: bool) -> Array3<bool> {
     let base = ids.mapv(|v| v == l);
-    let d = raw.dim();
+    let d = ids.dim();
     let dims = [d.0 as i64, d.1 as i64, d.2 as i64];
     let inside = |p: [i64; 3]| (0..3).all(|a| p[a] >= 0 && p[a] < dims[a]);
     let mut mask = base.clone();
@@ -230,7 +241,46 @@ pub fn label_mask(lab: &Volume, l: u32, lo: [i64; 3], hi: [i64; 3], dilate: i64,
             }
         }
     }
-    Ok(mask)
+    mask
+}
+
+/// Removes from `mask` (label `l`'s, over the box whose label numbers are `ids`) every voxel
+/// within `reach` (Euclidean, voxels) of another label's voxel, where that voxel is in image
+/// 1 and where `moved` puts it: `moved(label, voxel)` gives another label's voxel (box
+/// coordinates) as label `l` sees it in image 2, i.e. moved by that label's motion and back
+/// by label `l`'s, or None to leave it where it is.
+///
+/// A voxel near another grain carries that grain's edge (the scan's blur and partial
+/// volume), which moves with the other grain: in image 1 where two grains touch, and in
+/// image 2 where a neighbour comes closer than it was. Left in the mask, those voxels pull
+/// the label towards its neighbour's motion.
+pub fn drop_near_others(mask: &mut Array3<bool>, ids: &Array3<u32>, l: u32, reach: [f64; 2], moved: impl Fn(u32, [i64; 3]) -> Option<[i64; 3]>) {
+    let d = ids.dim();
+    let dims = [d.0 as i64, d.1 as i64, d.2 as i64];
+    let offsets = |reach: f64| -> Vec<[i64; 3]> {
+        let r = reach.max(0.0).floor() as i64;
+        let cube = (-r..=r).flat_map(|z| (-r..=r).flat_map(move |y| (-r..=r).map(move |x| [z, y, x])));
+        cube.filter(|o| ((o[0] * o[0] + o[1] * o[1] + o[2] * o[2]) as f64) <= reach * reach).collect()
+    };
+    let (b1, b2) = (offsets(reach[0]), offsets(reach[1]));
+    let mut clear = |c: [i64; 3], b: &[[i64; 3]]| {
+        for o in b {
+            let p = [c[0] + o[0], c[1] + o[1], c[2] + o[2]];
+            if (0..3).all(|a| p[a] >= 0 && p[a] < dims[a]) {
+                mask[[p[0] as usize, p[1] as usize, p[2] as usize]] = false;
+            }
+        }
+    };
+    for ((z, y, x), &id) in ids.indexed_iter() {
+        if id == 0 || id == l {
+            continue;
+        }
+        let p = [z as i64, y as i64, x as i64];
+        clear(p, &b1);
+        if let Some(q) = moved(id, p) {
+            clear(q, &b2);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -79,6 +79,10 @@ pub struct GranularParams {
     /// Speckle size inside grains (voxels).
     pub speckle: f64,
     pub seed: u64,
+    /// Smallest distance between the bounding spheres of two grains, in both images:
+    /// [`GAP`] keeps their blurred edges apart; 0 lets grains touch (their edges blend, as
+    /// grains in contact do in a scan).
+    pub gap: f64,
 }
 
 /// One grain: its geometry in image 1 and its motion.
@@ -147,19 +151,22 @@ pub struct Granular {
     planes: [Vec<Vec<u32>>; 2],
 }
 
-/// Gap kept between grain bounding spheres, in both images: the edges of two grains never
-/// overlap (each reaches EDGE_HALF_WIDTH outside its surface).
-const GAP: f64 = 2.0 * EDGE_HALF_WIDTH + 0.5;
+/// The default gap between grain bounding spheres, in both images: the edges of two grains
+/// never overlap (each reaches EDGE_HALF_WIDTH outside its surface).
+pub const GAP: f64 = 2.0 * EDGE_HALF_WIDTH + 0.5;
 
 impl Granular {
     /// Places `count` grains by random sequential addition (each grain whole inside the box
-    /// in both images, bounding spheres `GAP` apart in both images).
+    /// in both images, bounding spheres `p.gap` apart in both images).
     pub fn generate(p: &GranularParams) -> anyhow::Result<Granular> {
         if !(p.radius[0] >= 1.0 && p.radius[1] >= p.radius[0]) {
             anyhow::bail!("--grain-radius: need 1 ≤ min ≤ max (got {:?})", p.radius);
         }
+        if !(p.gap >= 0.0 && p.gap.is_finite()) {
+            anyhow::bail!("--grain-gap: need a gap ≥ 0 voxels (got {})", p.gap);
+        }
         let mut rng = Rng::new(p.seed);
-        let cell = 2.0 * p.radius[1] + GAP + 2.0 * p.max_translation;
+        let cell = 2.0 * p.radius[1] + p.gap + 2.0 * p.max_translation;
         let dims: [usize; 3] = std::array::from_fn(|a| ((p.shape[a] as f64 / cell).ceil() as usize).max(1));
         let mut hash: Vec<Vec<u32>> = vec![Vec::new(); dims[0] * dims[1] * dims[2]];
         let cell_of = |c: &Vector3<f64>| -> [usize; 3] { std::array::from_fn(|a| ((c[a] / cell).max(0.0) as usize).min(dims[a] - 1)) };
@@ -188,7 +195,7 @@ impl Granular {
                     for x in k[2].saturating_sub(1)..(k[2] + 2).min(dims[2]) {
                         for &j in &hash[(z * dims[1] + y) * dims[2] + x] {
                             let g = &grains[j as usize];
-                            let need = rb + g.bounding_radius() + GAP;
+                            let need = rb + g.bounding_radius() + p.gap;
                             if (g.centre - c).norm() < need || (g.centre + g.translation - c - t).norm() < need {
                                 free = false;
                                 break 'scan;
@@ -397,6 +404,7 @@ mod tests {
             fill: GrainFill::Speckle,
             speckle: 3.0,
             seed: 7,
+            gap: GAP,
         }
     }
 
