@@ -197,22 +197,3 @@ pub fn default_contrast(view: &PairView) -> Result<(f32, f32)> {
     let (lo, hi) = (at(0.005), at(0.995));
     Ok(if hi > lo { (lo, hi) } else { (lo, lo + 1.0) })
 }
-
-/// |im1 − im2(Φx)| on the three middle slices (across Z, Y and X) side by side, 4 pixels
-/// apart, grey levels 0..`span` → black..white: the check by eye of a registration.
-pub fn residual_triptych(view: &PairView, phi_full: &Phi, span: f32) -> Result<Vec<u8>> {
-    let s = view.shape();
-    let slices: Vec<Array2<f32>> = (0..3)
-        .map(|axis| view.values(&SliceRequest { picture: Picture::Difference, axis, index: s[axis] / 2, phi: *phi_full, lo: 0.0, hi: span }))
-        .collect::<Result<_>>()?;
-    let h = slices.iter().map(|p| p.dim().0).max().unwrap_or(1);
-    let w: usize = slices.iter().map(|p| p.dim().1).sum::<usize>() + 8;
-    let mut all = Array2::from_elem((h, w), f32::NAN);
-    let mut x0 = 0;
-    for p in &slices {
-        let (ph, pw) = p.dim();
-        all.slice_mut(ndarray::s![..ph, x0..x0 + pw]).assign(p);
-        x0 += pw + 4;
-    }
-    encode_grey(&all, 0.0, span)
-}
