@@ -3,9 +3,6 @@
 //! it; and, sharing ereg's server core, it answers only requests with the printed URL's token,
 //! a loopback Host and no foreign Origin, on 127.0.0.1.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 
 use dvc_stream::store::{ChunkCache, Volume};
 use dvc_stream::view::render::grey;
@@ -13,39 +10,10 @@ use dvc_stream::view::render::grey;
 mod common;
 use common::{dvc, s};
 
-struct Server {
-    child: Child,
-    addr: String,
-    token: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::server::{exchange, Server};
 
 fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dvc-stream")).arg("view").args(args).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let mut srv = Server { child, addr: String::new(), token: String::new() };
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in '{line}'"));
-    let (addr, token) = url.trim_start_matches("http://").split_once("/?token=").unwrap_or_else(|| panic!("no token in '{url}'"));
-    assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "a 128-bit token in hex: {token}");
-    (srv.addr, srv.token) = (addr.to_string(), token.to_string());
-    srv
-}
-
-fn exchange(addr: &str, text: &str) -> (u16, Vec<u8>) {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.write_all(text.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    c.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header in {:?}", String::from_utf8_lossy(&raw)));
-    let status = String::from_utf8_lossy(&raw[..split]).split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, raw[split + 4..].to_vec())
+    common::server::start("view", args)
 }
 
 fn get(srv: &Server, path: &str) -> (u16, Vec<u8>) {

@@ -1,5 +1,7 @@
 //! Helpers the integration tests share: spam's example folder and running the binary.
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
