@@ -36,6 +36,19 @@ pub fn warn(message: impl std::fmt::Display) {
     eprintln!("warning: {message}");
 }
 
+/// How much a correlation did, for its summary: "N points in S s (R points/s with T threads)";
+/// after `--resume`, the rows taken from the checkpoint are named and the rate is that of the
+/// points computed in this run only.
+pub fn work(total: usize, replayed: usize, secs: f64, threads: usize, unit: &str) -> String {
+    let computed = total.saturating_sub(replayed);
+    let rate = computed as f64 / secs.max(1e-9);
+    if replayed == 0 {
+        format!("{total} {unit} in {secs:.1} s ({rate:.0} {unit}/s with {threads} threads)")
+    } else {
+        format!("{total} {unit} ({replayed} from the checkpoint) in {secs:.1} s ({rate:.0} {unit}/s computed with {threads} threads)")
+    }
+}
+
 /// The rows per return status, highest first, for a summary line: "2: 950, 1: 30, -5: 20".
 pub fn statuses(counts: &BTreeMap<i64, usize>) -> String {
     counts.iter().rev().map(|(s, c)| format!("{s}: {c}")).collect::<Vec<_>>().join(", ")
@@ -43,6 +56,13 @@ pub fn statuses(counts: &BTreeMap<i64, usize>) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// After --resume the rate counts only the points computed in this run.
+    #[test]
+    fn work_names_the_checkpoint_rows_and_rates_only_the_rest() {
+        assert_eq!(super::work(100, 0, 2.0, 2, "points"), "100 points in 2.0 s (50 points/s with 2 threads)");
+        assert_eq!(super::work(100, 90, 2.0, 2, "points"), "100 points (90 from the checkpoint) in 2.0 s (5 points/s computed with 2 threads)");
+    }
+
     #[test]
     fn statuses_highest_first() {
         let counts = [(2, 950), (-5, 20), (1, 30)].into_iter().collect();

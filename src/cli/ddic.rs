@@ -284,7 +284,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
         sink.push(row)
     };
     // Rows an interrupted run finished (--resume), then the rest.
-    job.replay(&mut emit)?;
+    let replayed = job.replay(&mut emit)?;
     let (tiles, order) = job.take_work();
     let t0 = Instant::now();
     scheduler::run(
@@ -368,11 +368,10 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
     print_statuses(&counts);
     a.read.report(&cache);
     Ok(Some(format!(
-        "ddic {} → {}: {} labels in {secs:.1} s ({:.0} labels/s with {threads} threads), returnStatus {} → {}",
+        "ddic {} → {}: {}, returnStatus {} → {}",
         a.im1.display(),
         a.im2.display(),
-        n - 1,
-        (n - 1) as f64 / secs.max(1e-9),
+        crate::say::work(n - 1, replayed, secs, threads, "labels"),
         crate::say::statuses(&counts),
         dir.join(format!("{prefix}-ddic.parquet")).display()
     )))

@@ -186,7 +186,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
         Ok(())
     };
     // Rows an interrupted run finished (--resume), then the rest.
-    job.replay(&mut emit)?;
+    let replayed = job.replay(&mut emit)?;
     let (tiles, order) = job.take_work();
     let t0 = Instant::now();
     scheduler::run(
@@ -265,10 +265,10 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
     print_statuses(&counts);
     a.read.report(&cache);
     let summary = format!(
-        "ldic {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads), returnStatus {} → {}",
+        "ldic {} → {}: {}, returnStatus {} → {}",
         im1p.display(),
         im2p.display(),
-        n as f64 / secs.max(1e-9),
+        crate::say::work(n, replayed, secs, threads, "points"),
         crate::say::statuses(&counts),
         dir.join(format!("{prefix}-ldic.parquet")).display()
     );

@@ -289,7 +289,7 @@ pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
     };
     let mut outs = OutputSet::new(Existing::Replace);
     outs.inputs([a.im1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()));
-    let (kept, counts, n, job) = match &labels {
+    let (kept, counts, n, job, replayed) = match &labels {
         None => {
             let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), false)?;
             let n = plan.nodes.len();
@@ -300,7 +300,7 @@ pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
             let mut job = plan_job(tiles, Layout::PixelSearch, &kind, &plan.nodes, &plan.guesses)?;
             let mut sink = job.sink(&mut outs, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
-            job.replay(|r| {
+            let replayed = job.replay(|r| {
                 bar.inc(1);
                 sink.push(r)
             })?;
@@ -340,7 +340,7 @@ pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
             if let Some(f) = &kept {
                 write_extras(&mut outs, f, &dir, &prefix, "pixelSearch", o.hws, plan.spacing, s.files.vtk_out, s.files.tiff_out)?;
             }
-            (kept, counts, n, job)
+            (kept, counts, n, job, replayed)
         }
         Some(lab) => {
             let table = LabelTable::scan(lab, s.read.progress())?;
@@ -351,7 +351,7 @@ pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
             let mut job = plan_job(tiles, Layout::PixelSearchLabels, &FieldKind::Labels, &positions, &guesses)?;
             let mut sink = job.sink(&mut outs, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
             let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
-            job.replay(|r| {
+            let replayed = job.replay(|r| {
                 bar.inc(1);
                 sink.push(r)
             })?;
@@ -398,7 +398,7 @@ pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
             if let Some(f) = &kept {
                 write_extras(&mut outs, f, &dir, &prefix, "pixelSearch", o.hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
             }
-            (kept, counts, n, job)
+            (kept, counts, n, job, replayed)
         }
     };
     drop(kept);
@@ -409,10 +409,10 @@ pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
     print_statuses(&counts);
     s.read.report(&cache);
     Ok(Some(format!(
-        "pixel-search {} → {}: {n} points in {secs:.1} s ({:.0} points/s with {threads} threads), returnStatus {} → {}",
+        "pixel-search {} → {}: {}, returnStatus {} → {}",
         a.im1.display(),
         a.im2.display(),
-        n as f64 / secs.max(1e-9),
+        crate::say::work(n, replayed, secs, threads, "points"),
         crate::say::statuses(&counts),
         dir.join(format!("{stem_out}.parquet")).display()
     )))
