@@ -202,9 +202,11 @@ pub(crate) fn row_coordinates(map: &BackwardMap, dz: f32, dy: f32, dxs: &[f32], 
     }
 }
 
-fn trilinear_rows_body(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32]) {
-    let (sz, sy) = (n[1] * n[2], n[2]);
-    let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
+/// Walks the output box `origin + [0, dims)` row by row: each row's source coordinates
+/// through `map` (spam's f32 order, [`row_coordinates`]), then `sample(row, q)` fills the row
+/// from them. The one loop the scalar trilinear and cubic samplers share.
+#[inline(always)]
+fn for_each_row(map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32], mut sample: impl FnMut(&mut [f32], &[Vec<f32>; 3])) {
     let cc = map.c;
     let dxs: Vec<f32> = (0..dims[2]).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
     let mut q = [vec![0f32; dims[2]], vec![0f32; dims[2]], vec![0f32; dims[2]]];
@@ -213,14 +215,22 @@ fn trilinear_rows_body(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [
         for (y, row) in slab.chunks_exact_mut(dims[2]).enumerate() {
             let dy = (origin[1] + y) as f32 - cc[1];
             row_coordinates(map, dz, dy, &dxs, &mut q);
-            for (x, v) in row.iter_mut().enumerate() {
-                let (qz, qy, qx) = (q[0][x], q[1][x], q[2][x]);
-                if qz >= 1.0 && qz < hi[0] && qy >= 1.0 && qy < hi[1] && qx >= 1.0 && qx < hi[2] {
-                    *v = trilinear_slice(data, [sz, sy], [qz, qy, qx]);
-                }
-            }
+            sample(row, &q);
         }
     }
+}
+
+fn trilinear_rows_body(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [usize; 3], dims: [usize; 3], out: &mut [f32]) {
+    let (sz, sy) = (n[1] * n[2], n[2]);
+    let hi = [n[0] as f32 - 1.0, n[1] as f32 - 1.0, n[2] as f32 - 1.0];
+    for_each_row(map, origin, dims, out, |row, q| {
+        for (x, v) in row.iter_mut().enumerate() {
+            let (qz, qy, qx) = (q[0][x], q[1][x], q[2][x]);
+            if qz >= 1.0 && qz < hi[0] && qy >= 1.0 && qy < hi[1] && qx >= 1.0 && qx < hi[2] {
+                *v = trilinear_slice(data, [sz, sy], [qz, qy, qx]);
+            }
+        }
+    });
 }
 
 /// Cubic B-spline weights of the 4 taps at i−1, i, i+1, i+2 for fractional part t.
@@ -455,20 +465,12 @@ pub fn tricubic_rows(coef: &[f32], n: [usize; 3], map: &BackwardMap, origin: [us
     assert_eq!(coef.len(), n[0] * n[1] * n[2], "source shape");
     assert_eq!(out.len(), dims[0] * dims[1] * dims[2], "output shape");
     let stride = [n[1] * n[2], n[2]];
-    let cc = map.c;
-    let dxs: Vec<f32> = (0..dims[2]).map(|x| (origin[2] + x) as f32 - cc[2]).collect();
-    let mut q = [vec![0f32; dims[2]], vec![0f32; dims[2]], vec![0f32; dims[2]]];
-    for (z, slab) in out.chunks_exact_mut(dims[1] * dims[2]).enumerate() {
-        let dz = (origin[0] + z) as f32 - cc[0];
-        for (y, row) in slab.chunks_exact_mut(dims[2]).enumerate() {
-            let dy = (origin[1] + y) as f32 - cc[1];
-            row_coordinates(map, dz, dy, &dxs, &mut q);
-            for (x, v) in row.iter_mut().enumerate() {
-                let qv = [q[0][x], q[1][x], q[2][x]];
-                *v = if (0..3).all(|a| qv[a] >= 1.0 && qv[a] < n[a] as f32 - 2.0) { tricubic_slice(coef, stride, qv) } else { 0.0 };
-            }
+    for_each_row(map, origin, dims, out, |row, q| {
+        for (x, v) in row.iter_mut().enumerate() {
+            let qv = [q[0][x], q[1][x], q[2][x]];
+            *v = if (0..3).all(|a| qv[a] >= 1.0 && qv[a] < n[a] as f32 - 2.0) { tricubic_slice(coef, stride, qv) } else { 0.0 };
         }
-    }
+    });
 }
 
 /// Whether q can be sampled with `order` (1 or 3) in an image of shape n (spam's C bounds
