@@ -19,13 +19,11 @@ import pytest
 import spam.deformation
 import spam.DIC
 import tifffile
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from helpers import ARTIFACTS, BIN, run
+from helpers import ARTIFACTS, BIN, chromium, run
 
 MEAN_OF_IMAGE = """
 const img = document.getElementById(arguments[0]);
@@ -71,16 +69,8 @@ async function attack(target, token) {
 
 @pytest.fixture
 def browser(tmp_path):
-    o = webdriver.ChromeOptions()
-    o.binary_location = "/usr/bin/chromium"
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
-              "--window-size=1500,1050",
-              # A name an attacker controls, resolved to this machine (what DNS rebinding achieves).
-              "--host-resolver-rules=MAP rebound.test 127.0.0.1"):
-        o.add_argument(a)
-    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
-    d.set_script_timeout(20)
+    # A name an attacker controls, resolved to this machine (what DNS rebinding achieves).
+    d = chromium(tmp_path / "chromium", "1500,1050", "--host-resolver-rules=MAP rebound.test 127.0.0.1")
     yield d
     d.quit()
 

@@ -8,13 +8,11 @@ import time
 
 import pandas as pd
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from helpers import ARTIFACTS, BIN, run
+from helpers import ARTIFACTS, BIN, chromium, run
 
 LOADED = """
 const img = document.getElementById(arguments[0]);
@@ -42,14 +40,7 @@ return [s / (d.length / 4)];
 
 @pytest.fixture
 def browser(tmp_path):
-    o = webdriver.ChromeOptions()
-    o.binary_location = "/usr/bin/chromium"
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
-              "--window-size=1400,900"):
-        o.add_argument(a)
-    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
-    d.set_script_timeout(20)
+    d = chromium(tmp_path / "chromium", "1400,900")
     yield d
     d.quit()
 
