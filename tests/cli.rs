@@ -322,6 +322,8 @@ fn quiet_leaves_one_summary_line_in_every_command() {
         ("convert-field", vec!["convert-field".into(), at("im1-im2-ldic.tsv"), at("copy.parquet")]),
         ("deform-image", vec!["deform-image".into(), im1.clone(), "-pf".into(), at("im1-im2-registration.tsv"), "-od".into(), od.clone()]),
         ("plot", vec!["plot".into(), at("im1-im2-ldic.parquet"), "-od".into(), od.clone()]),
+        // The demo chains synth, tiff2zarr, reg and ldic: still one line.
+        ("demo", vec!["demo".into(), "--shape".into(), "48".into(), "--out-dir".into(), at("demo")]),
     ];
     for (name, args) in &runs {
         for quiet in [true, false] {

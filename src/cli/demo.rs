@@ -28,6 +28,14 @@ macro_rules! step {
     };
 }
 
+/// Runs a command line as a user types it (spam's spellings and the defaults apply) and
+/// returns its summary, which the demo's own step lines replace.
+fn command(args: &[&str]) -> Result<super::Summary> {
+    let argv = std::iter::once("dvc-stream").chain(args.iter().copied()).map(std::ffi::OsString::from).collect();
+    let cli = <super::Cli as clap::Parser>::try_parse_from(super::spam_flags::translate(argv)).map_err(|e| anyhow::anyhow!("{}", e.render().to_string().lines().next().unwrap_or_default()))?;
+    super::execute(cli.command)
+}
+
 pub fn run(a: DemoArgs) -> Result<super::Summary> {
     let quiet = crate::say::quiet();
     // Outputs are kept so that users can look at them afterwards.
@@ -89,14 +97,12 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
     // 3. Registration from the stored pyramid, then local DVC guided by it, as a user runs them.
     let sh = |p: &std::path::Path| p.to_string_lossy().to_string();
     let (s1, s2, d) = (sh(&stores[0]), sh(&stores[1]), sh(&dir));
-    let ldic_says = if quiet { "-q" } else { "--stats" };
     let t0 = std::time::Instant::now();
-    let reg_status = super::run(["dvc-stream", "reg", &s1, &s2, "-bb", "2", "-od", &d, "-pre", "demo", "-q"].map(Into::into).to_vec());
-    // Each command run sets --quiet for the process: the demo's own comes back.
+    // reg's Φ block on stdout is not one of the demo's steps: it runs quietly.
+    crate::say::set_quiet(true);
+    let reg_result = command(&["reg", &s1, &s2, "-bb", "2", "-od", &d, "-pre", "demo"]);
     crate::say::set_quiet(quiet);
-    if reg_status != 0 {
-        anyhow::bail!("registration failed");
-    }
+    reg_result.map_err(|e| anyhow::anyhow!("registration failed: {e:#}"))?;
     let reg = crate::field::PhiField::read(&dir.join("demo-registration.tsv"))?;
     let truth_reg = crate::field::PhiField::read(&dir.join("truth-registration.tsv"))?;
     let dt = (crate::phi::translation(&reg.phis[0]) - crate::phi::translation(&truth_reg.phis[0])).norm();
@@ -109,12 +115,9 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
     );
     let t0 = std::time::Instant::now();
     let guess = sh(&dir.join("demo-registration.tsv"));
-    let args = ["dvc-stream", "ldic", &s1, &s2, "-hws", "8", "-ns", "16", "-pf", &guess, "-od", &d, "-pre", "demo", "-o", "3", ldic_says];
-    let ldic_status = super::run(args.map(Into::into).to_vec());
-    crate::say::set_quiet(quiet);
-    if ldic_status != 0 {
-        anyhow::bail!("ldic failed");
-    }
+    let stats: &[&str] = if quiet { &[] } else { &["--stats"] };
+    let ldic = ["ldic", &s1, &s2, "-hws", "8", "-ns", "16", "-pf", &guess, "-od", &d, "-pre", "demo", "-o", "3"];
+    command(&[&ldic[..], stats].concat()).map_err(|e| anyhow::anyhow!("ldic failed: {e:#}"))?;
     let field = crate::field::PhiField::read(&dir.join("demo-ldic.parquet"))?;
     let truth = crate::field::PhiField::read(&dir.join("truth.parquet"))?;
     let mut errs: Vec<f64> = (0..field.len())

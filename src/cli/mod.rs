@@ -293,7 +293,24 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
     };
     crate::say::set_quiet(cli.quiet);
-    let result = match cli.command {
+    match execute(cli.command) {
+        Ok(summary) => {
+            if let Some(line) = summary {
+                eprintln!("{line}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("dvc-stream: error: {}", one_line(&e));
+            2
+        }
+    }
+}
+
+/// Runs one parsed command and returns its summary line, printing nothing of its own (the
+/// caller prints the summary or the error: `run`, or `demo` for the steps it chains).
+pub fn execute(command: Command) -> anyhow::Result<Summary> {
+    match command {
         Command::Demo(a) => demo::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Stats(a) => stats::run(a),
@@ -314,18 +331,6 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Plot(a) => plot::run(a),
         Command::Completions(a) => completions(a),
         Command::Man(a) => man(a),
-    };
-    match result {
-        Ok(summary) => {
-            if let Some(line) = summary {
-                eprintln!("{line}");
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("dvc-stream: error: {}", one_line(&e));
-            2
-        }
     }
 }
 
