@@ -317,6 +317,14 @@ fn plot_of_a_2d_field() {
     let png = std::fs::read(d.path().join("im2d-1-im2d-3-ldic-Ydisp-z0.png")).unwrap();
     let reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
     assert!(reader.info().width > 300 && reader.info().height > 300);
+    // By default, no Zdisp picture of a 2D field (0 by construction); a 2D strain table
+    // leaves out the Z rows of its tensors.
+    dvc(&["plot", &pf, "-od", &od, "-pre", "q", "-q"]);
+    assert!(d.path().join("q-Ydisp-z0.png").exists() && d.path().join("q-returnStatus-z0.png").exists());
+    assert!(!d.path().join("q-Zdisp-z0.png").exists());
+    dvc(&["regular-strain", "-pf", &pf, "-comp", "e", "r", "-od", &od, "-q"]);
+    dvc(&["plot", &s(&d.path().join("im2d-1-im2d-3-ldic-strain-Q4.tsv")), "-od", &od, "-pre", "st", "-q"]);
+    assert!(d.path().join("st-eyy-z0.png").exists() && d.path().join("st-rz-z0.png").exists() && !d.path().join("st-ezz-z0.png").exists());
     // The one layer is the only slice across Z.
     fails(&["plot", &pf, "--index", "1", "-od", &od], "outside the grid's 1 nodes");
 }
