@@ -9,8 +9,10 @@ use std::ffi::OsString;
 use clap::Parser;
 use dvc_stream::cli::{spam_flags, Cli};
 
-mod common;
-use common::examples;
+/// spam's help texts: tests/data/spam-0.9.1/help.
+fn help_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/spam-0.9.1/help")
+}
 
 /// Flags the other branches of issue 18 are adding right now (reg -rmc -gm -gs -j -shift,
 /// ldic -shift, ddic -d, deformImage -tet -a -cgs), every spelling spam gives them. The
@@ -135,7 +137,7 @@ fn parses(args: &[String]) -> Result<(), String> {
 
 #[test]
 fn every_flag_of_spams_help_texts_is_accepted() {
-    let dir = examples().join("help");
+    let dir = help_dir();
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert_eq!(files.len(), 9, "spam's nine scripts with a dvc-stream command");
