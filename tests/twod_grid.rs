@@ -297,10 +297,23 @@ fn merge_grid_and_discrete_as_spam() {
     let nompl = read(&d.path().join("nompl-passed-merged.tsv"));
     assert!((0..27).all(|i| ldic.return_status[i] != 2.0 || nompl.phis[i] == ldic.phis[i]));
     assert!((0..27).any(|i| mpl.phis[i] != ldic.phis[i]));
-    // Refusals: one line, status 2, nothing written.
+    // Label images at half the grid's resolution (-pf2b 0.5): nodes past the 60³ label image
+    // are in no label and keep the grid's Φ (spam would index out of its array).
+    dvc(&["pass-phi-field", "-pf", &ps, "-pf2", &ddic, "-lab1", &lab1, "-pf2b", "0.5", "-od", &od, "-pre", "half", "-q"]);
+    let half = read(&d.path().join("half-passed-merged.tsv"));
+    for i in 0..27 {
+        if grid.positions[i].iter().any(|v| *v >= 30.0) {
+            assert_eq!(half.phis[i], grid.phis[i], "node {i}");
+        }
+    }
+    // Refusals: one line, status 2, nothing written. A label the discrete file has no row for:
+    let short = d.path().join("short.tsv");
+    let text = std::fs::read_to_string(ex.join("pixelSearch/psLab-pixelSearch.tsv")).unwrap();
+    std::fs::write(&short, text.lines().take(3).collect::<Vec<_>>().join("\n") + "\n").unwrap();
     let bad = tempfile::tempdir().unwrap();
     let bd = s(bad.path());
     fails(&["pass-phi-field", "-pf", &ps, "-pf2", &ddic, "-od", &bd], "as many label images");
+    fails(&["pass-phi-field", "-pf", &ps, "-pf2", &s(&short), "-lab1", &lab1, "-od", &bd], "has no row");
     fails(&["pass-phi-field", "-pf", &ps, "-pf2", &ps, "-lab1", &lab1, "-od", &bd], "is not a discrete field");
     fails(&["pass-phi-field", "-pf", &ddic, "-pf2", &ddic, "-lab1", &lab1, "-od", &bd], "is not a grid field");
     fails(&["pass-phi-field", "-pf", &ps, "-pf2", &ddic, "-lab1", &lab1, "-regs", &e("reg/im1-im2-registration.tsv"), "-od", &bd], "two different modes");
