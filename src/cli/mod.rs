@@ -39,6 +39,11 @@ pub struct Cli {
     /// No progress and no notes: only errors, warnings and the final one-line summary, on stderr.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// Accepted for spam's `-lazy` (tifffile.memmap) and changes nothing: every read here is
+    /// already lazy, volumes being read box by box through the chunk cache, never whole
+    /// [spam: -lazy].
+    #[arg(long = "lazy-load", global = true)]
+    pub lazy_load: bool,
     #[command(subcommand)]
     pub command: Command,
 }

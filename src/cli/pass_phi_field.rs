@@ -17,7 +17,7 @@ use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
 use crate::field::{make_grid, tsv, FieldKind, PhiField};
 use crate::label::LabelTable;
 use crate::phi::{self, ApplyF};
-use crate::run::pass_phi_field::{pass, subtract_registration, PassJob, PassTargets};
+use crate::run::pass_phi_field::{merge_grid_and_discrete, pass, subtract_registration, Discrete, PassJob, PassTargets};
 use crate::store::dtype::TypedBuf;
 use crate::store::output::{Existing, OutputSet};
 use crate::store::tiff_write::write_tiff;
@@ -34,9 +34,10 @@ pub struct PassPhiFieldArgs {
     /// What is interpolated or passed: all of Φ, its rigid part, or only t [spam: -F].
     #[arg(long = "apply-f", value_enum, default_value = "all")]
     pub apply_f: ApplyF,
-    /// Output on the centres of mass of this label image [spam: -lab1].
-    #[arg(long = "labelled-file1")]
-    pub labelled_file1: Option<PathBuf>,
+    /// Output on the centres of mass of this label image [spam: -lab1]. With --phi-file2,
+    /// the label images of the discrete fields, one for each, in the same order.
+    #[arg(long = "labelled-file1", num_args = 1..)]
+    pub labelled_file1: Vec<PathBuf>,
     /// Output grid spacing [spam: -ns].
     #[arg(long = "node-spacing", value_parser = super::values::positive_usize)]
     pub node_spacing: Option<usize>,
@@ -58,6 +59,18 @@ pub struct PassPhiFieldArgs {
     /// Bin ratio of --regs [spam: -regsb].
     #[arg(long = "regs-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub regs_bin_ratio: f64,
+    /// Discrete results (ddic or label pixel-search) to merge into the grid field of
+    /// --phi-file: each node inside a label takes that label's Φ (its translation moved to the
+    /// node); give their label images with --labelled-file1, in the same order [spam: -pf2].
+    #[arg(long = "phi-file2", num_args = 1..)]
+    pub phi_file2: Vec<PathBuf>,
+    /// Bin ratio of the label images and fields of --phi-file2 to the grid [spam: -pf2b].
+    #[arg(long = "phi-file2-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
+    pub phi_file2_bin_ratio: f64,
+    /// When merging, a node inside a label always takes the label's Φ; without it, a node the
+    /// grid correlation converged (return status 2) keeps its own [spam: -mpl].
+    #[arg(long = "merge-prefer-label")]
+    pub merge_prefer_label: bool,
     /// Interpolation radius in voxels (wins over --number-of-neighbours) [spam: -nr].
     #[arg(long = "neighbourhood-radius", value_parser = super::values::positive_f64)]
     pub neighbourhood_radius: Option<f64>,
@@ -94,6 +107,10 @@ pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Pa
         (FieldKind::Grid { dims, spacing: sp }, sp_cli) if dims.iter().product::<usize>() == field.len() => {
             if tiff_out {
                 for (k, c) in ["Zdisp", "Ydisp", "Xdisp"].iter().enumerate() {
+                    if k == 0 && dims[0] == 1 {
+                        // A 2D grid: no Zdisp picture, as spam.
+                        continue;
+                    }
                     let v: Vec<f32> = field.phis.iter().map(|p| p[(k, 3)] as f32).collect();
                     write_tiff(&outs.file(&dir.join(format!("{name}-{c}.tif")))?, *dims, &TypedBuf::F32(v))?;
                 }
@@ -128,14 +145,17 @@ pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Pa
 /// The run's outputs, never one of its inputs.
 fn new_outputs(a: &PassPhiFieldArgs) -> OutputSet {
     let mut outs = OutputSet::new(Existing::Replace);
-    outs.inputs([a.phi_file.as_path()].into_iter().chain(a.labelled_file1.as_deref()).chain(a.im1.as_deref()).chain(a.regs.as_deref()));
+    outs.inputs([a.phi_file.as_path()].into_iter().chain(a.labelled_file1.iter().map(|p| p.as_path())).chain(a.phi_file2.iter().map(|p| p.as_path())).chain(a.im1.as_deref()).chain(a.regs.as_deref()));
     outs
 }
 
 /// Where the field goes: label centres (--labelled-file1), or a grid over the image; adds
 /// spam's suffix for it to the output name.
 fn targets(a: &PassPhiFieldArgs, name: &mut String) -> Result<PassTargets> {
-    if let Some(lab) = &a.labelled_file1 {
+    if a.labelled_file1.len() > 1 {
+        bail!("--labelled-file1: {} label images given; more than one is for merging with --phi-file2", a.labelled_file1.len());
+    }
+    if let Some(lab) = a.labelled_file1.first() {
         let cache = a.read.cache()?;
         let table = LabelTable::scan(&Volume::open(lab, cache)?, a.read.progress())?;
         let n = table.max_label() + 1;
@@ -165,6 +185,51 @@ fn targets(a: &PassPhiFieldArgs, name: &mut String) -> Result<PassTargets> {
     Ok(PassTargets::Grid { nodes, dims, spacing: ns })
 }
 
+/// `-pf2 … -lab1 …`: the grid field `grid` with the discrete fields merged in, each read
+/// with its label image.
+fn merge(a: &PassPhiFieldArgs, grid: &PhiField) -> Result<PhiField> {
+    if a.regs.is_some() {
+        bail!("--regs and --phi-file2 are two different modes; give one");
+    }
+    if a.labelled_file1.len() != a.phi_file2.len() {
+        bail!(
+            "--phi-file2: {} discrete field(s) need as many label images (--labelled-file1, in the same order); {} given",
+            a.phi_file2.len(),
+            a.labelled_file1.len()
+        );
+    }
+    if !matches!(grid.kind, FieldKind::Grid { .. }) {
+        bail!("{}: is not a grid field; --phi-file2 merges discrete fields into a grid field (ldic or grid pixel-search)", a.phi_file.display());
+    }
+    let cache = a.read.cache()?;
+    let mut fields = Vec::with_capacity(a.phi_file2.len());
+    let mut volumes = Vec::with_capacity(a.phi_file2.len());
+    for (p, lab) in a.phi_file2.iter().zip(&a.labelled_file1) {
+        let f = PhiField::read(p)?;
+        if f.kind != FieldKind::Labels {
+            bail!("{}: is not a discrete field (ddic or label pixel-search); --phi-file2 takes label fields", p.display());
+        }
+        fields.push(f);
+        volumes.push(Volume::open(lab, cache.clone())?);
+    }
+    let lookups: Vec<Box<dyn Fn([i64; 3]) -> Result<Option<u64>>>> = volumes
+        .iter()
+        .map(|v| {
+            let f = move |at: [i64; 3]| -> Result<Option<u64>> {
+                let shape = v.shape();
+                if (0..3).any(|k| at[k] < 0 || at[k] >= shape[k] as i64) {
+                    return Ok(None);
+                }
+                let value = v.read_box(at[0]..at[0] + 1, at[1]..at[1] + 1, at[2]..at[2] + 1)?[[0, 0, 0]];
+                Ok(Some(crate::label::label_of(value, v)? as u64))
+            };
+            Box::new(f) as Box<dyn Fn([i64; 3]) -> Result<Option<u64>>>
+        })
+        .collect();
+    let discrete: Vec<Discrete> = fields.iter().zip(&lookups).map(|(field, l)| Discrete { field, label_at: l.as_ref() }).collect();
+    merge_grid_and_discrete(grid, &discrete, a.phi_file2_bin_ratio, a.merge_prefer_label).map_err(|e| anyhow!("{}: {e:#}", a.phi_file.display()))
+}
+
 pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
     a.read.threads();
     if !(a.phi_file_bin_ratio > 0.0) {
@@ -176,12 +241,29 @@ pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
     let mut name = format!("{}-passed", a.out.prefix.clone().unwrap_or_else(|| stem(&a.phi_file)));
     let params = serde_json::json!({
         "phi_file": a.phi_file, "phi_file_bin_ratio": a.phi_file_bin_ratio, "apply_f": a.apply_f,
-        "labelled_file1": a.labelled_file1, "node_spacing": three(a.node_spacing, &a.node_spacing3), "im1": a.im1,
+        "labelled_file1": a.labelled_file1.first(), "node_spacing": three(a.node_spacing, &a.node_spacing3), "im1": a.im1,
         "im1_shape": a.im1_shape, "regs": a.regs, "regs_f": a.regs_f, "neighbourhood_radius": a.neighbourhood_radius,
         "number_of_neighbours": a.number_of_neighbours, "check_point_surrounded": a.check_point_surrounded,
         "return_status_threshold": a.return_status_threshold,
     });
+    let mut params = params;
+    if !a.phi_file2.is_empty() {
+        params["labelled_file1"] = serde_json::json!(a.labelled_file1);
+        params["phi_file2"] = serde_json::json!(a.phi_file2);
+        params["phi_file2_bin_ratio"] = serde_json::json!(a.phi_file2_bin_ratio);
+        params["merge_prefer_label"] = serde_json::json!(a.merge_prefer_label);
+    }
     let meta = FieldMeta::for_command("pass-phi-field", params);
+
+    // Merge discrete results into the grid field (spam's "grid AND discrete -> grid").
+    if !a.phi_file2.is_empty() {
+        let out = merge(&a, &input)?;
+        name += "-merged";
+        let mut outs = new_outputs(&a);
+        write_outputs(&mut outs, &out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, None)?;
+        outs.commit()?;
+        return Ok(Some(format!("pass-phi-field: {} nodes merged with {} discrete field(s) → {}", out.len(), a.phi_file2.len(), dir.join(&name).display())));
+    }
 
     // Subtract a registration from every point; everything else is kept.
     if let Some(regs) = &a.regs {

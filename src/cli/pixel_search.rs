@@ -93,6 +93,17 @@ impl SearchArgs {
         Ok((lo, hi))
     }
 
+    /// The search range on an image of this shape: on a 2D image (one plane) the Z range is
+    /// 0 whatever `-sr` says, as spam does.
+    pub fn range_in(&self, shape: [usize; 3]) -> Result<([i64; 3], [i64; 3])> {
+        let (mut lo, mut hi) = self.range()?;
+        if shape[0] == 1 {
+            lo[0] = 0;
+            hi[0] = 0;
+        }
+        Ok((lo, hi))
+    }
+
     pub fn method(&self) -> Method {
         match self.method {
             SearchMethod::Auto => Method::Auto,
@@ -230,12 +241,14 @@ pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
     let cache = s.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
     let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
-    let (range_lo, range_hi) = s.range()?;
+    let two_d = im1.shape()[0] == 1;
+    let (range_lo, range_hi) = s.range_in(im1.shape())?;
     if !(a.phi_file_bin_ratio > 0.0) {
         bail!("--phi-file-bin-ratio must be positive");
     }
     let labels = s.labelled_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "label image")).transpose()?;
-    let hws = a.grid.half_window();
+    // A 2D image is one plane, correlated in Y and X only: no window or search along Z.
+    let hws = a.grid.half_window().map(|h| if two_d { [0, h[1], h[2]] } else { h });
     if labels.is_none() && hws.is_none() {
         bail!("--half-window-size (-hws) is required in grid mode");
     }
@@ -291,7 +304,11 @@ pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
     outs.inputs([a.im1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()));
     let (kept, counts, n, job, replayed) = match &labels {
         None => {
-            let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), false)?;
+            let mut plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), false)?;
+            if two_d {
+                // spam's 2D grid: one layer, a unit spacing along Z (its VTK cells are one voxel thick).
+                plan.spacing[0] = HeaderNum::Int(1);
+            }
             let n = plan.nodes.len();
             let kind = FieldKind::Grid { dims: plan.dims, spacing: plan.spacing.map(|h| h.value()) };
             let cs = im1.chunk_shape();

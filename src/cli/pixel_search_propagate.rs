@@ -114,8 +114,12 @@ pub fn run(a: PropagateArgs) -> Result<super::Summary> {
     let cache = s.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
     let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
-    let (range_lo, range_hi) = s.range()?;
+    // A 2D image is one plane, correlated in Y and X only: no window or search along Z
+    // (spam-pixelSearchPropagate crashes on 2D images; docs/spam-differences.md).
+    let two_d = im1.shape()[0] == 1;
+    let (range_lo, range_hi) = s.range_in(im1.shape())?;
     let hws = three(Some(a.half_window_size), &a.half_window_size3).unwrap();
+    let hws = if two_d { [0, hws[1], hws[2]] } else { hws };
     let labels = s.labelled_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "label image")).transpose()?;
     if labels.is_some() && a.guiding_points_file.is_some() {
         bail!("--labelled-file1 and --guiding-points-file are two different modes; give one");
@@ -129,8 +133,10 @@ pub fn run(a: PropagateArgs) -> Result<super::Summary> {
     let mask1 = s.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let mask2 = s.mask_file2.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let upper = (range_hi[0] + range_hi[1] + range_hi[2]) as f64;
+    // spam's defaults are means over the three axes; in 2D, over the two that are correlated.
+    let axes = if two_d { 2.0 } else { 3.0 };
     let opts = PropagateOptions {
-        radius: a.neighbourhood_radius.unwrap_or(hws.iter().sum::<usize>() as f64 / 3.0 + upper / 3.0),
+        radius: a.neighbourhood_radius.unwrap_or(hws.iter().sum::<usize>() as f64 / axes + upper / axes),
         weighting_distance: a.gaussian_weighting_distance.unwrap_or(hws.iter().sum::<usize>() as f64 + upper),
         cc_threshold: a.cc_threshold,
     };
@@ -200,7 +206,11 @@ pub fn run(a: PropagateArgs) -> Result<super::Summary> {
         let (points, grid, start) = match &a.guiding_points_file {
             Some(f) => (read_points(f)?, None, 0),
             None => {
-                let ns = three(a.node_spacing, &a.node_spacing3).unwrap_or(hws.map(|h| 2 * h));
+                let mut ns = three(a.node_spacing, &a.node_spacing3).unwrap_or(hws.map(|h| 2 * h));
+                if two_d {
+                    // One layer whatever the Z spacing (the Z half window is 0 in 2D).
+                    ns[0] = ns[0].max(1);
+                }
                 if ns.contains(&0) {
                     bail!("--node-spacing must be positive");
                 }
@@ -232,7 +242,11 @@ pub fn run(a: PropagateArgs) -> Result<super::Summary> {
         let (kept, counts) = sink.finish()?;
         if let Some(mut f) = kept.clone() {
             match grid {
-                Some((_, ns)) => write_extras(&mut outs, &f, &dir, &prefix, "pixelSearchPropagate", hws, ns.map(|v| HeaderNum::Int(v as i64)), s.files.vtk_out, s.files.tiff_out)?,
+                Some((_, ns)) => {
+                    // One layer of a 2D image: unit cells along Z, as pixel-search writes them.
+                    let spacing: [HeaderNum; 3] = std::array::from_fn(|k| HeaderNum::Int(if two_d && k == 0 { 1 } else { ns[k] as i64 }));
+                    write_extras(&mut outs, &f, &dir, &prefix, "pixelSearchPropagate", hws, spacing, s.files.vtk_out, s.files.tiff_out)?
+                }
                 None => {
                     // Scattered points have no grid: glyphs only.
                     f.kind = FieldKind::Labels;

@@ -99,9 +99,15 @@ pub fn run(a: RegularStrainArgs) -> Result<super::Summary> {
         outs.file(&base.with_extension("vtk"))?;
     }
     let mut tiffs = vec![];
+    // A 2D field (one Z layer): as spam, no TIFF of the Z rows of e, U and z (0 or 1 by
+    // construction); the rotation keeps rz, the only one that is not 0 in the plane.
+    let two_d = grid.is_some_and(|(d, _)| d[0] == 1);
     if a.files.tiff_out {
         for &c in &comps {
             for (k, cname) in columns(c).iter().enumerate() {
+                if two_d && matches!(c, Component::E | Component::U | Component::Z) && cname[1..].contains('z') {
+                    continue;
+                }
                 // spam: vol-Q8.tif, rz-Q8.tif, Uzy-Q8.tif (component name, then mode).
                 let path = dir.join(format!("{pre}-{cname}-{mode}.tif"));
                 outs.file(&path)?;
@@ -141,8 +147,11 @@ pub fn run(a: RegularStrainArgs) -> Result<super::Summary> {
         let text = match (grid, out_dims) {
             (Some((_, sp)), Some(dims)) => {
                 let first = first_point;
+                // spam's 2D cells are one voxel thick along Z.
+                let sp = if two_d { [1.0, sp[1], sp[2]] } else { sp };
                 let origin: [HeaderNum; 3] = std::array::from_fn(|k| HeaderNum::Float(if mode == "Q8" || mode == "Q4" { first[k] } else { first[k] - sp[k] / 2.0 }));
-                vtk::structured_points(&path.to_string_lossy(), dims, sp.map(HeaderNum::Float), origin, &arrays)
+                let aspect: [HeaderNum; 3] = std::array::from_fn(|k| if two_d && k == 0 { HeaderNum::Int(1) } else { HeaderNum::Float(sp[k]) });
+                vtk::structured_points(&path.to_string_lossy(), dims, aspect, origin, &arrays)
             }
             _ => vtk::glyphs(&positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect::<Vec<_>>(), &arrays),
         };

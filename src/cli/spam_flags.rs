@@ -46,6 +46,8 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-mar", "--margin"),
             ("-m3", "--margin3"),
             ("-mar3", "--margin3"),
+            ("-margin", "--margin"),
+            ("-margin3", "--margin3"),
             ("-it", "--max-iterations"),
             ("-dp", "--min-delta-phi"),
             ("-o", "--interpolation-order"),
@@ -98,6 +100,9 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-regs", "--regs"),
             ("-regsF", "--regs-f"),
             ("-regsb", "--regs-bin-ratio"),
+            ("-pf2", "--phi-file2"),
+            ("-pf2b", "--phi-file2-bin-ratio"),
+            ("-mpl", "--merge-prefer-label"),
             ("-nr", "--neighbourhood-radius"),
             ("-nn", "--number-of-neighbours"),
             ("-cps", "--check-point-surrounded"),
@@ -168,6 +173,68 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// spam's long spellings (`--apply-F`, `--VTKout`, ...) where they differ from ours, for
+/// every subcommand (a spelling whose long option a command lacks is still refused by clap).
+const SPAM_LONG: &[(&str, &str)] = &[
+    ("--apply-F", "--apply-f"),
+    ("--phiFile-bin-ratio", "--phi-file-bin-ratio"),
+    ("--maskFile1", "--mask-file1"),
+    ("--maskFile2", "--mask-file2"),
+    ("--labelledFile1", "--labelled-file1"),
+    ("--node-spacing-3", "--node-spacing3"),
+    ("--half-window-size-3", "--half-window-size3"),
+    ("--VTKout", "--vtk-out"),
+    ("--noTSV", "--no-tsv"),
+    ("--noTSVout", "--no-tsv"),
+    ("--TIFFout", "--tiff-out"),
+    ("--TIFout", "--tiff-out"),
+    ("-lazy", "--lazy-load"),
+];
+
+/// spam's long spellings of one subcommand's own options.
+fn long_table(sub: &str) -> &'static [(&'static str, &'static str)] {
+    match sub {
+        "deform-image" => &[("--radius-limit", "--radius")],
+        "filter-phi-field" => &[
+            ("--nomask", "--no-mask"),
+            ("--neighbourhood-radius-px", "--neighbourhood-radius"),
+            ("--select-return-status-threshold", "--srs-threshold"),
+            ("--select-cc-threshold", "--scc-threshold"),
+            ("--select-local-quadratic-coherency", "--select-lqc"),
+            ("--correct-by-interpolation", "--correct-interpolate"),
+            ("--correct-by-local-quadratic-fit", "--correct-lqf"),
+        ],
+        "pass-phi-field" => &[
+            ("--image1", "--im1"),
+            ("--image1-shape", "--im1-shape"),
+            ("--registrationSubtract", "--regs"),
+            ("--registrationSubtract-apply-F", "--regs-f"),
+            ("--registrationSubtract-bin-ratio", "--regs-bin-ratio"),
+            ("--phiFile2", "--phi-file2"),
+            ("--phiFile2-bin-ratio", "--phi-file2-bin-ratio"),
+            ("--neighbourhood-radius-px", "--neighbourhood-radius"),
+        ],
+        "pixel-search-propagate" => &[("--starting-point-and-displacement", "--start-point"), ("--CC-threshold", "--cc-threshold")],
+        "regular-strain" => &[
+            ("--nomaskBad", "--no-mask-bad"),
+            ("--neighbourhood-radius-for-strain-calculation", "--radius"),
+            ("--no-shape-function", "--raw"),
+            ("--VTKleaveNANs", "--vtk-leave-nans"),
+        ],
+        _ => &[],
+    }
+}
+
+/// spam flags that only change what spam draws on screen, accepted and dropped: reg's `-g`
+/// (matplotlib windows of the iterations; there is no graphical mode here, the iterations are
+/// on the progress line). docs/spam-differences.md lists them.
+fn cosmetic(sub: &str) -> &'static [&'static str] {
+    match sub {
+        "reg" => &["-g", "--graph"],
+        _ => &[],
+    }
+}
+
 /// The output-file options of every command that flattens `FieldFiles`.
 const FIELD_FILES: &[(&str, &str)] = &[
     ("-vtk", "--vtk-out"),
@@ -220,15 +287,17 @@ fn spellings(sub: &str) -> Vec<(&'static str, &'static str)> {
         other => table(other).to_vec(),
     };
     let files = matches!(sub, "ldic" | "pixel-search" | "pixel-search-propagate" | "filter-phi-field" | "regular-strain");
-    own.into_iter().chain(if files { FIELD_FILES } else { &[] }.iter().copied()).collect()
+    own.into_iter().chain(if files { FIELD_FILES } else { &[] }.iter().copied()).chain(long_table(sub).iter().copied()).chain(SPAM_LONG.iter().copied()).collect()
 }
 
 /// Rewrites spam spellings after the subcommand name into long options.
 pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
     let sub = args.get(1).and_then(|s| s.to_str()).unwrap_or("").to_string();
     let t = spellings(&sub);
+    let dropped = cosmetic(&sub);
     args.into_iter()
         .enumerate()
+        .filter(|(i, a)| *i < 2 || !a.to_str().is_some_and(|s| dropped.contains(&s)))
         .map(|(i, a)| {
             if i >= 2 {
                 if let Some(s) = a.to_str() {

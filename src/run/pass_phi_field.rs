@@ -121,3 +121,65 @@ pub fn subtract_registration(input: &PhiField, reg: &Phi, centre: &Vector3<f64>,
     }
     Ok(out)
 }
+
+/// A discrete result (ddic or label pixel search) merged into a grid field, with the label
+/// of a voxel of its label image (`label_at(z, y, x)`; None outside the image).
+pub struct Discrete<'a> {
+    pub field: &'a PhiField,
+    pub label_at: &'a dyn Fn([i64; 3]) -> Result<Option<u64>>,
+}
+
+/// spam's `mergeRegularGridAndDiscrete` (spam-passPhiField `-pf2`): the grid field with each
+/// node that falls inside a label (of the first label image, in order, where it is non-zero)
+/// given that label's Φ, its translation moved from the label's centre to the node. Without
+/// `prefer_label`, a node the grid correlation converged (status 2) keeps its own Φ.
+/// `bin_ratio` (spam's `-pf2b`) is how many grid voxels a voxel of the label images spans.
+/// As spam, the node is looked up at its position truncated to whole voxels, and the merged
+/// rows carry CC and error 0.
+pub fn merge_grid_and_discrete(grid: &PhiField, discrete: &[Discrete], bin_ratio: f64, prefer_label: bool) -> Result<PhiField> {
+    if !matches!(grid.kind, FieldKind::Grid { .. }) {
+        bail!("merging needs a grid field as --phi-file (ldic or grid pixel-search)");
+    }
+    let mut out = PhiField::new(grid.kind.clone(), Layout::PixelSearch);
+    for n in 0..grid.len() {
+        let node = grid.positions[n].map(|v| v.trunc());
+        let mut found = None;
+        for (m, d) in discrete.iter().enumerate() {
+            let voxel: [i64; 3] = std::array::from_fn(|k| (node[k] / bin_ratio).trunc() as i64);
+            if let Some(l) = (d.label_at)(voxel)?.filter(|&l| l > 0) {
+                found = Some((m, l));
+                break;
+            }
+        }
+        let mut row = grid.row(n);
+        row.id = n as i64;
+        row.cc = 0.0;
+        row.error = 0.0;
+        row.label_dilate = 0.0;
+        match found {
+            Some((m, label)) if prefer_label || grid.return_status[n] != 2.0 => {
+                let d = discrete[m].field;
+                let Some(i) = d.ids.iter().position(|&id| id == label as i64) else {
+                    bail!("label {label} (at node {n}, {:?}) has no row in discrete field {} of the merge", grid.positions[n].as_slice(), m + 1);
+                };
+                let p = d.phis[i];
+                let f = phi::f_block(&p);
+                let t = if phi::is_finite(&p) && f.determinant() != 0.0 {
+                    let centre = d.positions[i] * bin_ratio;
+                    phi::translation(&p) * bin_ratio + (f - nalgebra::Matrix3::identity()) * (node - centre)
+                } else {
+                    Vector3::from_element(f64::NAN)
+                };
+                let mut merged = p;
+                phi::set_translation(&mut merged, &t);
+                row.phi = merged;
+                row.delta_phi_norm = d.delta_phi_norm[i];
+                row.return_status = d.return_status[i];
+                row.iterations = d.iterations[i];
+            }
+            _ => {}
+        }
+        out.push(row);
+    }
+    Ok(out)
+}

@@ -796,13 +796,17 @@ pub fn histogram(table: &Table, column: &str, range: Option<(f64, f64)>) -> Resu
 
 /// The columns a quicklook shows: displacements and the status for Φ fields, every value
 /// column for other tables (strain).
+/// A table of a 2D image (every point at Z = 0) leaves out the columns that are 0 or 1 by
+/// construction there: Zdisp, and the Z rows of the strain tensors (ezz, Uzx, zz, ...).
 pub fn default_columns(t: &Table) -> Vec<String> {
+    let two_d = t.len() > 1 && t.column("Zpos").is_ok_and(|z| z.iter().all(|v| *v == 0.0));
+    let z_row = |n: &str| two_d && (n == "Zdisp" || (matches!(n.chars().next(), Some('e' | 'U' | 'z')) && n.len() <= 3 && n[1..].contains('z')));
     let phi_cols = ["Zdisp", "Ydisp", "Xdisp", "returnStatus"];
     if t.names.iter().any(|n| n == "Zdisp") {
-        return phi_cols.iter().filter(|c| t.names.iter().any(|n| n == *c)).map(|c| c.to_string()).collect();
+        return phi_cols.iter().filter(|c| t.names.iter().any(|n| n == *c) && !z_row(c)).map(|c| c.to_string()).collect();
     }
     let skip = ["Zpos", "Ypos", "Xpos", "NodeNumber", "Label", "StrainPointNumber"];
-    t.names.iter().filter(|n| !skip.contains(&n.as_str())).cloned().collect()
+    t.names.iter().filter(|n| !skip.contains(&n.as_str()) && !z_row(n)).cloned().collect()
 }
 
 /// What to draw and where.
