@@ -245,6 +245,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
             rigid: !a.non_rigid,
             order: a.interpolation_order,
             damped: !a.spam_solver,
+            ..RegisterOptions::default()
         },
     };
     let dir = super::output_names::out_dir(&a.out.out_dir, &a.lab1)?;

@@ -28,6 +28,11 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-pre", "--prefix"),
             ("-def", "--save-deformed-image1"),
             ("-np", "--number-of-processes"),
+            ("-rmc", "--return-phi-mask-centre"),
+            ("-gm", "--gradient-method"),
+            ("-gs", "--gaussian-sigma"),
+            ("-j", "--journal"),
+            ("-shift", "--shift"),
         ],
         "ldic" => &[
             ("-ns", "--node-spacing"),
@@ -56,6 +61,7 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-od", "--out-dir"),
             ("-pre", "--prefix"),
             ("-np", "--number-of-processes"),
+            ("-shift", "--shift"),
         ],
         "ddic" => &[
             ("-ld", "--label-dilate"),
