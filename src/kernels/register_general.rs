@@ -73,7 +73,7 @@ pub(crate) fn register_general(im1: &ArrayView3<f32>, im2: &ArrayView3<f32>, mas
             if mask1.is_some_and(|m| !m[p]) {
                 return f32::NAN;
             }
-            if o.shift { sample(&im1s, std::array::from_fn(|a| p[a] as f32 + offsets[k][a]), o.order) } else { im1[p] }
+            if o.shift { sample_inside(&im1s, std::array::from_fn(|a| p[a] as f32 + offsets[k][a]), o.order) } else { im1[p] }
         })
         .collect();
     let r1_has_nan = any_nan(&r1s);
@@ -131,4 +131,34 @@ pub(crate) fn register_general(im1: &ArrayView3<f32>, im2: &ArrayView3<f32>, mas
         Ok(crop_sums(&r1s, r1_has_nan, &def, &grads, nc, &coords, need_m))
     };
     gauss_newton(phi_init, o, evaluate)
+}
+
+/// Image 1 at an off-grid point of its crop, which may lie up to a quarter voxel outside the
+/// range where [`sample`] interpolates (spam samples it with SciPy's `map_coordinates`, which
+/// interpolates up to the image's faces): trilinear on the voxels, or the cubic B-spline of
+/// `coefficients` with mirrored taps (the coefficients' own boundary rule).
+fn sample_inside(im: &ArrayView3<f32>, q: [f32; 3], order: usize) -> f32 {
+    if order != 3 {
+        return trilinear_in_box(im, [0; 3], q);
+    }
+    let d = im.dim();
+    let n = [d.0 as isize, d.1 as isize, d.2 as isize];
+    let mirror = |i: isize, len: isize| -> usize {
+        let period = 2 * (len - 1).max(1);
+        let m = i.rem_euclid(period);
+        (if m >= len { period - m } else { m }) as usize
+    };
+    let f = [q[0].floor(), q[1].floor(), q[2].floor()];
+    let w: [[f64; 4]; 3] = std::array::from_fn(|a| super::interp::bspline_weights((q[a] - f[a]) as f64));
+    let mut acc = 0f64;
+    for (a, wa) in w[0].iter().enumerate() {
+        let z = mirror(f[0] as isize - 1 + a as isize, n[0]);
+        for (b, wb) in w[1].iter().enumerate() {
+            let y = mirror(f[1] as isize - 1 + b as isize, n[1]);
+            for (c, wc) in w[2].iter().enumerate() {
+                acc += im[[z, y, mirror(f[2] as isize - 1 + c as isize, n[2])]] as f64 * wa * wb * wc;
+            }
+        }
+    }
+    acc as f32
 }

@@ -223,7 +223,18 @@ impl Setup<'_> {
         };
         let g = gradient_on_box(&gsrc.view(), s_lo, n, g_lo, g_hi, self.gradient);
         let (r1box, def) = if self.shift {
-            (self.warp_box_from(self.im1, &Phi::identity(), lo, hi, true)?, self.warp_box_from(self.im2, phi, lo, hi, true)?)
+            let r1 = if self.order == 3 {
+                self.warp_box_from(self.im1, &Phi::identity(), lo, hi, true)?
+            } else {
+                // Up to a quarter voxel outside the crop: interpolated up to the image's faces.
+                let a1 = self.im1.read_box(g_lo[0] as i64..g_hi[0] as i64, g_lo[1] as i64..g_hi[1] as i64, g_lo[2] as i64..g_hi[2] as i64)?;
+                Array3::from_shape_fn((dims[0], dims[1], dims[2]), |(z, y, x)| {
+                    let p = [lo[0] + z, lo[1] + y, lo[2] + x];
+                    let d = shift_offset(p, n);
+                    trilinear_in_box(&a1.view(), g_lo, std::array::from_fn(|a| p[a] as f32 + d[a]))
+                })
+            };
+            (r1, self.warp_box_from(self.im2, phi, lo, hi, true)?)
         } else {
             (self.im1.read_box(lo[0] as i64..hi[0] as i64, lo[1] as i64..hi[1] as i64, lo[2] as i64..hi[2] as i64)?, self.warp_box(phi, lo, hi)?)
         };
@@ -320,6 +331,9 @@ fn register_volumes_journal(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, 
         }
     }
     let margin = level_margin(n, o);
+    if o.shift && o.order == 3 && margin.iter().any(|&m| m < 3) {
+        bail!("--shift with -o 3 needs a margin of at least 3 voxels (the cubic taps of image 1), got {margin:?}");
+    }
     if (0..3).any(|a| 2 * margin[a] >= n[a]) {
         bail!("margin {:?} leaves nothing of image 1 ({:?})", margin, n);
     }
