@@ -187,3 +187,33 @@ fn ldic_shift_bias_and_spread() {
     let (bias3, sd3) = stats("o3s", &["-o", "3", "-shift"]);
     assert!(bias3.abs() < 0.0005 && sd3 < 0.001, "-o 3 -shift: bias {bias3}, sd {sd3}");
 }
+
+/// ddic -d (spam's debug mode, as files) on example row 25: a report row per label with the
+/// result the table holds, the residual on the label's voxels cut by the registration, and a
+/// picture per label.
+#[test]
+fn ddic_debug_reports_each_label() {
+    let ex = common::examples();
+    let d = tempfile::tempdir().unwrap();
+    dvc(&[
+        "ddic", &inputs("im1.tif"), &inputs("lab1.tif"), &inputs("im2.tif"), "-pf", &s(&ex.join("pixelSearch/psLab-pixelSearch.tsv")), "-od", &s(d.path()), "-d", "-q",
+    ]);
+    let field = PhiField::read(&d.path().join("im1-im2-ddic.tsv")).unwrap();
+    let text = std::fs::read_to_string(d.path().join("im1-im2-ddic-debug.tsv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split('\t').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 8);
+    for r in &rows {
+        let l = r[col("Label")] as usize;
+        assert_eq!(r[col("returnStatus")], field.return_status[l]);
+        assert_eq!(r[col("iterations")], field.iterations[l]);
+        assert!((r[col("Zdisp")] - field.phis[l][(0, 3)]).abs() < 1e-6);
+        // Box: the label's (radius 9 balls) grown by the dilation (1) and the margin (5).
+        assert_eq!(r[col("Zhi")] - r[col("Zlo")], (19 + 2 * 6) as f64);
+        assert!(r[col("residualAfter")] < 0.5 * r[col("residualBefore")], "label {l}: {r:?}");
+        let png = std::fs::read(d.path().join(format!("im1-im2-ddic-debug-label{l}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+    }
+}

@@ -89,6 +89,7 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-pre", "--prefix"),
             ("-vtk", "--vtk-out"),
             ("-np", "--number-of-processes"),
+            ("-d", "--debug"),
         ],
         "labels" => &[("-od", "--out-dir"), ("-pre", "--prefix")],
         "pass-phi-field" => &[
