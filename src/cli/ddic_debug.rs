@@ -73,7 +73,7 @@ pub fn write(report: &DebugReport, outs: &mut OutputSet, rows: &[FieldRow], inp:
             None => ([0usize; 3], [0usize; 3]),
         };
         let shape: [usize; 3] = std::array::from_fn(|a| hi[a].saturating_sub(lo[a]));
-        let empty = shape.iter().any(|&v| v == 0);
+        let empty = shape.contains(&0);
         let result_phi = if phi::is_finite(&row.phi) { row.phi } else { guess };
         let (before, after, picture) = if empty {
             (f64::NAN, f64::NAN, None)
