@@ -78,6 +78,26 @@ fn reg_shift_matches_spam() {
     same_as_spam(&d.path().join("shift-registration.tsv"), &data().join("reg-options/shift-registration.tsv"));
 }
 
+/// ldic -shift on example row 6's command line: spam 0.9.1's table (every node's status and
+/// iterations; displacements and F to 1e-6).
+#[test]
+fn ldic_shift_matches_spam() {
+    let d = tempfile::tempdir().unwrap();
+    let reg = s(&common::examples().join("reg/im1-im3-registration.tsv"));
+    dvc(&["ldic", &inputs("im1.tif"), &inputs("im3.tif"), "-np", "2", "-hws", "5", "-ns", "15", "-pf", &reg, "-od", &s(d.path()), "-pre", "ldicshift", "-shift", "-q"]);
+    let (a, b) = (PhiField::read(&d.path().join("ldicshift-ldic.tsv")).unwrap(), PhiField::read(&data().join("reg-options/ldicshift-ldic.tsv")).unwrap());
+    assert_eq!(a.len(), 27);
+    assert_eq!(a.len(), b.len());
+    for i in 0..a.len() {
+        assert_eq!((a.return_status[i], a.iterations[i]), (b.return_status[i], b.iterations[i]), "node {i}");
+        for r in 0..3 {
+            for c in 0..4 {
+                assert!((a.phis[i][(r, c)] - b.phis[i][(r, c)]).abs() < 1e-6, "node {i} Φ[{r}][{c}]");
+            }
+        }
+    }
+}
+
 /// -j: one row per evaluated Φ of each level; the last level's rows are spam's journal (error,
 /// ‖δΦ‖, t), and the last row is the registration written beside it.
 #[test]
