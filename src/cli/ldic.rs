@@ -76,7 +76,7 @@ pub struct LdicArgs {
     /// spam 0.9.1's shift-DVC: each voxel of both images sampled ±0.25 voxel off its grid
     /// point (a fixed pattern over the 8 corners of a cube, Wantz et al. 2025), which cuts
     /// trilinear interpolation bias at sub-voxel displacements (BENCHMARKS.md, "shift-DVC");
-    /// about twice slower (no fused pass) [spam: -shift].
+    /// several times slower: it takes the two-pass path, not the fused one [spam: -shift].
     #[arg(long)]
     pub shift: bool,
     /// Recompute only nodes of the --phi-file field with status −3, −2, −1 or 1 [spam: -skp].
