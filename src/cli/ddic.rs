@@ -88,6 +88,13 @@ pub struct DdicArgs {
     /// Recompute only labels whose --phi-file status is not 2 [spam: -skp].
     #[arg(long)]
     pub skip: bool,
+    /// Per-label report (spam's debug mode, as files): for the first 32 labels correlated, a
+    /// row of <pre>-ddic-debug.tsv (position, box, guess and result translations,
+    /// iterations, error, status, mean residual on the label before and after) and
+    /// <pre>-ddic-debug-label<L>.png, |im1 − im2(Φx)| on the middle slices of the label's box
+    /// [spam: -d].
+    #[arg(long)]
+    pub debug: bool,
     /// Keep the result of spam's Gauss–Newton steps even when they do not converge. By
     /// default such a label (typically one whose rotation the images barely show, such as a
     /// uniform sphere) is registered again with damped steps that must lower the error.
@@ -245,6 +252,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
             rigid: !a.non_rigid,
             order: a.interpolation_order,
             damped: !a.spam_solver,
+            ..RegisterOptions::default()
         },
     };
     let dir = super::output_names::out_dir(&a.out.out_dir, &a.lab1)?;
@@ -269,6 +277,16 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
     job.require_whole_field(a.png, "--png")?;
     let mut outs = OutputSet::new(Existing::Replace);
     outs.inputs([a.im1.as_path(), a.lab1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()));
+    let debug = if a.debug {
+        if job.shard().is_some() {
+            bail!("-d (--debug) reports labels of a whole run; run it without sharding");
+        }
+        let correlated = (1..n).filter(|&l| table.get(l).is_some() && plan.keep.as_ref().is_none_or(|f| f.return_status[l] != 2.0));
+        Some(super::ddic_debug::reserve(&mut outs, &dir, &prefix, correlated)?)
+    } else {
+        None
+    };
+    let mut debug_rows: Vec<Option<FieldRow>> = vec![None; debug.as_ref().map_or(0, |d| d.labels.len())];
     let mut sink = job.sink(&mut outs, Layout::Ddic, &FieldKind::Labels, &meta, !a.no_tsv, false)?;
     // A shard's labels are not the whole field: `merge --vtk-out` writes the VTK.
     let want_vtk = !a.no_vtk && job.shard().is_none();
@@ -280,6 +298,9 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
         bar.inc(1);
         if want_vtk {
             glyphs.push((row.position, phi::translation(&row.phi), row.return_status as i64));
+        }
+        if let Some(k) = debug.as_ref().and_then(|d| d.labels.binary_search(&(row.id as usize)).ok()) {
+            debug_rows[k] = Some(row.clone());
         }
         sink.push(row)
     };
@@ -357,6 +378,13 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
         all.extend(arrays);
         let pts: Vec<Vector3<f64>> = glyphs.iter().map(|g| fin(&g.0)).collect();
         vtk::write(&outs.file(&dir.join(format!("{prefix}-ddic.vtk")))?, &vtk::glyphs(&pts, &all))?;
+    }
+    if let Some(d) = &debug {
+        let rows: Vec<FieldRow> = debug_rows.into_iter().map(|r| anyhow::Context::context(r, "a reported label has no result row")).collect::<Result<_>>()?;
+        let inputs = super::ddic_debug::Inputs { im1: &im1, im2: &im2, lab: &lab, table: &table, guesses: &plan.guesses, options: &o };
+        for p in super::ddic_debug::write(d, &mut outs, &rows, &inputs)? {
+            crate::note!("wrote {}", p.display());
+        }
     }
     if a.png {
         for p in crate::view::plot::quicklook(&mut outs, &dir.join(format!("{prefix}-ddic.parquet")))? {

@@ -73,6 +73,12 @@ pub struct LdicArgs {
     /// Rigid local registration [spam: -rig].
     #[arg(long)]
     pub rigid: bool,
+    /// spam 0.9.1's shift-DVC: each voxel of both images sampled ±0.25 voxel off its grid
+    /// point (a fixed pattern over the 8 corners of a cube, Wantz et al. 2025), which cuts
+    /// trilinear interpolation bias at sub-voxel displacements (BENCHMARKS.md, "shift-DVC");
+    /// several times slower: it takes the two-pass path, not the fused one [spam: -shift].
+    #[arg(long)]
+    pub shift: bool,
     /// Recompute only nodes of the --phi-file field with status −3, −2, −1 or 1 [spam: -skp].
     #[arg(long)]
     pub skip: bool,
@@ -118,18 +124,23 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
             rigid: a.rigid,
             order: a.interpolation_order,
             damped: false,
+            shift: a.shift,
+            ..RegisterOptions::default()
         },
     };
     let dir = dir_beside(&a.out.out_dir, im1p)?;
     let n = plan.nodes.len();
     let kind = FieldKind::Grid { dims: plan.dims, spacing: plan.spacing.map(|h| h.value()) };
-    let params = serde_json::json!({
+    let mut params = serde_json::json!({
         "im1": im1p, "im2": im2p, "hws": hws, "margin": margin, "phi_file": a.phi_file, "apply_f": a.apply_f,
         "phi_file_bin_ratio": a.phi_file_bin_ratio, "mask_file1": a.mask_file1, "mask_coverage": a.mask_coverage,
         "grey_low": a.grey_low_threshold, "grey_high": a.grey_high_threshold, "max_iterations": a.max_iterations,
         "min_delta_phi": a.min_delta_phi, "interpolation_order": a.interpolation_order, "update_gradient": a.update_gradient,
         "rigid": a.rigid, "skip": a.skip, "nodes_dim": plan.dims,
     });
+    if a.shift {
+        params["shift"] = true.into();
+    }
     let mut meta = FieldMeta::for_command("ldic", params.clone());
     meta.image_shapes = vec![im1.shape(), im2.shape()];
     meta.voxel_size = im1.voxel_size();

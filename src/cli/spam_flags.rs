@@ -28,6 +28,11 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-pre", "--prefix"),
             ("-def", "--save-deformed-image1"),
             ("-np", "--number-of-processes"),
+            ("-rmc", "--return-phi-mask-centre"),
+            ("-gm", "--gradient-method"),
+            ("-gs", "--gaussian-sigma"),
+            ("-j", "--journal"),
+            ("-shift", "--shift"),
         ],
         "ldic" => &[
             ("-ns", "--node-spacing"),
@@ -58,6 +63,7 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-od", "--out-dir"),
             ("-pre", "--prefix"),
             ("-np", "--number-of-processes"),
+            ("-shift", "--shift"),
         ],
         "ddic" => &[
             ("-ld", "--label-dilate"),
@@ -85,6 +91,7 @@ fn table(sub: &str) -> &'static [(&'static str, &'static str)] {
             ("-pre", "--prefix"),
             ("-vtk", "--vtk-out"),
             ("-np", "--number-of-processes"),
+            ("-d", "--debug"),
         ],
         "labels" => &[("-od", "--out-dir"), ("-pre", "--prefix")],
         "pass-phi-field" => &[

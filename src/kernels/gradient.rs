@@ -281,3 +281,148 @@ mod tests {
         }
     }
 }
+
+/// How a registration takes image gradients: spam's `-gm finite_differences` (NumPy's
+/// `gradient`, the default) or `-gm gaussian` with `-gs σ` (SciPy's `gaussian_filter` with a
+/// first-order derivative along one axis, `mode="nearest"`, truncated at 4σ).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub enum GradientMethod {
+    #[default]
+    FiniteDifferences,
+    Gaussian { sigma: f64 },
+}
+
+impl GradientMethod {
+    /// Voxels beyond a box that the gradient on the box reads.
+    pub fn reach(&self) -> usize {
+        match *self {
+            GradientMethod::FiniteDifferences => 1,
+            GradientMethod::Gaussian { sigma } => gaussian_radius(sigma),
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == GradientMethod::FiniteDifferences
+    }
+}
+
+/// SciPy's kernel radius: `int(truncate·σ + 0.5)` with truncate = 4.
+fn gaussian_radius(sigma: f64) -> usize {
+    (4.0 * sigma + 0.5) as usize
+}
+
+/// SciPy's `_gaussian_kernel1d(σ, order, r)` reversed, as `correlate1d` applies it:
+/// out[i] = Σ_k w[k]·in[i + k − r]. Order 0: the normalised Gaussian; order 1: x/σ²·φ(x).
+fn gaussian_weights(sigma: f64, order: usize) -> Vec<f64> {
+    let r = gaussian_radius(sigma) as i64;
+    let s2 = sigma * sigma;
+    let phi: Vec<f64> = (-r..=r).map(|x| (-0.5 / s2 * (x * x) as f64).exp()).collect();
+    let sum: f64 = phi.iter().sum();
+    let kernel: Vec<f64> = (-r..=r).zip(&phi).map(|(x, p)| if order == 0 { p / sum } else { -(x as f64) / s2 * (p / sum) }).collect();
+    kernel.into_iter().rev().collect()
+}
+
+/// The gradient (∂/∂z, ∂/∂y, ∂/∂x) at the voxels `[lo, hi)` of an image of shape `n` of which
+/// `src` holds the box starting at `src_lo`; the box must cover `[lo − reach, hi + reach)`
+/// clipped to the image. Equal to the gradient of the whole image (NumPy's, or SciPy's
+/// Gaussian derivative with nearest-voxel extension at the image's faces) cropped to the box,
+/// which is what lets a streamed registration take it block by block.
+pub fn gradient_on_box(src: &ArrayView3<f32>, src_lo: [usize; 3], n: [usize; 3], lo: [usize; 3], hi: [usize; 3], method: GradientMethod) -> [Array3<f32>; 3] {
+    let dims: [usize; 3] = std::array::from_fn(|a| hi[a] - lo[a]);
+    let at = |p: [i64; 3]| -> f32 {
+        let q: [usize; 3] = std::array::from_fn(|a| p[a].clamp(0, n[a] as i64 - 1) as usize - src_lo[a]);
+        src[q]
+    };
+    match method {
+        GradientMethod::FiniteDifferences => std::array::from_fn(|axis| {
+            Array3::from_shape_fn((dims[0], dims[1], dims[2]), |(z, y, x)| {
+                let p = [(lo[0] + z) as i64, (lo[1] + y) as i64, (lo[2] + x) as i64];
+                let m = n[axis] as i64;
+                let step = |d: i64| {
+                    let mut q = p;
+                    q[axis] += d;
+                    at(q)
+                };
+                if m < 2 {
+                    0.0
+                } else if p[axis] == 0 {
+                    step(1) - step(0)
+                } else if p[axis] == m - 1 {
+                    step(0) - step(-1)
+                } else {
+                    (step(1) - step(-1)) / 2.0
+                }
+            })
+        }),
+        GradientMethod::Gaussian { sigma } => {
+            let r = gaussian_radius(sigma);
+            // The box grown by r on every side, faces extended by their nearest voxel.
+            let ext = Array3::from_shape_fn((dims[0] + 2 * r, dims[1] + 2 * r, dims[2] + 2 * r), |(z, y, x)| {
+                at([(lo[0] + z) as i64 - r as i64, (lo[1] + y) as i64 - r as i64, (lo[2] + x) as i64 - r as i64])
+            });
+            let (w0, w1) = (gaussian_weights(sigma, 0), gaussian_weights(sigma, 1));
+            std::array::from_fn(|component| {
+                // SciPy filters axis 0, then 1, then 2, each pass in f64 stored as f32.
+                let mut cur = ext.clone();
+                for axis in 0..3 {
+                    let w = if axis == component { &w1 } else { &w0 };
+                    let d = cur.dim();
+                    let mut sh = [d.0, d.1, d.2];
+                    sh[axis] -= 2 * r;
+                    cur = Array3::from_shape_fn((sh[0], sh[1], sh[2]), |(z, y, x)| {
+                        let mut acc = 0f64;
+                        let mut q = [z, y, x];
+                        let base = q[axis];
+                        for (k, &wk) in w.iter().enumerate() {
+                            q[axis] = base + k;
+                            acc += wk * cur[q] as f64;
+                        }
+                        acc as f32
+                    });
+                }
+                cur
+            })
+        }
+    }
+}
+
+/// Spam's shift-DVC offset (Wantz et al. 2025) of voxel `p` in an image of shape `n`: the
+/// flat index modulo 8 picks a corner of the cube ±0.25 voxel (Z from bit 2, Y from bit 1,
+/// X from bit 0), so every 8 consecutive voxels sum to zero; the voxels past the last whole
+/// group of 8 are not moved (spam's `build_offsets`).
+pub fn shift_offset(p: [usize; 3], n: [usize; 3]) -> [f32; 3] {
+    let total = n[0] * n[1] * n[2];
+    let i = (p[0] * n[1] + p[1]) * n[2] + p[2];
+    if i >= 8 * (total / 8) {
+        return [0.0; 3];
+    }
+    let k = i % 8;
+    [(((k >> 2) & 1) as f32 - 0.5) / 2.0, (((k >> 1) & 1) as f32 - 0.5) / 2.0, ((k & 1) as f32 - 0.5) / 2.0]
+}
+
+/// Trilinear sample of a field known on the box starting at `lo` (global) at the global
+/// point `q`, as SciPy's `map_coordinates(order=1)` inside the image.
+pub fn trilinear_in_box(f: &ArrayView3<f32>, lo: [usize; 3], q: [f32; 3]) -> f32 {
+    let d = f.dim();
+    let d = [d.0, d.1, d.2];
+    let mut i0 = [0usize; 3];
+    let mut t = [0f64; 3];
+    for a in 0..3 {
+        let v = q[a] as f64 - lo[a] as f64;
+        let fl = v.floor().clamp(0.0, (d[a].max(2) - 2) as f64);
+        i0[a] = fl as usize;
+        t[a] = v - fl;
+    }
+    let mut acc = 0f64;
+    for c in 0..8 {
+        let o = [(c >> 2) & 1, (c >> 1) & 1, c & 1];
+        let mut w = 1.0;
+        for a in 0..3 {
+            w *= if o[a] == 1 { t[a] } else { 1.0 - t[a] };
+        }
+        if w != 0.0 {
+            acc += w * f[[(i0[0] + o[0]).min(d[0] - 1), (i0[1] + o[1]).min(d[1] - 1), (i0[2] + o[2]).min(d[2] - 1)]] as f64;
+        }
+    }
+    acc as f32
+}

@@ -235,7 +235,7 @@ fn trilinear_rows_body(data: &[f32], n: [usize; 3], map: &BackwardMap, origin: [
 
 /// Cubic B-spline weights of the 4 taps at i−1, i, i+1, i+2 for fractional part t.
 #[inline]
-fn bspline_weights(t: f64) -> [f64; 4] {
+pub(crate) fn bspline_weights(t: f64) -> [f64; 4] {
     let t2 = t * t;
     let t3 = t2 * t;
     let u = 1.0 - t;

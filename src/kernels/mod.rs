@@ -11,6 +11,7 @@ pub mod ncc;
 pub mod pixel_search;
 pub mod propagate;
 pub mod register;
+pub mod register_general;
 pub mod residual;
 pub mod register_volume;
 pub mod strain;

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use nalgebra::{SMatrix, SVector, Vector3};
 use ndarray::{s, Array3, ArrayView3};
 
-use super::gradient::gradient_in_box;
+use super::gradient::{gradient_in_box, GradientMethod};
 use super::interp::{sample, BackwardMap};
 use super::residual::ResidualPass;
 use crate::phi::{self, Phi};
@@ -30,11 +30,18 @@ pub struct RegisterOptions {
     /// registration converges, instead of ending at the iteration limit. Convergence (status
     /// 2) is then also a kept step that lowers the error by less than 10⁻⁶ of it.
     pub damped: bool,
+    /// Image gradient method (spam's `-gm`, `-gs`); left out of job prints when the default.
+    #[serde(skip_serializing_if = "GradientMethod::is_default")]
+    pub gradient: GradientMethod,
+    /// spam's shift-DVC (`-shift`): every voxel sampled ±0.25 voxel off its grid point, see
+    /// [`super::register_general`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shift: bool,
 }
 
 impl Default for RegisterOptions {
     fn default() -> Self {
-        RegisterOptions { margin: None, max_iterations: 50, delta_phi_min: 1e-4, update_gradient: false, rigid: false, order: 1, damped: false }
+        RegisterOptions { margin: None, max_iterations: 50, delta_phi_min: 1e-4, update_gradient: false, rigid: false, order: 1, damped: false, gradient: GradientMethod::FiniteDifferences, shift: false }
     }
 }
 
@@ -92,6 +99,9 @@ pub fn register(
     let n2 = { let d = im2.dim(); [d.0, d.1, d.2] };
     if (0..3).any(|a| n2[a] < n1[a]) {
         bail!("image 2 ({:?}) is smaller than image 1 ({:?})", n2, n1);
+    }
+    if o.shift || !o.gradient.is_default() {
+        return super::register_general::register_general(im1, im2, mask1, phi_init, o);
     }
     if let Some(m) = mask1 {
         let d = m.dim();
@@ -208,7 +218,7 @@ pub(crate) fn any_nan(values: &[f32]) -> bool {
 /// centre. Along a row only x changes, so each row keeps sums of g_i g_k, g_i g_k x and
 /// g_i g_k x² (and of d·g_i, d·g_i x for A) and multiplies in z and y once per row: 24
 /// products per voxel for M instead of 78, and no 12-wide Jacobian held per voxel.
-fn crop_sums(r1: &[f32], r1_has_nan: bool, def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[Vec<f64>; 3], need_m: bool) -> Evaluation {
+pub(crate) fn crop_sums(r1: &[f32], r1_has_nan: bool, def: &[f32], g: &[[f32; 3]], nc: [usize; 3], coords: &[Vec<f64>; 3], need_m: bool) -> Evaluation {
     // Windows without masked (NaN) voxels take the loop without per-voxel tests.
     let nan = r1_has_nan || def.iter().any(|v| v.is_nan());
     match (need_m, nan) {

@@ -16,6 +16,7 @@ use ndarray::Array3;
 use rayon::prelude::*;
 
 use super::interp::{bspline_coefficients, tricubic, trilinear_slice, BackwardMap};
+use super::gradient::{gradient_on_box, shift_offset, trilinear_in_box, GradientMethod};
 use super::register::{gauss_newton, nearest_power_of_two, Evaluation, RegisterOptions, RegisterResult};
 use crate::phi::Phi;
 use crate::store::Volume;
@@ -59,15 +60,23 @@ struct Setup<'a> {
     order: usize,
     update_gradient: bool,
     identity_unwarped: bool,
+    gradient: GradientMethod,
+    shift: bool,
 }
 
 impl Setup<'_> {
     /// im2 warped by Φ over the global box [lo, hi) (zero outside spam's bounds).
     fn warp_box(&self, phi: &Phi, lo: [usize; 3], hi: [usize; 3]) -> Result<Array3<f32>> {
-        let dims = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
         if self.identity_unwarped {
             return self.im2.read_box(lo[0] as i64..hi[0] as i64, lo[1] as i64..hi[1] as i64, lo[2] as i64..hi[2] as i64);
         }
+        self.warp_box_from(self.im2, phi, lo, hi, false)
+    }
+
+    /// `src` sampled at Φ(x) (at Φ(x + δ(x)) with `shift`, δ spam's shift-DVC offset) for
+    /// the voxels x of the global box [lo, hi), zero outside spam's bounds.
+    fn warp_box_from(&self, src_volume: &Volume, phi: &Phi, lo: [usize; 3], hi: [usize; 3], shift: bool) -> Result<Array3<f32>> {
+        let dims = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
         let n = self.n;
         let c = [(n[0] as f64 - 1.0) / 2.0, (n[1] as f64 - 1.0) / 2.0, (n[2] as f64 - 1.0) / 2.0];
         let map = BackwardMap::from_phi(phi, c);
@@ -84,14 +93,14 @@ impl Setup<'_> {
                 }
             }
         }
-        let pad = if self.order == 3 { 8 } else { 2 };
+        let pad = (if self.order == 3 { 8 } else { 2 }) + shift as i64;
         let s0: [i64; 3] = std::array::from_fn(|a| (qlo[a].floor() as i64 - pad).clamp(0, n[a] as i64));
         let s1: [i64; 3] = std::array::from_fn(|a| (qhi[a].floor() as i64 + pad + 1).clamp(0, n[a] as i64));
         let mut out = Array3::<f32>::zeros((dims[0], dims[1], dims[2]));
         if (0..3).any(|a| s1[a] <= s0[a]) {
             return Ok(out);
         }
-        let mut src = self.im2.read_box(s0[0]..s1[0], s0[1]..s1[1], s0[2]..s1[2])?;
+        let mut src = src_volume.read_box(s0[0]..s1[0], s0[1]..s1[1], s0[2]..s1[2])?;
         if self.order == 3 {
             src = bspline_coefficients(&src.view());
         }
@@ -103,7 +112,12 @@ impl Setup<'_> {
         let off = [s0[0] as f32, s0[1] as f32, s0[2] as f32];
         let sv = src.view();
         for ((z, y, x), v) in out.indexed_iter_mut() {
-            let q = map.apply([(lo[0] + z) as f32, (lo[1] + y) as f32, (lo[2] + x) as f32]);
+            let mut p = [(lo[0] + z) as f32, (lo[1] + y) as f32, (lo[2] + x) as f32];
+            if shift {
+                let d = shift_offset([lo[0] + z, lo[1] + y, lo[2] + x], n);
+                p = std::array::from_fn(|a| p[a] + d[a]);
+            }
+            let q = map.apply(p);
             if (0..3).all(|a| q[a] >= o && q[a] < hi_q[a]) {
                 let ql = [q[0] - off[0], q[1] - off[1], q[2] - off[2]];
                 *v = if self.order == 3 { tricubic(&sv, ql) } else { trilinear_slice(data, stride, ql) };
@@ -115,6 +129,9 @@ impl Setup<'_> {
     /// The sums over the crop block starting at `b0` (crop coordinates) with extent up to
     /// [`BLOCK`], for Φ (M only when asked).
     fn block(&self, phi: &Phi, b0: [usize; 3], need_m: bool) -> Result<Sums> {
+        if self.shift || !self.gradient.is_default() {
+            return self.block_general(phi, b0, need_m);
+        }
         let (m, n, nc) = (self.margin, self.n, self.nc);
         let dims: [usize; 3] = std::array::from_fn(|a| BLOCK[a].min(nc[a] - b0[a]));
         let lo: [usize; 3] = std::array::from_fn(|a| m[a] + b0[a]);
@@ -184,6 +201,100 @@ impl Setup<'_> {
         Ok(sums)
     }
 
+    /// [`Self::block`] with spam's Gaussian gradient and/or shift-DVC (see
+    /// [`super::register_general`]): image 1 sampled at x + δ, image 2 at Φ(x + δ), the
+    /// gradient of the unshifted image (im1, or im2 warped by Φ with -ug) sampled
+    /// trilinearly at x + δ.
+    fn block_general(&self, phi: &Phi, b0: [usize; 3], need_m: bool) -> Result<Sums> {
+        let (m, n, nc) = (self.margin, self.n, self.nc);
+        let dims: [usize; 3] = std::array::from_fn(|a| BLOCK[a].min(nc[a] - b0[a]));
+        let lo: [usize; 3] = std::array::from_fn(|a| m[a] + b0[a]);
+        let hi: [usize; 3] = std::array::from_fn(|a| lo[a] + dims[a]);
+        let sh = self.shift as usize;
+        let g_lo: [usize; 3] = std::array::from_fn(|a| lo[a] - sh);
+        let g_hi: [usize; 3] = std::array::from_fn(|a| (hi[a] + sh).min(n[a]));
+        let reach = self.gradient.reach();
+        let s_lo: [usize; 3] = std::array::from_fn(|a| g_lo[a].saturating_sub(reach));
+        let s_hi: [usize; 3] = std::array::from_fn(|a| (g_hi[a] + reach).min(n[a]));
+        let gsrc = if self.update_gradient {
+            self.warp_box(phi, s_lo, s_hi)?
+        } else {
+            self.im1.read_box(s_lo[0] as i64..s_hi[0] as i64, s_lo[1] as i64..s_hi[1] as i64, s_lo[2] as i64..s_hi[2] as i64)?
+        };
+        let g = gradient_on_box(&gsrc.view(), s_lo, n, g_lo, g_hi, self.gradient);
+        let (r1box, def) = if self.shift {
+            let r1 = if self.order == 3 {
+                self.warp_box_from(self.im1, &Phi::identity(), lo, hi, true)?
+            } else {
+                // Up to a quarter voxel outside the crop: interpolated up to the image's faces.
+                let a1 = self.im1.read_box(g_lo[0] as i64..g_hi[0] as i64, g_lo[1] as i64..g_hi[1] as i64, g_lo[2] as i64..g_hi[2] as i64)?;
+                Array3::from_shape_fn((dims[0], dims[1], dims[2]), |(z, y, x)| {
+                    let p = [lo[0] + z, lo[1] + y, lo[2] + x];
+                    let d = shift_offset(p, n);
+                    trilinear_in_box(&a1.view(), g_lo, std::array::from_fn(|a| p[a] as f32 + d[a]))
+                })
+            };
+            (r1, self.warp_box_from(self.im2, phi, lo, hi, true)?)
+        } else {
+            (self.im1.read_box(lo[0] as i64..hi[0] as i64, lo[1] as i64..hi[1] as i64, lo[2] as i64..hi[2] as i64)?, self.warp_box(phi, lo, hi)?)
+        };
+        let mask = match self.mask {
+            Some(mv) => Some(mv.read_box(lo[0] as i64..hi[0] as i64, lo[1] as i64..hi[1] as i64, lo[2] as i64..hi[2] as i64)?),
+            None => None,
+        };
+        let mut sums = Sums::zero();
+        for z in 0..dims[0] {
+            let xz = ((b0[0] + z) as f32 - self.cen[0]) as f64;
+            for y in 0..dims[1] {
+                let xy = ((b0[1] + y) as f32 - self.cen[1]) as f64;
+                for x in 0..dims[2] {
+                    let mut r1 = r1box[[z, y, x]];
+                    if let Some(mk) = &mask {
+                        if mk[[z, y, x]] == 0.0 || mk[[z, y, x]].is_nan() {
+                            r1 = f32::NAN;
+                        }
+                    }
+                    let diff = r1 - def[[z, y, x]];
+                    if !diff.is_nan() {
+                        sums.err_num += (diff as f64) * (diff as f64);
+                    }
+                    if !r1.is_nan() {
+                        sums.err_den += r1 as f64;
+                    }
+                    if diff.is_nan() {
+                        continue;
+                    }
+                    let p = [lo[0] + z, lo[1] + y, lo[2] + x];
+                    let gv: [f32; 3] = if self.shift {
+                        let d = shift_offset(p, n);
+                        let q = std::array::from_fn(|a| p[a] as f32 + d[a]);
+                        std::array::from_fn(|c| trilinear_in_box(&g[c].view(), g_lo, q))
+                    } else {
+                        std::array::from_fn(|c| g[c][[z, y, x]])
+                    };
+                    let xv = [xz, xy, ((b0[2] + x) as f32 - self.cen[2]) as f64, 1.0];
+                    let d = diff as f64;
+                    for i in 0..3 {
+                        for c in 0..4 {
+                            let jp = gv[i] as f64 * xv[c];
+                            sums.a[4 * i + c] += d * jp;
+                            if need_m {
+                                for k in i..3 {
+                                    for e in 0..4 {
+                                        if 4 * k + e >= 4 * i + c {
+                                            sums.m[(4 * i + c, 4 * k + e)] += jp * gv[k] as f64 * xv[e];
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(sums)
+    }
+
     fn pass(&self, phi: &Phi, need_m: bool) -> Result<Sums> {
         let nc = self.nc;
         let blocks: Vec<[usize; 3]> = (0..nc[0])
@@ -205,6 +316,11 @@ impl Setup<'_> {
 
 /// spam's `register` for two volumes of the same shape, streamed through the store.
 pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_init: Option<&Phi>, o: &RegisterOptions) -> Result<RegisterResult> {
+    register_volumes_journal(im1, im2, mask1, phi_init, o, None)
+}
+
+/// [`register_volumes`], each evaluated Φ and its error pushed to `journal` when given.
+fn register_volumes_journal(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_init: Option<&Phi>, o: &RegisterOptions, mut journal: Option<&mut Vec<(Phi, f64)>>) -> Result<RegisterResult> {
     let n = im1.shape();
     if im2.shape() != n {
         bail!("image 2 ({:?}) and image 1 ({:?}) differ in shape", im2.shape(), n);
@@ -214,9 +330,9 @@ pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_
             bail!("mask is {:?} but image 1 is {:?}", m.shape(), n);
         }
     }
-    let mut margin = o.margin.unwrap_or([1 + (0.1 * *n.iter().min().unwrap() as f64) as usize; 3]);
-    if *margin.iter().min().unwrap() < 1 {
-        margin = [1; 3];
+    let margin = level_margin(n, o);
+    if o.shift && o.order == 3 && margin.iter().any(|&m| m < 3) {
+        bail!("--shift with -o 3 needs a margin of at least 3 voxels (the cubic taps of image 1), got {margin:?}");
     }
     if (0..3).any(|a| 2 * margin[a] >= n[a]) {
         bail!("margin {:?} leaves nothing of image 1 ({:?})", margin, n);
@@ -232,13 +348,25 @@ pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_
         cen: std::array::from_fn(|a| ((nc[a] as f64 - 1.0) / 2.0) as f32),
         order: o.order,
         update_gradient: o.update_gradient,
-        identity_unwarped: phi_init.is_none(),
+        identity_unwarped: phi_init.is_none() && !o.shift,
+        gradient: o.gradient,
+        shift: o.shift,
     };
     gauss_newton(phi_init, o, |phi, need_m| {
         let sums = setup.pass(phi, need_m)?;
         setup.identity_unwarped = false;
+        if let Some(j) = journal.as_deref_mut() {
+            j.push((*phi, sums.error()));
+        }
         Ok(Evaluation { a: sums.a, error: sums.error(), m: need_m.then_some(sums.m) })
     })
+}
+
+/// The margin a level is registered with: the option, else spam's `1 + int(0.1·min(n))`,
+/// at least 1.
+fn level_margin(n: [usize; 3], o: &RegisterOptions) -> [usize; 3] {
+    let margin = o.margin.unwrap_or([1 + (0.1 * *n.iter().min().unwrap() as f64) as usize; 3]);
+    if *margin.iter().min().unwrap() < 1 { [1; 3] } else { margin }
 }
 
 /// Options of the multiscale driver.
@@ -261,6 +389,44 @@ pub fn register_multiscale(
     phi_init: Option<&Phi>,
     init_bin_ratio: f64,
     o: &MultiscaleOptions,
+) -> Result<RegisterResult> {
+    register_multiscale_with(im1, im2, mask1, phi_init, init_bin_ratio, o, &mut MultiscaleExtras::default())
+}
+
+/// What `reg` asks of [`register_multiscale_with`] beyond spam's `registerMultiscale`
+/// defaults.
+#[derive(Default)]
+pub struct MultiscaleExtras {
+    /// spam's `-rmc`: after each level, Φ's translation is taken at the centre of mass of
+    /// the level's mask inside the crop (then handed to the next level as spam does).
+    pub mask_centre: bool,
+    /// spam's `-j`: every iteration of every level, filled when `Some`.
+    pub journal: Option<Vec<JournalRow>>,
+}
+
+/// One evaluated Φ of a registration (spam's `iterationsJournal` entry).
+#[derive(Clone, Debug)]
+pub struct JournalRow {
+    /// Binning level.
+    pub bin: usize,
+    /// 0 = the initial Φ, k = after the k-th Gauss–Newton step.
+    pub iteration: usize,
+    /// Φ about the level's image centre, translation in the level's voxels.
+    pub phi: Phi,
+    pub error: f64,
+    /// ‖δΦ‖ of the step that led here (0 on the initial row), as spam's convergence test.
+    pub delta_phi_norm: f64,
+}
+
+/// [`register_multiscale`] with [`MultiscaleExtras`].
+pub fn register_multiscale_with(
+    im1: &Volume,
+    im2: &Volume,
+    mask1: Option<&Volume>,
+    phi_init: Option<&Phi>,
+    init_bin_ratio: f64,
+    o: &MultiscaleOptions,
+    extras: &mut MultiscaleExtras,
 ) -> Result<RegisterResult> {
     let start = nearest_power_of_two(o.bin_start);
     let stop = nearest_power_of_two(o.bin_stop);
@@ -287,7 +453,27 @@ pub fn register_multiscale(
             init[(i, 3)] *= 2.0;
         }
         // Levels are registered slab by slab through the store: no level is held in memory.
-        result = register_volumes(&l1, &l2, m.as_ref(), Some(&init), &single)?;
+        let mut evaluated = Vec::new();
+        result = register_volumes_journal(&l1, &l2, m.as_ref(), Some(&init), &single, extras.journal.is_some().then_some(&mut evaluated))?;
+        if let Some(rows) = extras.journal.as_mut() {
+            let mut prev: Option<Phi> = None;
+            for (iteration, (p, error)) in evaluated.into_iter().enumerate() {
+                let delta_phi_norm = match prev.and_then(|q| q.try_inverse()) {
+                    Some(inv) => (inv * p - Phi::identity()).fixed_view::<3, 4>(0, 0).norm(),
+                    None => 0.0,
+                };
+                rows.push(JournalRow { bin: b, iteration, phi: p, error, delta_phi_norm });
+                prev = Some(p);
+            }
+        }
+        if let (true, Some(mv)) = (extras.mask_centre, m.as_ref()) {
+            let n = l1.shape();
+            let margin = level_margin(n, &single);
+            if let Some(com) = centre_of_mass(mv, margin.map(|v| v as i64), std::array::from_fn(|a| (n[a] - margin[a]) as i64), |v| v != 0.0 && !v.is_nan())? {
+                let centre = nalgebra::Vector3::from_fn(|a, _| (n[a] as f64 - 1.0) / 2.0);
+                result.phi = crate::phi::move_to(&result.phi, &centre, &com);
+            }
+        }
         phi = result.phi;
         if result.return_status != 2 {
             for i in 0..3 {
@@ -306,3 +492,38 @@ pub fn register_multiscale(
     Ok(result)
 }
 
+
+/// The centre of mass (as spam: f32) of the voxels of `mask` in the box [lo, hi) for which
+/// `keep` holds, read slab by slab; `None` when there are none.
+pub fn centre_of_mass(mask: &Volume, lo: [i64; 3], hi: [i64; 3], keep: impl Fn(f32) -> bool) -> Result<Option<nalgebra::Vector3<f64>>> {
+    let (mut sum, mut count) = ([0f64; 3], 0u64);
+    let mut z0 = lo[0];
+    while z0 < hi[0] {
+        let z1 = (z0 + 16).min(hi[0]);
+        let slab = mask.read_box(z0..z1, lo[1]..hi[1], lo[2]..hi[2])?;
+        for ((z, y, x), &v) in slab.indexed_iter() {
+            if keep(v) {
+                sum[0] += (z0 + z as i64) as f64;
+                sum[1] += (lo[1] + y as i64) as f64;
+                sum[2] += (lo[2] + x as i64) as f64;
+                count += 1;
+            }
+        }
+        z0 = z1;
+    }
+    Ok((count > 0).then(|| nalgebra::Vector3::from_fn(|a, _| (sum[a] / count as f64) as f32 as f64)))
+}
+
+/// The largest value of `mask` (spam's `-rmc` centre is that label's centre of mass).
+pub fn max_value(mask: &Volume) -> Result<f32> {
+    let n = mask.shape();
+    let mut best = f32::NEG_INFINITY;
+    let mut z0 = 0;
+    while z0 < n[0] as i64 {
+        let z1 = (z0 + 16).min(n[0] as i64);
+        let slab = mask.read_box(z0..z1, 0..n[1] as i64, 0..n[2] as i64)?;
+        best = slab.iter().copied().filter(|v| !v.is_nan()).fold(best, f32::max);
+        z0 = z1;
+    }
+    Ok(best)
+}

@@ -905,12 +905,17 @@ pub fn residual_figure(view: &PairView, phi_full: &Phi, span: f32, title: &str, 
     let slices: Vec<Array2<f32>> = (0..3)
         .map(|axis| view.values(&SliceRequest { picture: Picture::Difference, axis, index: s[axis] / 2, phi: *phi_full, lo: 0.0, hi: span }))
         .collect::<Result<_>>()?;
+    residual_slices_figure(slices, s, view.im1.voxel_size(), view.bin, span, title, subtitle)
+}
+
+/// [`residual_figure`]'s picture from its three slices (across Z, Y, X of a box of shape `s`,
+/// NaN = outside image 2), for residuals computed elsewhere (ddic's per-label report).
+#[allow(clippy::too_many_arguments)]
+pub fn residual_slices_figure(slices: Vec<Array2<f32>>, s: [usize; 3], vs: Option<VoxelSize>, bin: usize, span: f32, title: &str, subtitle: &[String]) -> Result<Figure> {
     let span = if span > 0.0 { span as f64 } else { 1.0 };
     let (sum, n) = slices.iter().flat_map(|p| p.iter()).filter(|v| v.is_finite()).fold((0.0f64, 0usize), |(s, n), &v| (s + v as f64, n + 1));
     let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
     let outside = slices.iter().flat_map(|p| p.iter()).filter(|v| !v.is_finite()).count();
-    let bin = view.bin;
-    let vs = view.im1.voxel_size();
     let axes: Vec<(PlaneAxis, PlaneAxis)> = (0..3)
         .map(|axis| {
             let (a, b) = other_axes(axis);
