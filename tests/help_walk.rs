@@ -18,20 +18,6 @@ fn help_dir() -> std::path::PathBuf {
 /// ldic -shift, ddic -d, deformImage -tet -a -cgs), every spelling spam gives them. The
 /// coordinator empties this list once those branches are merged; the walk then checks them too.
 const PENDING_IN_OTHER_BRANCHES: &[(&str, &str)] = &[
-    ("reg", "-rmc"),
-    ("reg", "--returnPhiMaskCentre"),
-    ("reg", "-gm"),
-    ("reg", "--gradient-method"),
-    ("reg", "-gs"),
-    ("reg", "--gaussian-sigma"),
-    ("reg", "-j"),
-    ("reg", "--journal"),
-    ("reg", "-shift"),
-    ("reg", "--shift"),
-    ("ldic", "-shift"),
-    ("ldic", "--shift"),
-    ("ddic", "-d"),
-    ("ddic", "--debug"),
     ("deformImage", "-tet"),
     ("deformImage", "-triangulation"),
     ("deformImage", "-mesh-transformation"),
