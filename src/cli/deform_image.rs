@@ -108,7 +108,10 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
             p = phi::rigid_part(&p);
         }
         let c = reg.positions[0];
-        deform_to(&im, &p, [c[0], c[1], c[2]], a.interpolation_order, &mut outs, &out, a.read.progress())?;
+        // spam applies a registration to a 2D image with its Python warp at order 3 (cubic
+        // B-spline), whatever -o says.
+        let order = if crate::kernels::plane::is_plane(im.shape()) { 3 } else { a.interpolation_order };
+        deform_to(&im, &p, [c[0], c[1], c[2]], order, &mut outs, &out, a.read.progress())?;
     } else {
         field.rescale(a.phi_file_bin_ratio);
         let s = im.shape();
@@ -124,7 +127,14 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
         };
         // About 4 M voxels per piece: the source positions of a piece are held at once.
         let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
-        write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
+        write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| {
+            let mut planes = field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1)?;
+            if crate::kernels::plane::is_plane(s) {
+                // spam's field warp writes into the image's own type: rounded (SciPy).
+                crate::kernels::plane::round_to_type(&mut planes, im.dtype());
+            }
+            Ok(planes)
+        })?;
     }
     if let Some(refv) = &reference {
         let deformed = Volume::open(outs.partial_of(&out).unwrap_or(&out), cache.clone())?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::output_names::{open_matching, out_dir, read_registration, stem};
@@ -75,9 +75,8 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
     a.read.threads();
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
-    if im1.shape()[0] == 1 {
-        bail!("{}: is a 2D image; reg handles 3D volumes only (2D registration is not implemented yet)", a.im1.display());
-    }
+    // A 2D image (one slice) is registered in spam's 2-D mode: the 6 in-plane parameters.
+    let two_d = crate::kernels::plane::is_plane(im1.shape());
     let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
     let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let centre = image_centre(im1.shape());
@@ -127,7 +126,11 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
             damped: false,
         },
     };
-    let r = register_multiscale(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?;
+    let r = if two_d {
+        crate::kernels::plane::register_multiscale_plane(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?
+    } else {
+        register_multiscale(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?
+    };
     let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
     field.push(FieldRow::registered(1, centre, r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm));
     tsv::write_field(&outs.file(&tsv_path)?, &field)?;
@@ -167,7 +170,9 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
     }
     if a.save_deformed_image1 {
         if r.return_status > 0 {
-            super::deform_image::deform_to(&im1, &r.phi, [centre[0], centre[1], centre[2]], 1, &mut outs, &def_path, a.read.progress())?;
+            // spam deforms a 2D image with its Python warp at order 3 (cubic B-spline).
+            let order = if two_d { 3 } else { 1 };
+            super::deform_image::deform_to(&im1, &r.phi, [centre[0], centre[1], centre[2]], order, &mut outs, &def_path, a.read.progress())?;
             wrote.push(def_path.clone());
         } else {
             outs.release(&def_path)?;
