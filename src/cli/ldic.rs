@@ -263,7 +263,9 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
         ];
         let first = plan.nodes[0];
         let origin: [HeaderNum; 3] = std::array::from_fn(|k| match plan.spacing[k] {
-            HeaderNum::Int(_) if first[k].fract() == 0.0 => HeaderNum::Int(first[k] as i64 - hws[k] as i64),
+            // spam's node positions are floats, so is its origin (its 2D example writes
+            // `8.0 8.0 0.0`); 3D grids keep the integer form they had here.
+            HeaderNum::Int(_) if first[k].fract() == 0.0 && !crate::kernels::plane::is_plane(im1.shape()) => HeaderNum::Int(first[k] as i64 - hws[k] as i64),
             _ => HeaderNum::Float(first[k] - hws[k] as f64),
         });
         vtk::write(&outs.file(&vtk_path)?, &vtk::structured_points(&vtk_path.to_string_lossy(), plan.dims, plan.spacing, origin, &arrays))?;
