@@ -18,7 +18,7 @@ use crate::store::Volume;
 
 #[derive(Args, Debug)]
 pub struct DeformImageArgs {
-    /// Volume to deform (TIFF, slice folder, Zarr).
+    /// Volume to deform (TIFF, slice folder, Zarr), or a 2D image (one slice).
     pub image: PathBuf,
     /// A registration (one row) or a measured field (TSV or Parquet) [spam: -pf].
     #[arg(long = "phi-file")]
@@ -41,7 +41,8 @@ pub struct DeformImageArgs {
     /// Apply only the rigid part (rotation and translation) [spam: -rr].
     #[arg(long = "rigid-only")]
     pub rigid_only: bool,
-    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
+    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o]. A registration applied to a
+    /// 2D image is always cubic, as spam applies it.
     #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
     pub interpolation_order: usize,
     #[command(flatten)]

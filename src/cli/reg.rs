@@ -17,7 +17,8 @@ use crate::store::Volume;
 
 #[derive(Args, Debug)]
 pub struct RegArgs {
-    /// Reference volume (TIFF, slice folder, Zarr).
+    /// Reference volume (TIFF, slice folder, Zarr); a single-page TIFF (shape (1, Y, X)) is a
+    /// 2D image, registered on the 6 in-plane parameters as spam does.
     pub im1: PathBuf,
     /// Deformed volume, same shape.
     pub im2: PathBuf,
