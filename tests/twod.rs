@@ -305,3 +305,20 @@ fn a_2d_image_with_a_3d_one_is_refused_naming_the_file() {
     fails(&["reg", &im3d, &im2d, "-od", &od], "im2d-1.tif: image shape [1, 160, 160] differs from image 1 [60, 60, 60]");
     assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written by refused runs");
 }
+
+/// A 2D Zarr array (shape (1, Y, X)) is the same image as the single-page TIFF: `synth --2d`
+/// in both formats, registered, gives the same table.
+#[test]
+fn a_2d_zarr_registers_as_its_tiff() {
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    for format in ["tiff", "zarr"] {
+        let dir = d.path().join(format);
+        dvc(&["synth", &s(&dir), "--2d", "--shape", "96", "--speckle", "5", "--translate", "0", "1.2", "-0.7", "--rotate", "1", "0", "0", "--format", format, "-q"]);
+        let ext = if format == "tiff" { "tif" } else { "zarr" };
+        dvc(&["reg", &s(&dir.join(format!("im1.{ext}"))), &s(&dir.join(format!("im2.{ext}"))), "-od", &od, "-pre", format, "-q"]);
+    }
+    let (a, b) = (PhiField::read(&d.path().join("tiff-registration.tsv")).unwrap(), PhiField::read(&d.path().join("zarr-registration.tsv")).unwrap());
+    assert_eq!((a.phis[0], a.return_status[0]), (b.phis[0], b.return_status[0]));
+    assert_eq!(a.return_status[0], 2.0);
+}
