@@ -128,6 +128,16 @@ fn ddic_on_discs_matches_spam_row_14() {
     let f = same_as_spam(&d.path().join("im2d-1-im2d-2-ddic.tsv"), &twod().join("out/im2d-1-im2d-2-ddic.tsv"));
     assert_eq!(f.return_status[1..].iter().filter(|&&r| r == 2.0).count(), 6);
     assert!(d.path().join("im2d-1-im2d-2-ddic.vtk").exists());
+    // Guided by its own initial registration of the planes (-regbb) instead: the same discs
+    // within 0.01 pixel of spam's.
+    in_inputs(&["ddic", "im2d-1.tif", "lab2d-1.tif", "im2d-2.tif", "-regbb", "2", "-od", &s(d.path()), "-pre", "regbb"]);
+    let g = PhiField::read(&d.path().join("regbb-ddic.tsv")).unwrap();
+    for l in 1..7 {
+        assert_eq!(g.return_status[l], 2.0, "label {l}");
+        for k in 0..3 {
+            assert!((g.phis[l][(k, 3)] - f.phis[l][(k, 3)]).abs() < 0.01, "label {l} axis {k}");
+        }
+    }
 }
 
 /// `synth --2d`: two single-slice images and a truth in spam's 2D layout; motions out of the

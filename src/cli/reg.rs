@@ -127,11 +127,8 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
             damped: false,
         },
     };
-    let r = if two_d {
-        crate::kernels::plane::register_multiscale_plane(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?
-    } else {
-        register_multiscale(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?
-    };
+    // (A 2D image is registered in spam's 2-D mode by the same call.)
+    let r = register_multiscale(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o)?;
     let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
     field.push(FieldRow::registered(1, centre, r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm));
     tsv::write_field(&outs.file(&tsv_path)?, &field)?;

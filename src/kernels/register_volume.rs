@@ -214,6 +214,12 @@ pub fn register_volumes(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, phi_
             bail!("mask is {:?} but image 1 is {:?}", m.shape(), n);
         }
     }
+    if super::plane::is_plane(n) {
+        // A plane is small enough to hold: spam's 2-D mode runs in memory.
+        let whole = |v: &Volume| v.read_box(0..1, 0..n[1] as i64, 0..n[2] as i64);
+        let keep = mask1.map(|m| whole(m).map(|a| a.mapv(|v| v != 0.0 && !v.is_nan()))).transpose()?;
+        return super::register::register(&whole(im1)?.view(), &whole(im2)?.view(), keep.as_ref().map(|k| k.view()).as_ref(), phi_init, o);
+    }
     let mut margin = o.margin.unwrap_or([1 + (0.1 * *n.iter().min().unwrap() as f64) as usize; 3]);
     if *margin.iter().min().unwrap() < 1 {
         margin = [1; 3];
@@ -262,6 +268,10 @@ pub fn register_multiscale(
     init_bin_ratio: f64,
     o: &MultiscaleOptions,
 ) -> Result<RegisterResult> {
+    if super::plane::is_plane(im1.shape()) {
+        // A 2D image: spam's 2-D mode, with its own levels (SciPy's zoom).
+        return super::plane::register_multiscale_plane(im1, im2, mask1, phi_init, init_bin_ratio, o);
+    }
     let start = nearest_power_of_two(o.bin_start);
     let stop = nearest_power_of_two(o.bin_stop);
     if stop > start {
