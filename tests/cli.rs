@@ -191,7 +191,8 @@ fn bad_inputs_fail_with_one_line() {
     fails(&dvc(&["reg", &im1, &s(&small), "-q"]), "small.tif");
     let flat = dir.path().join("flat.tif");
     dvc_stream::store::tiff_write::write_tiff(&flat, [1, 30, 30], &dvc_stream::store::TypedBuf::U8(vec![1; 900])).unwrap();
-    fails(&dvc(&["reg", &s(&flat), &s(&flat), "-q"]), "2D image");
+    // A 2D image is registered (tests/twod.rs); against a 3D one it is refused, naming it.
+    fails(&dvc(&["reg", &im1, &s(&flat), "-q"]), "flat.tif: image shape [1, 30, 30]");
     fails(&dvc(&["reg", &im1, &im1, "-mf1", &s(&small), "-q"]), "mask shape");
     fails(&dvc(&["reg", &im1, &s(&dir.path().join("missing.tif")), "-q"]), "missing.tif: no such file");
     fails(&dvc(&["convert-field", &s(&ex.join("reg/im1-im2-registration.tsv")), &s(&dir.path().join("x.csv"))]), "x.csv");

@@ -217,9 +217,6 @@ fn neighbour_reach(label_dilate: i64) -> [f64; 2] {
 pub fn run(a: DdicArgs) -> Result<super::Summary> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
-    if im1.shape()[0] == 1 {
-        bail!("{}: is a 2D image; ddic handles 3D volumes only (2D correlation is not implemented yet)", a.im1.display());
-    }
     let lab = open_matching(&a.lab1, &cache, im1.shape(), "label image")?;
     let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
     if a.margin < 0 {

@@ -18,7 +18,7 @@ use crate::store::Volume;
 
 #[derive(Args, Debug)]
 pub struct DeformImageArgs {
-    /// Volume to deform (TIFF, slice folder, Zarr).
+    /// Volume to deform (TIFF, slice folder, Zarr), or a 2D image (one slice).
     pub image: PathBuf,
     /// A registration (one row) or a measured field (TSV or Parquet) [spam: -pf].
     #[arg(long = "phi-file")]
@@ -41,7 +41,8 @@ pub struct DeformImageArgs {
     /// Apply only the rigid part (rotation and translation) [spam: -rr].
     #[arg(long = "rigid-only")]
     pub rigid_only: bool,
-    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
+    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o]. A registration applied to a
+    /// 2D image is always cubic, as spam applies it.
     #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
     pub interpolation_order: usize,
     #[command(flatten)]
@@ -108,7 +109,10 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
             p = phi::rigid_part(&p);
         }
         let c = reg.positions[0];
-        deform_to(&im, &p, [c[0], c[1], c[2]], a.interpolation_order, &mut outs, &out, a.read.progress())?;
+        // spam applies a registration to a 2D image with its Python warp at order 3 (cubic
+        // B-spline), whatever -o says.
+        let order = if crate::kernels::plane::is_plane(im.shape()) { 3 } else { a.interpolation_order };
+        deform_to(&im, &p, [c[0], c[1], c[2]], order, &mut outs, &out, a.read.progress())?;
     } else {
         field.rescale(a.phi_file_bin_ratio);
         let s = im.shape();
@@ -124,7 +128,14 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
         };
         // About 4 M voxels per piece: the source positions of a piece are held at once.
         let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
-        write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
+        write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| {
+            let mut planes = field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1)?;
+            if crate::kernels::plane::is_plane(s) {
+                // spam's field warp writes into the image's own type: rounded (SciPy).
+                crate::kernels::plane::round_to_type(&mut planes, im.dtype());
+            }
+            Ok(planes)
+        })?;
     }
     if let Some(refv) = &reference {
         let deformed = Volume::open(outs.partial_of(&out).unwrap_or(&out), cache.clone())?;

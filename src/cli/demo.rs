@@ -48,6 +48,7 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
         out_dir: dir.clone(),
         shape: a.shape,
         shape3: None,
+        two_d: false,
         seed: 1,
         translate: Some(vec![1.3, -2.7, 0.4]),
         rotate: Some(vec![2.0, 1.0, -1.5]),

@@ -99,17 +99,24 @@ pub struct LdicArgs {
 fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix: &str) -> Result<(crate::distribute::Job, String)> {
     let cache = a.read.cache()?;
     let im1 = Volume::open(im1p, cache.clone())?;
-    if im1.shape()[0] == 1 {
-        bail!("{}: is a 2D image; ldic handles 3D volumes only (2D correlation is not implemented yet)", im1p.display());
-    }
     let im2 = open_matching(im2p, &cache, im1.shape(), "image")?;
     let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
-    let Some(hws) = a.grid.half_window() else {
+    let Some(mut hws) = a.grid.half_window() else {
         bail!("--half-window-size (-hws) is required");
     };
-    let margin = three(Some(a.margin), &a.margin3).unwrap();
+    let mut margin = three(Some(a.margin), &a.margin3).unwrap();
+    let mut ns = a.grid.node_spacing();
+    if crate::kernels::plane::is_plane(im1.shape()) {
+        // A 2D image, as spam-ldic takes it: square windows in the plane, no search and no
+        // node spacing in Z.
+        hws[0] = 0;
+        margin[0] = 0;
+        if let Some(ns) = ns.as_mut() {
+            ns[0] = 1;
+        }
+    }
     grid_plan::check_windows(hws, margin, im1.shape())?;
-    let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), a.skip)?;
+    let plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, ns, im1.shape(), a.skip)?;
     let o = LocalOptions {
         hws,
         margin,
@@ -267,7 +274,9 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
         ];
         let first = plan.nodes[0];
         let origin: [HeaderNum; 3] = std::array::from_fn(|k| match plan.spacing[k] {
-            HeaderNum::Int(_) if first[k].fract() == 0.0 => HeaderNum::Int(first[k] as i64 - hws[k] as i64),
+            // spam's node positions are floats, so is its origin (its 2D example writes
+            // `8.0 8.0 0.0`); 3D grids keep the integer form they had here.
+            HeaderNum::Int(_) if first[k].fract() == 0.0 && !crate::kernels::plane::is_plane(im1.shape()) => HeaderNum::Int(first[k] as i64 - hws[k] as i64),
             _ => HeaderNum::Float(first[k] - hws[k] as f64),
         });
         vtk::write(&outs.file(&vtk_path)?, &vtk::structured_points(&vtk_path.to_string_lossy(), plan.dims, plan.spacing, origin, &arrays))?;

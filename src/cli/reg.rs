@@ -27,7 +27,8 @@ pub enum GradientChoice {
 
 #[derive(Args, Debug)]
 pub struct RegArgs {
-    /// Reference volume (TIFF, slice folder, Zarr).
+    /// Reference volume (TIFF, slice folder, Zarr); a single-page TIFF (shape (1, Y, X)) is a
+    /// 2D image, registered on the 6 in-plane parameters as spam does.
     pub im1: PathBuf,
     /// Deformed volume, same shape.
     pub im2: PathBuf,
@@ -108,9 +109,8 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
     a.read.threads();
     let cache = a.read.cache()?;
     let im1 = Volume::open(&a.im1, cache.clone())?;
-    if im1.shape()[0] == 1 {
-        bail!("{}: is a 2D image; reg handles 3D volumes only (2D registration is not implemented yet)", a.im1.display());
-    }
+    // A 2D image (one slice) is registered in spam's 2-D mode: the 6 in-plane parameters.
+    let two_d = crate::kernels::plane::is_plane(im1.shape());
     let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
     let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
     let centre = image_centre(im1.shape());
@@ -187,6 +187,7 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
             shift: a.shift,
         },
     };
+    // (A 2D image is registered in spam's 2-D mode by the same call.)
     let mut extras = MultiscaleExtras { mask_centre: mask_centre.is_some(), journal: a.journal.then(Vec::new) };
     let r = register_multiscale_with(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o, &mut extras)?;
     // The table's Φ is about its position; the pictures and -def take it about the centre.
@@ -247,7 +248,9 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
     }
     if a.save_deformed_image1 {
         if r.return_status > 0 {
-            super::deform_image::deform_to(&im1, &phi_at_centre, [centre[0], centre[1], centre[2]], 1, &mut outs, &def_path, a.read.progress())?;
+            // spam deforms a 2D image with its Python warp at order 3 (cubic B-spline).
+            let order = if two_d { 3 } else { 1 };
+            super::deform_image::deform_to(&im1, &phi_at_centre, [centre[0], centre[1], centre[2]], order, &mut outs, &def_path, a.read.progress())?;
             wrote.push(def_path.clone());
         } else {
             outs.release(&def_path)?;

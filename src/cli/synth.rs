@@ -25,9 +25,13 @@ pub struct SynthArgs {
     /// Cube size in voxels.
     #[arg(long, default_value_t = 128)]
     pub shape: usize,
-    /// Shape Z Y X (overrides --shape).
+    /// Shape Z Y X (overrides --shape). Z = 1 makes a 2D pair (as --2d).
     #[arg(long, num_args = 3, value_names = ["Z", "Y", "X"])]
     pub shape3: Option<Vec<usize>>,
+    /// A 2D pair: single-slice images of --shape × --shape pixels (or --shape3's Y X), moved
+    /// in the plane only: --translate 0 Y X, --rotate about Z (R 0 0), --zoom 1 Y X.
+    #[arg(long = "2d")]
+    pub two_d: bool,
     /// Seed of the speckle texture and the noise (the same seed gives the same pair).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -103,6 +107,9 @@ fn v3(v: &Option<Vec<f64>>) -> Option<[f64; 3]> {
 impl SynthArgs {
     pub fn spec(&self) -> Result<SynthSpec> {
         let shape = self.shape()?;
+        if shape[0] == 1 {
+            self.check_in_plane()?;
+        }
         if !(self.speckle > 0.5) {
             bail!("--speckle must be above 0.5 voxel");
         }
@@ -120,14 +127,38 @@ impl SynthArgs {
 
 impl SynthArgs {
     fn shape(&self) -> Result<[usize; 3]> {
-        let shape = match &self.shape3 {
+        let mut shape = match &self.shape3 {
             Some(s) => [s[0], s[1], s[2]],
             None => [self.shape; 3],
         };
-        if shape.iter().any(|&s| s < 2) {
-            bail!("--shape: every axis needs at least 2 voxels");
+        if self.two_d {
+            shape[0] = 1;
+        }
+        if shape[0] == 1 {
+            if shape[1] < 2 || shape[2] < 2 {
+                bail!("--shape: a 2D image needs at least 2 pixels along Y and X");
+            }
+        } else if shape.iter().any(|&s| s < 2) {
+            bail!("--shape: every axis needs at least 2 voxels (Z = 1 for a 2D pair)");
         }
         Ok(shape)
+    }
+
+    /// A 2D pair moves in its plane only: refuses what would move material out of it.
+    fn check_in_plane(&self) -> Result<()> {
+        let t = v3(&self.translate).unwrap_or([0.0; 3]);
+        let r = v3(&self.rotate).unwrap_or([0.0; 3]);
+        let z = v3(&self.zoom).unwrap_or([1.0; 3]);
+        if t[0] != 0.0 || r[1] != 0.0 || r[2] != 0.0 || z[0] != 1.0 {
+            bail!("a 2D pair (Z = 1) moves in its plane only: --translate 0 Y X, --rotate R 0 0 (about Z), --zoom 1 Y X");
+        }
+        if !self.fields.is_empty() {
+            bail!("--field: the fields act along or across Z and do not apply to a 2D pair (Z = 1)");
+        }
+        if self.grains.is_some() {
+            bail!("--grains: granular pairs are 3D only");
+        }
+        Ok(())
     }
 
     /// The output format for volumes of `shape` (`levels` overrides the pyramid depth).
@@ -269,6 +300,9 @@ pub fn run(a: SynthArgs) -> Result<super::Summary> {
         bail!("--speckle must be above 0.5 voxel");
     }
     if let Some(n) = a.grains {
+        if a.shape()?[0] == 1 {
+            a.check_in_plane()?;
+        }
         let [im1, lab1, im2] = write_granular(&a, n)?;
         return Ok(Some(format!(
             "synth: wrote {}, {} and {} ({n} grains; truth in {})",

@@ -17,6 +17,16 @@ pub fn deformed_planes(input: &Volume, phi: &Phi, centre: [f64; 3], order: usize
     let n = input.shape();
     let inv = phi.try_inverse().unwrap_or_else(Phi::identity);
     let map = BackwardMap::from_phi(&inv, centre);
+    if super::plane::is_plane(n) {
+        // A 2D image: spam's Python warp (bounds [0, N − 1]) of the whole plane.
+        let grey = input.read_box(0..1, 0..n[1] as i64, 0..n[2] as i64)?.mapv(|v| if v.is_nan() { 0.0 } else { v });
+        let grey = grey.as_slice().expect("a new array is contiguous");
+        let coef = (order == 3).then(|| super::interp::bspline_coefficients_f32(grey, n));
+        let mut out = Vec::new();
+        super::plane::warp_plane_into(coef.as_deref().unwrap_or(grey), n, &map, [0; 3], n, order, &mut out);
+        super::plane::round_to_type(&mut out, input.dtype());
+        return Ok(out);
+    }
     // Source bounding box of the slab.
     let mut lo = [f32::INFINITY; 3];
     let mut hi = [f32::NEG_INFINITY; 3];

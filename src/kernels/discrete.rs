@@ -16,7 +16,7 @@
 
 use anyhow::Result;
 use nalgebra::Vector3;
-use ndarray::{Array3, ArrayView3};
+use ndarray::{Array3, ArrayView3, Axis};
 
 use super::local::{round_even, slice_padded, PointResult};
 use super::register::{nearest_power_of_two, register, RegisterOptions, RegisterResult};
@@ -100,7 +100,16 @@ pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTa
     if w2.iter().all(|v| v.is_nan()) {
         return Ok(PointResult::skipped(-7));
     }
-    let w1 = slice_padded(im1, b.lo1, b.hi1)?;
+    let mut w1 = slice_padded(im1, b.lo1, b.hi1)?;
+    let mut w2 = w2;
+    if super::plane::is_plane(im1.shape()) {
+        // A 2D image: spam cuts the boxes (and dilates the mask) in 3D, then keeps their
+        // middle slices, which are the image's plane.
+        let middle = |a: &Array3<f32>| a.index_axis(Axis(0), (a.dim().0 - 1) / 2).insert_axis(Axis(0)).to_owned();
+        w1 = middle(&w1);
+        w2 = middle(&w2);
+        mask = mask.index_axis(Axis(0), (mask.dim().0 - 1) / 2).insert_axis(Axis(0)).to_owned();
+    }
     let n = phi::translation(&b.guess_at_centre).map(round_even);
     let mut init = b.guess_at_centre;
     phi::set_translation(&mut init, &(phi::translation(&b.guess_at_centre) - n));
@@ -160,7 +169,15 @@ pub fn register_multiscale_boxes(
         single.margin = o.margin.map(|m| m.map(|v| v / b));
         let level_init = phi::rescale(&phi, 2.0);
         let mut r = if b > 1 {
-            let (a1, a2, m) = (bin_box(im1, b), bin_box(im2, b), bin_mask(mask, b));
+            let (a1, a2, m) = if super::plane::is_plane({ let d = im1.dim(); [d.0, d.1, d.2] }) {
+                // spam zooms planes (scipy.ndimage.zoom, order 1) instead of binning them;
+                // the boxes are f32 there, the mask 0/100 bytes.
+                let zoom = |a: &ArrayView3<f32>| super::plane::zoom_plane(a, b, DType::F32);
+                let m100 = mask.mapv(|v| if v { 100.0f32 } else { 0.0 });
+                (zoom(im1), zoom(im2), super::plane::zoom_plane(&m100.view(), b, DType::U8).mapv(|v| v != 0.0))
+            } else {
+                (bin_box(im1, b), bin_box(im2, b), bin_mask(mask, b))
+            };
             register(&a1.view(), &a2.view(), Some(&m.view()), Some(&level_init), &single)?
         } else {
             register(im1, im2, Some(mask), Some(&level_init), &single)?

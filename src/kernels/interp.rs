@@ -333,8 +333,9 @@ const POLE: f32 = -0.267_949_2;
 pub fn bspline_coefficients_f32(data: &[f32], n: [usize; 3]) -> Vec<f32> {
     assert_eq!(data.len(), n[0] * n[1] * n[2], "box shape");
     let lambda = (1.0 - POLE) * (1.0 - 1.0 / POLE);
-    // The gain of the three passes at once (each pass is linear).
-    let gain = lambda * lambda * lambda;
+    // The gain of the passes at once (each pass is linear); an axis of one sample (a 2D
+    // image's Z) is not filtered and has no gain.
+    let gain = n.iter().filter(|&&len| len >= 2).fold(1.0f32, |g, _| g * lambda);
     let mut c: Vec<f32> = data.iter().map(|v| v * gain).collect();
     let (sz, sy) = (n[1] * n[2], n[2]);
     // Z: one group of ny·nx contiguous lines, samples a plane apart.

@@ -9,6 +9,7 @@ pub mod interp;
 pub mod local;
 pub mod ncc;
 pub mod pixel_search;
+pub mod plane;
 pub mod propagate;
 pub mod register;
 pub mod register_general;

@@ -69,6 +69,11 @@ fn warp_region_into(im2: &ArrayView3<f32>, phi: &Phi, origin: [usize; 3], dims: 
     let d = im2.dim();
     let c = [(d.0 as f64 - 1.0) / 2.0, (d.1 as f64 - 1.0) / 2.0, (d.2 as f64 - 1.0) / 2.0];
     let map = BackwardMap::from_phi(phi, c);
+    if d.0 == 1 {
+        // A plane: spam's Python warp (bounds [0, N − 1]), see `plane`.
+        let data = im2.as_standard_layout();
+        return super::plane::warp_plane_into(data.as_slice().expect("standard layout is contiguous"), [d.0, d.1, d.2], &map, origin, dims, order, out);
+    }
     match (order, im2.as_slice()) {
         (1, Some(data)) => return super::interp::trilinear_rows(data, [d.0, d.1, d.2], &map, origin, dims, out),
         (3, Some(coef)) => return super::interp::tricubic_rows(coef, [d.0, d.1, d.2], &map, origin, dims, out),
@@ -101,6 +106,10 @@ pub fn register(
         bail!("image 2 ({:?}) is smaller than image 1 ({:?})", n2, n1);
     }
     if o.shift || !o.gradient.is_default() {
+        if super::plane::is_plane(n1) {
+            // The general path solves all 12 components, which a plane cannot determine.
+            bail!("-shift and -gm gaussian are not available for 2D images yet");
+        }
         return super::register_general::register_general(im1, im2, mask1, phi_init, o);
     }
     if let Some(m) = mask1 {
@@ -109,8 +118,19 @@ pub fn register(
             bail!("mask is {:?} but image 1 is {:?}", [d.0, d.1, d.2], n1);
         }
     }
-    let mut margin = o.margin.unwrap_or([1 + (0.1 * *n1.iter().min().unwrap() as f64) as usize; 3]);
-    if *margin.iter().min().unwrap() < 1 && (0..3).any(|a| n1[a] == n2[a]) {
+    // A plane (2D image): spam's 2-D mode, no margin in Z and only the in-plane parameters.
+    let two_d = super::plane::is_plane(n1);
+    if two_d && n2[0] != 1 {
+        bail!("image 1 is a 2D image (one slice) but image 2 has {} slices", n2[0]);
+    }
+    let mut margin = if two_d {
+        let mut m = o.margin.unwrap_or([1 + (0.1 * n1[1].min(n1[2]) as f64) as usize; 3]);
+        m[0] = 0;
+        m
+    } else {
+        o.margin.unwrap_or([1 + (0.1 * *n1.iter().min().unwrap() as f64) as usize; 3])
+    };
+    if !two_d && *margin.iter().min().unwrap() < 1 && (0..3).any(|a| n1[a] == n2[a]) {
         margin = [1; 3];
     }
     if (0..3).any(|a| 2 * margin[a] >= n1[a]) {
@@ -153,7 +173,7 @@ pub fn register(
     // ones, were measured: with the 4th-order gradient the cubic steps alone take 3.0
     // iterations on the speckle pair of bench/peers.sh, the two stages 5.5, and are slower.)
     let cubic_gradient = o.order == 3;
-    let fusable = !o.update_gradient && ResidualPass::available() && (cubic_fusable || linear_fusable);
+    let fusable = !two_d && !o.update_gradient && ResidualPass::available() && (cubic_fusable || linear_fusable);
     if fusable {
         let data = im2.as_slice().expect("checked contiguous");
         let pass = ResidualPass::new(im1, mask1, margin, nc, &coords, cubic_gradient);
@@ -200,7 +220,11 @@ pub fn register(
             warp_region_into(im2, phi, c2o, nc, o.order, &mut def);
         }
         unwarped = false;
-        Ok(crop_sums(&r1s, r1_has_nan, &def, &grads, nc, &coords, need_m))
+        let mut e = crop_sums(&r1s, r1_has_nan, &def, &grads, nc, &coords, need_m);
+        if two_d {
+            super::plane::reduce_to_plane(&mut e);
+        }
+        Ok(e)
     };
     gauss_newton(phi_init, o, evaluate)
 }

@@ -330,6 +330,12 @@ fn register_volumes_journal(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, 
             bail!("mask is {:?} but image 1 is {:?}", m.shape(), n);
         }
     }
+    if super::plane::is_plane(n) {
+        // A plane is small enough to hold: spam's 2-D mode runs in memory.
+        let whole = |v: &Volume| v.read_box(0..1, 0..n[1] as i64, 0..n[2] as i64);
+        let keep = mask1.map(|m| whole(m).map(|a| a.mapv(|v| v != 0.0 && !v.is_nan()))).transpose()?;
+        return super::register::register(&whole(im1)?.view(), &whole(im2)?.view(), keep.as_ref().map(|k| k.view()).as_ref(), phi_init, o);
+    }
     let margin = level_margin(n, o);
     if o.shift && o.order == 3 && margin.iter().any(|&m| m < 3) {
         bail!("--shift with -o 3 needs a margin of at least 3 voxels (the cubic taps of image 1), got {margin:?}");
@@ -428,6 +434,13 @@ pub fn register_multiscale_with(
     o: &MultiscaleOptions,
     extras: &mut MultiscaleExtras,
 ) -> Result<RegisterResult> {
+    if super::plane::is_plane(im1.shape()) {
+        // A 2D image: spam's 2-D mode, with its own levels (SciPy's zoom).
+        if extras.mask_centre || extras.journal.is_some() {
+            bail!("-rmc and -j are not available for 2D images yet");
+        }
+        return super::plane::register_multiscale_plane(im1, im2, mask1, phi_init, init_bin_ratio, o);
+    }
     let start = nearest_power_of_two(o.bin_start);
     let stop = nearest_power_of_two(o.bin_stop);
     if stop > start {
