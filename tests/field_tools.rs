@@ -274,7 +274,7 @@ fn filter_phi_field_rows_13_to_16() {
     let d = tempfile::tempdir().unwrap();
     let od = s(d.path());
     // The corrupted field of make_corrupted_tsv.py, from our own row-10 ldic.
-    dvc(&["ldic", &s(&ex.join("inputs/im1.tif")), &s(&ex.join("inputs/im3.tif")), "-hws", "5", "-ns", "10", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")),
+    dvc(&["ldic", "-o", "1", &s(&ex.join("inputs/im1.tif")), &s(&ex.join("inputs/im3.tif")), "-hws", "5", "-ns", "10", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")),
         "-mf1", &s(&ex.join("inputs/mask1.tif")), "-od", &od, "-pre", "masked", "-q"]);
     let text = std::fs::read_to_string(d.path().join("masked-ldic.tsv")).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();

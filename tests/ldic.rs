@@ -37,7 +37,7 @@ fn rows_4_6_10_11_of_spams_examples() {
     let od = s(d.path());
     let (im1, im2, im3) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im2.tif")), s(&ex.join("inputs/im3.tif")));
     // Row 4: guess from a pixel-search field; VTK and TIFF outputs.
-    dvc(&["ldic", &im1, &im2, "-np", "2", "-hws", "5", "-pf", &s(&ex.join("pixelSearch/im1-im2-pixelSearch.tsv")), "-od", &od, "-tif", "-vtk", "-q"]);
+    dvc(&["ldic", "-o", "1", &im1, &im2, "-np", "2", "-hws", "5", "-pf", &s(&ex.join("pixelSearch/im1-im2-pixelSearch.tsv")), "-od", &od, "-tif", "-vtk", "-q"]);
     agree(&d.path().join("im1-im2-ldic.tsv"), &ex.join("ldic/im1-im2-ldic.tsv"));
     agree(&d.path().join("im1-im2-ldic.parquet"), &ex.join("ldic/im1-im2-ldic.tsv"));
     for c in ["Zdisp", "Ydisp", "Xdisp", "error", "iterations", "returnStatus", "deltaPhiNorm"] {
@@ -49,18 +49,18 @@ fn rows_4_6_10_11_of_spams_examples() {
     let want = std::fs::read_to_string(ex.join("ldic/im1-im2-ldic.vtk")).unwrap();
     assert_eq!(vtk.lines().skip(2).take(10).collect::<Vec<_>>(), want.lines().skip(2).take(10).collect::<Vec<_>>(), "VTK header as spam's");
     // Row 6: guess from a registration, spread over a -ns 15 grid.
-    dvc(&["ldic", &im1, &im3, "-np", "2", "-hws", "5", "-ns", "15", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")), "-od", &od, "-q"]);
+    dvc(&["ldic", "-o", "1", &im1, &im3, "-np", "2", "-hws", "5", "-ns", "15", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")), "-od", &od, "-q"]);
     agree(&d.path().join("im1-im3-ldic.tsv"), &ex.join("ldic/im1-im3-ldic.tsv"));
     // Row 10: a mask: 25 windows skipped (-5), 100 converged.
     let out = dvc(&[
-        "ldic", &im1, &im3, "-np", "2", "-hws", "5", "-ns", "10", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")),
+        "ldic", "-o", "1", &im1, &im3, "-np", "2", "-hws", "5", "-ns", "10", "-pf", &s(&ex.join("reg/im1-im3-registration.tsv")),
         "-mf1", &s(&ex.join("inputs/mask1.tif")), "-od", &od, "-pre", "ldic-ns10-masked",
     ]);
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("           2  100") && summary.contains("          -5  25"), "{summary}");
     agree(&d.path().join("ldic-ns10-masked-ldic.tsv"), &ex.join("ldic/ldic-ns10-masked-ldic.HEAD30.tsv"));
     // Row 11: the NaN guesses of skipped nodes become -7.
-    dvc(&["ldic", &im1, &im3, "-np", "2", "-hws", "5", "-pf", &s(&d.path().join("ldic-ns10-masked-ldic.tsv")), "-od", &od, "-pre", "rerun", "-q"]);
+    dvc(&["ldic", "-o", "1", &im1, &im3, "-np", "2", "-hws", "5", "-pf", &s(&d.path().join("ldic-ns10-masked-ldic.tsv")), "-od", &od, "-pre", "rerun", "-q"]);
     agree(&d.path().join("rerun-ldic.tsv"), &ex.join("ldic/rerun-ldic.HEAD7.tsv"));
     let rerun = PhiField::read(&d.path().join("rerun-ldic.tsv")).unwrap();
     assert_eq!(rerun.return_status.iter().filter(|&&r| r == -7.0).count(), 25);

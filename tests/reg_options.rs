@@ -84,7 +84,7 @@ fn reg_shift_matches_spam() {
 fn ldic_shift_matches_spam() {
     let d = tempfile::tempdir().unwrap();
     let reg = s(&common::examples().join("reg/im1-im3-registration.tsv"));
-    dvc(&["ldic", &inputs("im1.tif"), &inputs("im3.tif"), "-np", "2", "-hws", "5", "-ns", "15", "-pf", &reg, "-od", &s(d.path()), "-pre", "ldicshift", "-shift", "-q"]);
+    dvc(&["ldic", "-o", "1", &inputs("im1.tif"), &inputs("im3.tif"), "-np", "2", "-hws", "5", "-ns", "15", "-pf", &reg, "-od", &s(d.path()), "-pre", "ldicshift", "-shift", "-q"]);
     let (a, b) = (PhiField::read(&d.path().join("ldicshift-ldic.tsv")).unwrap(), PhiField::read(&data().join("reg-options/ldicshift-ldic.tsv")).unwrap());
     assert_eq!(a.len(), 27);
     assert_eq!(a.len(), b.len());

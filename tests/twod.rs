@@ -103,7 +103,7 @@ fn ldic_and_deform_image_by_its_field_match_spam_rows_5_and_10() {
     let d = tempfile::tempdir().unwrap();
     let od = s(d.path());
     let out = twod().join("out");
-    in_inputs(&["ldic", "im2d-1.tif", "im2d-3.tif", "-np", "2", "-hws", "7", "-ns", "15", "-pf", "../out/im2d-1-im2d-3-registration.tsv", "-od", &od, "-vtk", "-tif"]);
+    in_inputs(&["ldic", "-o", "1", "im2d-1.tif", "im2d-3.tif", "-np", "2", "-hws", "7", "-ns", "15", "-pf", "../out/im2d-1-im2d-3-registration.tsv", "-od", &od, "-vtk", "-tif"]);
     let f = same_as_spam(&d.path().join("im2d-1-im2d-3-ldic.tsv"), &out.join("im2d-1-im2d-3-ldic.tsv"));
     assert_eq!(f.return_status.iter().filter(|&&r| r == 2.0).count(), 99);
     let ours = std::fs::read_to_string(d.path().join("im2d-1-im2d-3-ldic.vtk")).unwrap();

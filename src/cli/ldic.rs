@@ -64,8 +64,10 @@ pub struct LdicArgs {
     /// Convergence: stop when the norm of the change of Φ falls below this [spam: -dp].
     #[arg(long = "min-delta-phi", default_value_t = 0.001, value_parser = super::values::non_negative_f64)]
     pub min_delta_phi: f64,
-    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
-    #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
+    /// 3 = cubic B-spline (the default: a ten times smaller error than trilinear on sub-voxel
+    /// motion, at about a quarter of its speed), 1 = trilinear, spam's default, which
+    /// reproduces spam-ldic's results [spam: -o; spam's default is 1].
+    #[arg(long = "interpolation-order", default_value_t = 3, value_parser = super::parse_order)]
     pub interpolation_order: usize,
     /// Recompute the gradient of the deformed image at each iteration [spam: -ug].
     #[arg(long = "update-gradient")]

@@ -60,7 +60,7 @@ def test_spam_reads_our_pixel_search_and_strain_and_computes_the_same_strain(tmp
     run(BIN / "dvc-stream", "pixel-search", im1, im2, "-lab1", EXAMPLES / "inputs" / "lab1.tif", "-od", tmp_path, "-pre", "lab", "-q")
     d = spam.helpers.readCorrelationTSV(str(tmp_path / "lab-pixelSearch.tsv"))
     assert d["PhiField"].shape == (9, 4, 4)
-    run(BIN / "dvc-stream", "ldic", im1, im3, "-hws", "5", "-ns", "15", "-pf", EXAMPLES / "reg" / "im1-im3-registration.tsv",
+    run(BIN / "dvc-stream", "ldic", "-o", "1", im1, im3, "-hws", "5", "-ns", "15", "-pf", EXAMPLES / "reg" / "im1-im3-registration.tsv",
         "-od", tmp_path, "-q")
     run(BIN / "dvc-stream", "regular-strain", "-pf", tmp_path / "im1-im3-ldic.tsv", "-comp", "vol", "e", "-q")
     f = spam.helpers.readCorrelationTSV(str(tmp_path / "im1-im3-ldic.tsv"), readConvergence=True)
