@@ -14,3 +14,4 @@ pub mod register;
 pub mod residual;
 pub mod register_volume;
 pub mod strain;
+pub mod tetmesh;
