@@ -63,7 +63,7 @@ fn skipped_points_have_nan_and_tsv_keeps_spams_columns() {
     // -glt above every grey level: every window is skipped (-5).
     dvc(&["ldic", &s(&dir.join("im1.zarr")), &s(&dir.join("im2.zarr")), "-hws", "5", "-ns", "12", "-glt", "1e9", "-od", &s(dir), "-q"]);
     let f = read_field(&dir.join("im1-im2-ldic.parquet")).unwrap();
-    assert!(f.len() > 0 && (0..f.len()).all(|i| f.return_status[i] == -5.0 && f.disp_sd[i].iter().all(|v| v.is_nan())));
+    assert!(!f.is_empty() && (0..f.len()).all(|i| f.return_status[i] == -5.0 && f.disp_sd[i].iter().all(|v| v.is_nan())));
     let tsv = std::fs::read_to_string(dir.join("im1-im2-ldic.tsv")).unwrap();
     assert!(!tsv.lines().next().unwrap().contains("_sd"));
 }
