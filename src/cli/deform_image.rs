@@ -148,12 +148,12 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
             let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
             write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| crate::kernels::tetmesh::tet_deformed_planes(&im, &warp, z0, z1))?;
         } else {
-        let Some(warp) = FieldWarp::new(&pts, &phis, a.number_of_neighbours, a.interpolate_displacements) else {
-            bail!("{}: no point with a return status ≥ {} and a finite, invertible Φ", a.phi_file.display(), a.return_status_threshold);
-        };
-        // About 4 M voxels per piece: the source positions of a piece are held at once.
-        let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
-        write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
+            let Some(warp) = FieldWarp::new(&pts, &phis, a.number_of_neighbours, a.interpolate_displacements) else {
+                bail!("{}: no point with a return status ≥ {} and a finite, invertible Φ", a.phi_file.display(), a.return_status_threshold);
+            };
+            // About 4 M voxels per piece: the source positions of a piece are held at once.
+            let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
+            write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1))?;
         }
     }
     if let Some(refv) = &reference {
