@@ -265,7 +265,7 @@ fn rows_to_batch(schema: &SchemaRef, rows: &[FieldRow]) -> Result<RecordBatch> {
             DataType::Int32 => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| super::tsv::value(r, name) as i32))),
             _ if DISP_SD_COLS.contains(&name) => {
                 let k = DISP_SD_COLS.iter().position(|c| *c == name).expect("one of the three");
-                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.disp_sd[k])))
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.disp_sd.map_or(f64::NAN, |sd| sd[k]))))
             }
             _ => Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| super::tsv::value(r, name)))),
         });
@@ -472,7 +472,7 @@ fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path) -> Result<Vec<FieldR
                 return_status: iv(rs, i),
                 delta_phi_norm: fv(dpn, i),
                 label_dilate: iv(ld, i),
-                disp_sd: std::array::from_fn(|k| sd[k].map_or(f64::NAN, |a| a.value(i))),
+                disp_sd: super::some_sd(std::array::from_fn(|k| sd[k].map_or(f64::NAN, |a| a.value(i)))),
             }
         })
         .collect())
@@ -513,7 +513,7 @@ mod tests {
                 return_status: 2.0,
                 delta_phi_norm: 0.0,
                 label_dilate: 0.0,
-                disp_sd: [f64::NAN; 3],
+                disp_sd: None,
             })
             .unwrap();
             // Never more than one row group waits in memory.

@@ -284,7 +284,9 @@ impl TetWarp {
     /// non-finite position or displacement are left out. Also returns the number of
     /// tetrahedra.
     pub fn new(points: &[Vector3<f64>], disp: &[Vector3<f64>], alpha: f64, correct_grey: bool) -> Result<TetWarp> {
-        let keep: Vec<usize> = (0..points.len()).filter(|&i| points[i].iter().chain(disp[i].iter()).all(|v| v.is_finite())).collect();
+        // Positions are triangulated in f32: one that does not fit is left out too.
+        let finite = |i: usize| points[i].iter().chain(disp[i].iter()).all(|v| v.is_finite()) && (points[i] + disp[i]).iter().all(|v| (*v as f32).is_finite());
+        let keep: Vec<usize> = (0..points.len()).filter(|&i| finite(i)).collect();
         let reference: Vec<Vector3<f64>> = keep.iter().map(|&i| points[i]).collect();
         let deformed: Vec<Vector3<f64>> = keep.iter().map(|&i| points[i] + disp[i]).collect();
         let as_f32: Vec<[f64; 3]> = deformed.iter().map(|p| [p[0] as f32 as f64, p[1] as f32 as f64, p[2] as f32 as f64]).collect();
