@@ -56,6 +56,7 @@ fn field_at(a: &Analytic, points: &[Vector3<f64>], grid: Option<([usize; 3], [f6
             return_status: 2.0,
             delta_phi_norm: 0.0,
             label_dilate: 0.0,
+            disp_sd: None,
         });
     }
     f
@@ -357,7 +358,7 @@ fn filter_corrects_five_percent_of_corrupted_points() {
         // The field carries its F, as ldic's does.
         let grad = (hom.grad)(p) + Matrix3::new(0.0, 0.0, 2e-4 * p[2], 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
         let phi = phi::from_f_t(&(Matrix3::identity() + grad), &t);
-        f.push(FieldRow { id: i as i64, position: *p, phi, cc, error: 1.0, iterations: 1.0, return_status: status, delta_phi_norm: 1.0, label_dilate: 0.0 });
+        f.push(FieldRow { id: i as i64, position: *p, phi, cc, error: 1.0, iterations: 1.0, return_status: status, delta_phi_norm: 1.0, label_dilate: 0.0, disp_sd: None });
     }
     assert!(corrupted.len() > 50, "{} corrupted", corrupted.len());
     let path = d.path().join("field.parquet");

@@ -351,6 +351,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
                     return_status: 0.0,
                     delta_phi_norm: 0.0,
                     label_dilate: 0.0,
+                    disp_sd: None,
                 },
                 (_, Some(r), _) => row(l, plan.positions[l], &r, a.label_dilate),
                 // --skip: a converged label keeps every value of the input file.

@@ -35,6 +35,27 @@ pub struct DeformImageArgs {
     /// Field mode: interpolate displacements only, not each point's F [spam: -disp].
     #[arg(long = "interpolate-displacements")]
     pub interpolate_displacements: bool,
+    /// Field mode: deform through a Delaunay tetrahedral mesh between the points (in their
+    /// deformed positions), the displacement linear inside each tetrahedron; voxels outside
+    /// the mesh are 0, and grey levels are interpolated trilinearly whatever -o says, as
+    /// spam does. Output <prefix>-tetMesh-def.tif [spam: -tet].
+    #[arg(long = "triangulation")]
+    pub triangulation: bool,
+    /// With --triangulation: CGAL's alpha clean-up. A tetrahedron is kept when its
+    /// circumradius² − 1 is at most this; 0 keeps all, a negative value (or one too small
+    /// to leave every point in the mesh) takes the smallest that does [spam: -a].
+    #[arg(long = "triangulation-alpha-value", default_value_t = 0.0, allow_negative_numbers = true, value_parser = super::values::threshold_f64)]
+    pub triangulation_alpha: f64,
+    /// With --triangulation: multiply grey levels by each tetrahedron's reference over
+    /// deformed volume (Stavropoulou et al. 2020 eq. 12 with the vacuum at grey 0) [spam: -cgs].
+    #[arg(long = "correct-grey-for-strain")]
+    pub correct_grey_for_strain: bool,
+    /// Field mode (per voxel): a mask of the image in its deformed configuration; only its
+    /// non-zero voxels are deformed, the others are 0, as spam's `applyPhiField(imMaskDef=…)`.
+    /// Ignored, with a warning, for a registration and with --triangulation, as spam ignores
+    /// it there [spam: -mf2].
+    #[arg(long = "mask-file2")]
+    pub mask_file2: Option<PathBuf>,
     /// Bin ratio of --phi-file [spam: -pfb].
     #[arg(long = "phi-file-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
     pub phi_file_bin_ratio: f64,
@@ -74,8 +95,15 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
     }
     let mut field = PhiField::read(&a.phi_file)?;
     let is_field = field.len() > 1;
+    if a.correct_grey_for_strain && !a.triangulation {
+        bail!("--correct-grey-for-strain (-cgs) works on the tetrahedral mesh only: add --triangulation (-tet)");
+    }
+    // spam deforms a single-slice image per pixel even when asked for the mesh.
+    let mesh = is_field && a.triangulation && im.shape()[0] > 1;
     let suffix = if !is_field {
         "reg-def"
+    } else if mesh {
+        "tetMesh-def"
     } else if a.interpolate_displacements {
         "disp-def"
     } else {
@@ -102,6 +130,18 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
             outs.file(p)?;
         }
     }
+    // The mask of the deformed image is checked before anything is written.
+    let mask2 = match &a.mask_file2 {
+        Some(m) if is_field && !mesh => Some(super::output_names::open_matching(m, &cache, im.shape(), "mask of the deformed image")?),
+        Some(m) => {
+            crate::say::warn(format_args!("{}: --mask-file2 applies to a field deformed per voxel; ignored {}, as spam does", m.display(), if is_field { "with --triangulation" } else { "for a registration" }));
+            None
+        }
+        None => None,
+    };
+    if let Some(m) = &a.mask_file2 {
+        outs.inputs([m.as_path()]);
+    }
     if !is_field {
         let reg = read_registration(&a.phi_file, a.phi_file_bin_ratio)?;
         let mut p = reg.phis[0];
@@ -123,19 +163,35 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
             .collect();
         let pts: Vec<_> = keep.iter().map(|&i| field.positions[i]).collect();
         let phis: Vec<_> = keep.iter().map(|&i| field.phis[i]).collect();
-        let Some(warp) = FieldWarp::new(&pts, &phis, a.number_of_neighbours, a.interpolate_displacements) else {
-            bail!("{}: no point with a return status ≥ {} and a finite, invertible Φ", a.phi_file.display(), a.return_status_threshold);
-        };
-        // About 4 M voxels per piece: the source positions of a piece are held at once.
-        let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
-        write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| {
-            let mut planes = field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1)?;
-            if crate::kernels::plane::is_plane(s) {
-                // spam's field warp writes into the image's own type: rounded (SciPy).
-                crate::kernels::plane::round_to_type(&mut planes, im.dtype());
-            }
-            Ok(planes)
-        })?;
+        if mesh {
+            let disp: Vec<_> = phis.iter().map(phi::translation).collect();
+            let warp = crate::kernels::tetmesh::TetWarp::new(&pts, &disp, a.triangulation_alpha, a.correct_grey_for_strain).map_err(|e| anyhow::anyhow!("{}: {e}", a.phi_file.display()))?;
+            crate::note!("{} points, {} tetrahedra", pts.len(), warp.len());
+            let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
+            write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| crate::kernels::tetmesh::tet_deformed_planes(&im, &warp, z0, z1))?;
+        } else {
+            let Some(warp) = FieldWarp::new(&pts, &phis, a.number_of_neighbours, a.interpolate_displacements) else {
+                bail!("{}: no point with a return status ≥ {} and a finite, invertible Φ", a.phi_file.display(), a.return_status_threshold);
+            };
+            // About 4 M voxels per piece: the source positions of a piece are held at once.
+            let depth = (4_000_000 / (s[1] * s[2]).max(1)).max(1);
+            write_planes(&im, &mut outs, &out, a.read.progress(), depth, |z0, z1| {
+                let mut planes = field_deformed_planes(&im, &warp, a.interpolation_order, z0, z1)?;
+                if crate::kernels::plane::is_plane(s) {
+                    // spam's field warp writes into the image's own type: rounded (SciPy).
+                    crate::kernels::plane::round_to_type(&mut planes, im.dtype());
+                }
+                if let Some(m) = &mask2 {
+                    let keep = m.read_box(z0 as i64..z1 as i64, 0..s[1] as i64, 0..s[2] as i64)?;
+                    for (v, k) in planes.iter_mut().zip(keep.iter()) {
+                        if !(*k != 0.0) {
+                            *v = 0.0;
+                        }
+                    }
+                }
+                Ok(planes)
+            })?;
+        }
     }
     if let Some(refv) = &reference {
         let deformed = Volume::open(outs.partial_of(&out).unwrap_or(&out), cache.clone())?;

@@ -245,6 +245,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
                             error: f.error[i],
                             iterations: f.iterations[i] as usize,
                             delta_phi_norm: f.delta_phi_norm[i],
+                            disp_sd: f.disp_sd[i],
                         }
                     };
                     Ok((i, r))
@@ -252,7 +253,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
                 .collect()
         },
         |i, r| {
-            let row = FieldRow::registered(i as i64, plan.nodes[i], r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm);
+            let row = FieldRow { disp_sd: crate::field::some_sd(r.disp_sd), ..FieldRow::registered(i as i64, plan.nodes[i], r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm) };
             job.record(&row)?;
             emit(row)
         },

@@ -181,6 +181,7 @@ fn row(i: usize, position: Vector3<f64>, r: &PixelResult) -> FieldRow {
         return_status: r.status as f64,
         delta_phi_norm: 1.0,
         label_dilate: 0.0,
+        disp_sd: None,
     }
 }
 

@@ -88,6 +88,8 @@ pub struct PhiField {
     pub return_status: Vec<f64>,
     pub delta_phi_norm: Vec<f64>,
     pub label_dilate: Vec<f64>,
+    /// Per-row predicted displacement standard deviations (NaN where none).
+    pub disp_sd: Vec<[f64; 3]>,
 }
 
 /// One row of a field, for streaming writers.
@@ -102,6 +104,14 @@ pub struct FieldRow {
     pub return_status: f64,
     pub delta_phi_norm: f64,
     pub label_dilate: f64,
+    /// Predicted standard deviation of the displacement (Z, Y, X) where the tool gives one
+    /// (ldic: the Parquet columns `Zdisp_sd`, `Ydisp_sd`, `Xdisp_sd`; NaN there when None).
+    pub disp_sd: Option<[f64; 3]>,
+}
+
+/// An uncertainty with any finite component, or none.
+pub fn some_sd(sd: [f64; 3]) -> Option<[f64; 3]> {
+    sd.iter().any(|v| v.is_finite()).then_some(sd)
 }
 
 impl FieldRow {
@@ -118,17 +128,18 @@ impl FieldRow {
             return_status: 0.0,
             delta_phi_norm: 1.0,
             label_dilate: 0.0,
+            disp_sd: None,
         }
     }
 
     /// A known Φ (a synthetic truth or a guess): converged (status 2), no error, no iterations.
     pub fn truth(id: i64, position: Vector3<f64>, phi: Phi) -> FieldRow {
-        FieldRow { id, position, phi, cc: 0.0, error: 0.0, iterations: 0.0, return_status: 2.0, delta_phi_norm: 0.0, label_dilate: 0.0 }
+        FieldRow { id, position, phi, cc: 0.0, error: 0.0, iterations: 0.0, return_status: 2.0, delta_phi_norm: 0.0, label_dilate: 0.0, disp_sd: None }
     }
 
     /// The outcome of a Gauss–Newton registration (reg, an ldic node, a ddic label).
     pub fn registered(id: i64, position: Vector3<f64>, phi: Phi, error: f64, iterations: usize, return_status: i32, delta_phi_norm: f64) -> FieldRow {
-        FieldRow { id, position, phi, cc: 0.0, error, iterations: iterations as f64, return_status: return_status as f64, delta_phi_norm, label_dilate: 0.0 }
+        FieldRow { id, position, phi, cc: 0.0, error, iterations: iterations as f64, return_status: return_status as f64, delta_phi_norm, label_dilate: 0.0, disp_sd: None }
     }
 }
 
@@ -163,6 +174,7 @@ impl PhiField {
             return_status: vec![],
             delta_phi_norm: vec![],
             label_dilate: vec![],
+            disp_sd: vec![],
         }
     }
 
@@ -183,6 +195,7 @@ impl PhiField {
         self.return_status.push(r.return_status);
         self.delta_phi_norm.push(r.delta_phi_norm);
         self.label_dilate.push(r.label_dilate);
+        self.disp_sd.push(r.disp_sd.unwrap_or([f64::NAN; 3]));
     }
 
     pub fn row(&self, i: usize) -> FieldRow {
@@ -196,6 +209,7 @@ impl PhiField {
             return_status: self.return_status[i],
             delta_phi_norm: self.delta_phi_norm[i],
             label_dilate: self.label_dilate[i],
+            disp_sd: some_sd(self.disp_sd[i]),
         }
     }
 

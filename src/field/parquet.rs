@@ -111,6 +111,10 @@ const FLOAT_COLS: [&str; 15] = [
     "Zpos", "Ypos", "Xpos", "Fzz", "Fzy", "Fzx", "Zdisp", "Fyz", "Fyy", "Fyx", "Ydisp", "Fxz", "Fxy", "Fxx", "Xdisp",
 ];
 
+/// The predicted standard deviations of the displacement that an ldic table carries after
+/// spam's columns (Parquet only: the spam TSV keeps spam's layout).
+pub const DISP_SD_COLS: [&str; 3] = ["Zdisp_sd", "Ydisp_sd", "Xdisp_sd"];
+
 /// Whether a status column holds integers (stored as int32) or reals (float64).
 fn is_integer_column(name: &str) -> bool {
     matches!(name, "iterations" | "returnStatus" | "LabelDilate")
@@ -130,6 +134,11 @@ pub fn schema(layout: Layout) -> SchemaRef {
     }
     for c in status_columns(layout) {
         fields.push(Field::new(c, if is_integer_column(c) { DataType::Int32 } else { DataType::Float64 }, false));
+    }
+    if layout == Layout::Ldic {
+        for c in DISP_SD_COLS {
+            fields.push(Field::new(c, DataType::Float64, false));
+        }
     }
     Arc::new(Schema::new(fields))
 }
@@ -254,6 +263,10 @@ fn rows_to_batch(schema: &SchemaRef, rows: &[FieldRow]) -> Result<RecordBatch> {
         cols.push(match field.data_type() {
             DataType::Int64 => Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.id))),
             DataType::Int32 => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| super::tsv::value(r, name) as i32))),
+            _ if DISP_SD_COLS.contains(&name) => {
+                let k = DISP_SD_COLS.iter().position(|c| *c == name).expect("one of the three");
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.disp_sd.map_or(f64::NAN, |sd| sd[k]))))
+            }
             _ => Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| super::tsv::value(r, name)))),
         });
     }
@@ -441,6 +454,8 @@ fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path) -> Result<Vec<FieldR
     let int = |name: &str| -> Result<Option<&Int32Array>> { b.column_by_name(name).map(|_| i32_col(b, name, path)).transpose() };
     let (cc, err, dpn) = (real(&["pixelSearchCC", "PSCC"])?, real(&["error"])?, real(&["deltaPhiNorm"])?);
     let (its, rs, ld) = (int("iterations")?, int("returnStatus")?, int("LabelDilate")?);
+    // Tables written before ldic gave an uncertainty have none: NaN.
+    let sd: Vec<Option<&Float64Array>> = DISP_SD_COLS.iter().map(|c| real(&[c])).collect::<Result<_>>()?;
     let fv = |c: Option<&Float64Array>, i: usize| c.map_or(0.0, |a| a.value(i));
     let iv = |c: Option<&Int32Array>, i: usize| c.map_or(0.0, |a| a.value(i) as f64);
     Ok((0..b.num_rows())
@@ -457,6 +472,7 @@ fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path) -> Result<Vec<FieldR
                 return_status: iv(rs, i),
                 delta_phi_norm: fv(dpn, i),
                 label_dilate: iv(ld, i),
+                disp_sd: super::some_sd(std::array::from_fn(|k| sd[k].map_or(f64::NAN, |a| a.value(i)))),
             }
         })
         .collect())
@@ -497,6 +513,7 @@ mod tests {
                 return_status: 2.0,
                 delta_phi_norm: 0.0,
                 label_dilate: 0.0,
+                disp_sd: None,
             })
             .unwrap();
             // Never more than one row group waits in memory.

@@ -263,6 +263,7 @@ pub fn table_to_field(t: &Table, path: &Path) -> Result<PhiField> {
             return_status: r[rs],
             delta_phi_norm: r[dpn],
             label_dilate: ld.map(|c| r[c]).unwrap_or(0.0),
+            disp_sd: None,
         });
     }
     if let FieldKind::Grid { .. } = field.kind {

@@ -127,7 +127,7 @@ pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTa
     phi::set_translation(&mut out, &(phi::translation(&r.phi) + n));
     let com = Vector3::from(table.get(l).expect("label exists").com);
     let out = phi::move_to(&out, &b.centre, &com);
-    Ok(PointResult { phi: out, return_status: r.return_status, error: r.error, iterations: r.iterations, delta_phi_norm: r.delta_phi_norm })
+    Ok(PointResult { phi: out, return_status: r.return_status, error: r.error, iterations: r.iterations, delta_phi_norm: r.delta_phi_norm, disp_sd: r.disp_sd })
 }
 
 /// Where another label's voxel (box coordinates, box origin `lo`) is in image 2 as label

@@ -36,6 +36,8 @@ pub struct PointResult {
     pub error: f64,
     pub iterations: usize,
     pub delta_phi_norm: f64,
+    /// Predicted standard deviation of the displacement (Z, Y, X), NaN if not correlated.
+    pub disp_sd: [f64; 3],
 }
 
 impl PointResult {
@@ -45,7 +47,7 @@ impl PointResult {
         for i in 0..3 {
             p[(i, 3)] = f64::NAN;
         }
-        PointResult { phi: p, return_status: status, error: f64::INFINITY, iterations: 0, delta_phi_norm: f64::INFINITY }
+        PointResult { phi: p, return_status: status, error: f64::INFINITY, iterations: 0, delta_phi_norm: f64::INFINITY, disp_sd: [f64::NAN; 3] }
     }
 }
 
@@ -133,5 +135,5 @@ pub fn correlate_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, p: &V
     let r = register(&w1.view(), &w2.view(), mask.as_ref().map(|m| m.view()).as_ref(), Some(&init), &o.register)?;
     let mut out = r.phi;
     phi::set_translation(&mut out, &(phi::translation(&r.phi) + n));
-    Ok(PointResult { phi: out, return_status: r.return_status, error: r.error, iterations: r.iterations, delta_phi_norm: r.delta_phi_norm })
+    Ok(PointResult { phi: out, return_status: r.return_status, error: r.error, iterations: r.iterations, delta_phi_norm: r.delta_phi_norm, disp_sd: r.disp_sd })
 }

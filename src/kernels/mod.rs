@@ -16,3 +16,4 @@ pub mod register_general;
 pub mod residual;
 pub mod register_volume;
 pub mod strain;
+pub mod tetmesh;

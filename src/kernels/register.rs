@@ -53,6 +53,9 @@ pub struct RegisterResult {
     pub error: f64,
     pub iterations: usize,
     pub delta_phi_norm: f64,
+    /// Predicted standard deviation of the displacement (Z, Y, X) at the window centre:
+    /// `displacement_sd`. NaN when M is singular or the window has too few voxels.
+    pub disp_sd: [f64; 3],
 }
 
 /// im2 warped by Φ (K = Φ, about im2's centre) over the box `origin + [0, dims)` of im2's grid.
@@ -178,7 +181,7 @@ pub fn register(
         let data = im2.as_slice().expect("checked contiguous");
         let pass = ResidualPass::new(im1, mask1, margin, nc, &coords, cubic_gradient);
         let centre: [f64; 3] = std::array::from_fn(|a| (n2[a] as f64 - 1.0) / 2.0);
-        let evaluation = |sums: super::residual::ResidualSums, need_m: bool| Evaluation { a: SVector::from_column_slice(&sums.a), error: (sums.sum_sq / pass.den) as f32 as f64, m: need_m.then_some(pass.m) };
+        let evaluation = |sums: super::residual::ResidualSums, need_m: bool| Evaluation { a: SVector::from_column_slice(&sums.a), error: (sums.sum_sq / pass.den) as f32 as f64, m: need_m.then_some(pass.m), residual_variance: residual_variance(sums.sum_sq, pass.kept) };
         if o.order == 1 {
             return gauss_newton(phi_init, o, |phi: &Phi, need_m: bool| Ok(evaluation(pass.evaluate(data, n2, &BackwardMap::from_phi(phi, centre), c2o), need_m)));
         }
@@ -257,7 +260,7 @@ fn crop_sums_as<const NEED_M: bool, const NAN: bool>(r1: &[f32], def: &[f32], g:
     const PAIRS: [(usize, usize); 6] = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)];
     let mut a = [0f64; 12];
     let mut m = [[0f64; 12]; 12];
-    let (mut num, mut den) = (0f64, 0f64);
+    let (mut num, mut den, mut kept) = (0f64, 0f64, 0usize);
     let mut k = 0;
     for z in 0..nc[0] {
         let cz = coords[0][z];
@@ -275,6 +278,7 @@ fn crop_sums_as<const NEED_M: bool, const NAN: bool>(r1: &[f32], def: &[f32], g:
                     continue;
                 }
                 num += d * d;
+                kept += 1;
                 let gd = [gv[0] as f64, gv[1] as f64, gv[2] as f64];
                 for i in 0..3 {
                     let t = d * gd[i];
@@ -322,7 +326,26 @@ fn crop_sums_as<const NEED_M: bool, const NAN: bool>(r1: &[f32], def: &[f32], g:
             if r / 4 <= c / 4 { m[r][c] } else { m[c][r] }
         })
     });
-    Evaluation { a: SVector::from_column_slice(&a), error: (num / den) as f32 as f64, m }
+    Evaluation { a: SVector::from_column_slice(&a), error: (num / den) as f32 as f64, m, residual_variance: residual_variance(num, kept) }
+}
+
+/// s² = Σ d² / (N − 12): the variance of the residual over the N voxels compared, with the
+/// 12 fitted parameters taken off the degrees of freedom (NaN with 12 voxels or fewer).
+pub(crate) fn residual_variance(sum_sq: f64, kept: usize) -> f64 {
+    if kept > 12 { sum_sq / (kept - 12) as f64 } else { f64::NAN }
+}
+
+/// The standard deviation of the displacement at the window centre predicted by the
+/// Gauss–Newton normal matrix: the step is δ = M⁻¹ Σ J r, so noise of variance s² in the
+/// residual r gives δ the covariance s² M⁻¹; the translation of Φ·(I + δ) moves by F t_δ, so
+/// the displacement's covariance is F C Fᵀ with C the translation block (components 3, 7, 11)
+/// of s² M⁻¹. In the grey-level units of the images, per voxel.
+pub(crate) fn displacement_sd(m: &SMatrix<f64, 12, 12>, s2: f64, phi: &Phi) -> [f64; 3] {
+    let Some(minv) = m.try_inverse() else { return [f64::NAN; 3] };
+    let c = nalgebra::Matrix3::from_fn(|i, j| s2 * minv[(4 * i + 3, 4 * j + 3)]);
+    let f = phi::f_block(phi);
+    let cov = f * c * f.transpose();
+    std::array::from_fn(|i| if cov[(i, i)] >= 0.0 { cov[(i, i)].sqrt() } else { f64::NAN })
 }
 
 /// What one evaluation of Φ gives the Gauss–Newton loop: A = Σ (im1 − im2def)·J, spam's
@@ -331,6 +354,8 @@ pub(crate) struct Evaluation {
     pub a: SVector<f64, 12>,
     pub error: f64,
     pub m: Option<SMatrix<f64, 12, 12>>,
+    /// s² of the residual at this Φ ([`residual_variance`]).
+    pub residual_variance: f64,
 }
 
 /// spam's Gauss–Newton loop (spam-compat.md §3.2, steps 4–9), shared by the in-memory and the
@@ -348,7 +373,7 @@ pub(crate) fn gauss_newton(
     };
     let first = evaluate(&phi, true)?;
     let mut m = first.m.expect("M is computed at the first evaluation");
-    let (mut a, mut error) = (first.a, first.error);
+    let (mut a, mut error, mut s2) = (first.a, first.error, first.residual_variance);
     let (mut iterations, mut dpn) = (0usize, 100.0f64);
     let (mut singular_m, mut singular_phi, mut status) = (false, false, 0i32);
     let (mut lambda, mut flat) = (0f64, false);
@@ -377,7 +402,7 @@ pub(crate) fn gauss_newton(
                         flat = true;
                     }
                     phi = candidate;
-                    (a, error) = (e.a, e.error);
+                    (a, error, s2) = (e.a, e.error, e.residual_variance);
                     if let Some(new_m) = e.m {
                         m = new_m;
                     }
@@ -400,7 +425,7 @@ pub(crate) fn gauss_newton(
         }
         // One evaluation gives this iteration's error and the next iteration's A (and M).
         let e = evaluate(&phi, o.update_gradient)?;
-        (a, error) = (e.a, e.error);
+        (a, error, s2) = (e.a, e.error, e.residual_variance);
         if let Some(new_m) = e.m {
             m = new_m;
         }
@@ -414,7 +439,8 @@ pub(crate) fn gauss_newton(
     if flat {
         status = 2;
     }
-    Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn })
+    let disp_sd = displacement_sd(&m, s2, &phi);
+    Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn, disp_sd })
 }
 
 /// Relative error decrease below which a kept damped step counts as converged.

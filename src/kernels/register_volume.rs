@@ -30,17 +30,20 @@ struct Sums {
     a: SVector<f64, 12>,
     err_num: f64,
     err_den: f64,
+    /// Voxels compared (the N of the residual's variance).
+    kept: usize,
 }
 
 impl Sums {
     fn zero() -> Sums {
-        Sums { m: SMatrix::zeros(), a: SVector::zeros(), err_num: 0.0, err_den: 0.0 }
+        Sums { m: SMatrix::zeros(), a: SVector::zeros(), err_num: 0.0, err_den: 0.0, kept: 0 }
     }
     fn add(mut self, o: Sums) -> Sums {
         self.m += o.m;
         self.a += o.a;
         self.err_num += o.err_num;
         self.err_den += o.err_den;
+        self.kept += o.kept;
         self
     }
     fn error(&self) -> f64 {
@@ -164,6 +167,7 @@ impl Setup<'_> {
                     let diff = r1 - b;
                     if !diff.is_nan() {
                         sums.err_num += (diff as f64) * (diff as f64);
+                        sums.kept += 1;
                     }
                     if !r1.is_nan() {
                         sums.err_den += r1 as f64;
@@ -364,7 +368,7 @@ fn register_volumes_journal(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, 
         if let Some(j) = journal.as_deref_mut() {
             j.push((*phi, sums.error()));
         }
-        Ok(Evaluation { a: sums.a, error: sums.error(), m: need_m.then_some(sums.m) })
+        Ok(Evaluation { a: sums.a, error: sums.error(), m: need_m.then_some(sums.m), residual_variance: super::register::residual_variance(sums.err_num, sums.kept) })
     })
 }
 

@@ -46,6 +46,8 @@ pub(crate) struct ResidualPass {
     cx: Vec<f32>,
     /// Σ im1 over kept voxels: the denominator of spam's error.
     pub den: f64,
+    /// Number of kept voxels (the N of the residual's variance).
+    pub kept: usize,
     /// M = Σ J Jᵀ over kept voxels (Φ row-major), which depends on image 1 alone.
     pub m: SMatrix<f64, 12, 12>,
 }
@@ -74,7 +76,7 @@ impl ResidualPass {
         let mut g = if fourth_order { super::gradient::gradient4_in_box_rows(im1, origin, nc, w) } else { gradient_in_box_rows(im1, origin, nc, w) };
         let mut r1 = vec![0f32; rows * w];
         let mut keep = vec![0u32; rows * w];
-        let mut den = 0f64;
+        let (mut den, mut kept) = (0f64, 0usize);
         for z in 0..nc[0] {
             for y in 0..nc[1] {
                 let r = (z * nc[1] + y) * w;
@@ -87,6 +89,7 @@ impl ResidualPass {
                         continue;
                     }
                     den += v as f64;
+                    kept += 1;
                     r1[r + x] = v;
                     keep[r + x] = u32::MAX;
                 }
@@ -102,6 +105,7 @@ impl ResidualPass {
             cy: coords[1].clone(),
             cx: (0..w).map(|x| coords[2].get(x).copied().unwrap_or(0.0) as f32).collect(),
             den,
+            kept,
             m: SMatrix::zeros(),
         };
         // SAFETY: AVX2 and FMA are present (asserted above).

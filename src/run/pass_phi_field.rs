@@ -66,6 +66,7 @@ pub fn passed_row(id: usize, position: Vector3<f64>, p: Phi) -> FieldRow {
         return_status: if ok { 1.0 } else { -7.0 },
         delta_phi_norm: 1.0,
         label_dilate: 0.0,
+        disp_sd: None,
     }
 }
 

@@ -33,7 +33,8 @@ def tables(tmp_path_factory):
 
 EXPECTED = {
     "im1-im2-registration.parquet": (["NodeNumber"] + PHI + ["error", "iterations", "returnStatus", "deltaPhiNorm"]),
-    "im1-im2-ldic.parquet": (["NodeNumber"] + PHI + ["error", "iterations", "returnStatus", "deltaPhiNorm"]),
+    # ldic adds each point's predicted displacement standard deviation (issue 17).
+    "im1-im2-ldic.parquet": (["NodeNumber"] + PHI + ["error", "iterations", "returnStatus", "deltaPhiNorm", "Zdisp_sd", "Ydisp_sd", "Xdisp_sd"]),
     "im1-im2-pixelSearch.parquet": (["NodeNumber"] + PHI + ["pixelSearchCC", "returnStatus", "error", "deltaPhiNorm", "iterations"]),
     "lab1-ddic.parquet": (["Label"] + PHI + ["PSCC", "error", "iterations", "returnStatus", "deltaPhiNorm", "LabelDilate"]),
 }
