@@ -97,8 +97,8 @@ if [ ! -f "$P/im2.zarr/zarr.json" ]; then
     --chunk "$C" --levels 1 --truth-ns 100 --overwrite -q
   echo "synth pair: $(cut -d: -f1 "$OUT/synth.time") s, peak RSS $(cut -d: -f2 "$OUT/synth.time") KiB" >&2
 fi
-row "ldic -ns 100" "$BUDGET" "$P/im1.zarr" "$P/im2.zarr" -- $D ldic "$P/im1.zarr" "$P/im2.zarr" -hws 10 -ns 100 -od "$OUT" -pre sparse
-row "ldic -ns 20" "$DENSE_BUDGET" "$P/im1.zarr" "$P/im2.zarr" -- $D ldic "$P/im1.zarr" "$P/im2.zarr" -hws 10 -ns 20 -od "$OUT" -pre dense --no-tsv
+row "ldic -ns 100" "$BUDGET" "$P/im1.zarr" "$P/im2.zarr" -- $D ldic "$P/im1.zarr" "$P/im2.zarr" -o 1 -hws 10 -ns 100 -od "$OUT" -pre sparse
+row "ldic -ns 20" "$DENSE_BUDGET" "$P/im1.zarr" "$P/im2.zarr" -- $D ldic "$P/im1.zarr" "$P/im2.zarr" -o 1 -hws 10 -ns 20 -od "$OUT" -pre dense --no-tsv
 rm -rf "$P"
 
 G="$OUT/grains"

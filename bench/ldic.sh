@@ -24,7 +24,7 @@ echo "== spam-ldic -np 2"
   -pf "$OUT/guess-registration.tsv" -od "$OUT" -pre spam > "$OUT/spam.log" 2> "$OUT/t_spam.txt" || { cat "$OUT/t_spam.txt"; exit 1; }
 tail -1 "$OUT/t_spam.txt"
 echo "== dvc-stream ldic -np 2"
-/usr/bin/time -f "%e s, peak RSS %M KiB" $D ldic "$OUT/im1.tif" "$OUT/im2.tif" -np 2 -hws 10 -ns 10 \
+/usr/bin/time -f "%e s, peak RSS %M KiB" $D ldic "$OUT/im1.tif" "$OUT/im2.tif" -o 1 -np 2 -hws 10 -ns 10 \
   -pf "$OUT/guess-registration.tsv" -od "$OUT" -pre dvc -q > "$OUT/dvc.log" 2> "$OUT/t_dvc.txt"
 tail -1 "$OUT/t_dvc.txt"
 "$PY" - "$OUT" <<'PYEOF'

@@ -11,6 +11,6 @@ for N in 512 1024; do
   if [ ! -d "$OUT/im2.zarr" ]; then
     $D synth "$OUT" --shape "$N" --dtype uint16 --speckle 4 --noise 100 --translate 1.3 -2.7 0.4 --truth-ns 32 --overwrite -q
   fi
-  /usr/bin/time -f "$N³: %e s, peak RSS %M KiB" $D ldic "$OUT/im1.zarr" "$OUT/im2.zarr" -ns 32 -hws 10 -np 2 \
+  /usr/bin/time -f "$N³: %e s, peak RSS %M KiB" $D ldic "$OUT/im1.zarr" "$OUT/im2.zarr" -o 1 -ns 32 -hws 10 -np 2 \
     -pf "$OUT/truth-registration.tsv" --cache-bytes 256M -od "$OUT" -q --stats 2>&1 | grep -E "cache|peak|points"
 done

@@ -16,7 +16,7 @@ if [ ! -d "$OUT/s/im2.zarr" ]; then
   $D synth "$OUT/s" --shape "$SIZE" --chunk 32 --speckle 4 --dtype uint16 --noise 100 \
     --translate 1.3 -2.7 0.4 --rotate 1 0.5 0 --overwrite -q
 fi
-ARGS=("$OUT/s/im1.zarr" "$OUT/s/im2.zarr" -hws 10 -ns 10 -pf "$OUT/s/truth-registration.tsv" -pre r -np 1 --stats)
+ARGS=("$OUT/s/im1.zarr" "$OUT/s/im2.zarr" -o 1 -hws 10 -ns 10 -pf "$OUT/s/truth-registration.tsv" -pre r -np 1 --stats)
 rm -rf "$OUT/one" "$OUT/many"
 echo "== 1 process, 1 thread"
 /usr/bin/time -f "%e s wall, %U s user" $D ldic "${ARGS[@]}" -od "$OUT/one" > "$OUT/one.log" 2> "$OUT/one.err"
