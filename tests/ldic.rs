@@ -283,3 +283,17 @@ fn per_axis_options_and_apply_f() {
     assert_eq!(skipped(&base), 25);
     assert!(skipped(&strict) > 25, "stricter coverage skips more windows");
 }
+
+/// A grid given by `-ns` writes its VTK header as spam-ldic does (spam 0.9.1, `spam-ldic im1.tif
+/// im2.tif -np 2 -hws 5 -ns 15 -vtk` writes `ASPECT_RATIO 15 15 15` and `ORIGIN 10.0 10.0
+/// 10.0`: its node positions are floats, so is the origin).
+#[test]
+fn vtk_header_of_a_node_spacing_grid_is_spams() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let (im1, im2) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im2.tif")));
+    dvc(&["ldic", &im1, &im2, "-o", "1", "-np", "2", "-hws", "5", "-ns", "15", "-od", &s(d.path()), "-vtk", "-q"]);
+    let vtk = std::fs::read_to_string(d.path().join("im1-im2-ldic.vtk")).unwrap();
+    let header: Vec<&str> = vtk.lines().skip(2).take(6).collect();
+    assert_eq!(header, ["ASCII", "", "DATASET STRUCTURED_POINTS", "DIMENSIONS 4 4 4", "ASPECT_RATIO 15 15 15", "ORIGIN 10.0 10.0 10.0"]);
+}

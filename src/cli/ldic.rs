@@ -276,12 +276,9 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
             VtkArray::new("deltaPhiNorm", VtkValues::Scalars(fin(&grids[6]))),
         ];
         let first = plan.nodes[0];
-        let origin: [HeaderNum; 3] = std::array::from_fn(|k| match plan.spacing[k] {
-            // spam's node positions are floats, so is its origin (its 2D example writes
-            // `8.0 8.0 0.0`); 3D grids keep the integer form they had here.
-            HeaderNum::Int(_) if first[k].fract() == 0.0 && !crate::kernels::plane::is_plane(im1.shape()) => HeaderNum::Int(first[k] as i64 - hws[k] as i64),
-            _ => HeaderNum::Float(first[k] - hws[k] as f64),
-        });
+        // spam's node positions are floats, so is its origin, with or without -ns (`ORIGIN
+        // 10.0 10.0 10.0` for `-hws 5 -ns 15` on a 60³ pair; `8.0 8.0 0.0` in 2D).
+        let origin: [HeaderNum; 3] = std::array::from_fn(|k| HeaderNum::Float(first[k] - hws[k] as f64));
         vtk::write(&outs.file(&vtk_path)?, &vtk::structured_points(&vtk_path.to_string_lossy(), plan.dims, plan.spacing, origin, &arrays))?;
     }
     a.files.quicklook(outs, &dir.join(format!("{prefix}-ldic.parquet")))?;
