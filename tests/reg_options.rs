@@ -237,3 +237,19 @@ fn ddic_debug_reports_each_label() {
         assert_eq!(&png[1..4], b"PNG");
     }
 }
+
+/// A Gaussian wider than the image (`-gs 1e6`: a reach of 4·10⁶ voxels) is refused in one
+/// line before its extended box is allocated, on the streamed (reg) and in-memory (ldic) paths.
+#[test]
+fn gaussian_wider_than_the_image_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let ex = common::examples();
+    let (im1, im2, od) = (s(&ex.join("inputs/im1.tif")), s(&ex.join("inputs/im2.tif")), s(d.path()));
+    fails(&["reg", &im1, &im2, "-gm", "gaussian", "-gs", "1e6", "-od", &od, "-q"], "the Gaussian reaches 4000000 voxels");
+    fails(&["reg", &im1, &im2, "-gm", "gaussian", "-gs", "-1", "-od", &od, "-q"], "-1");
+    assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written");
+    let o = RegisterOptions { gradient: GradientMethod::Gaussian { sigma: 100.0 }, ..RegisterOptions::default() };
+    let a = ndarray::Array3::<f32>::zeros((20, 20, 20));
+    let e = register(&a.view(), &a.view(), None, None, &o).unwrap_err();
+    assert!(format!("{e}").contains("the Gaussian reaches 400 voxels"), "{e}");
+}

@@ -147,7 +147,9 @@ pub fn gradient4_in_box_rows(im: &ArrayView3<f32>, origin: [usize; 3], dims: [us
     let mut out = gradient_in_box_rows(im, origin, dims, w);
     let d = im.dim();
     let n = [d.0, d.1, d.2];
-    let Some(data) = im.as_slice() else { return out };
+    // A strided view is copied once, so the order of the difference never depends on layout.
+    let standard = im.as_standard_layout();
+    let data = standard.as_slice().expect("standard layout is contiguous");
     let s = [n[1] * n[2], n[2], 1];
     // Where along X the 4th-order difference applies: 2 ≤ x < N − 2.
     let (x_lo, x_hi) = (origin[2].max(2), (origin[2] + dims[2]).min(n[2].saturating_sub(2)));

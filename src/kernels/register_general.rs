@@ -38,11 +38,9 @@ pub(crate) fn register_general(im1: &ArrayView3<f32>, im2: &ArrayView3<f32>, mas
             bail!("mask is {:?} but image 1 is {:?}", [d.0, d.1, d.2], n1);
         }
     }
-    let mut margin = o.margin.unwrap_or([1 + (0.1 * *n1.iter().min().unwrap() as f64) as usize; 3]);
-    if *margin.iter().min().unwrap() < 1 {
-        // The shifted gradient is sampled up to one voxel outside the crop.
-        margin = [1; 3];
-    }
+    super::register_volume::check_gradient_reach(n1, o)?;
+    // At least 1: the shifted gradient is sampled up to one voxel outside the crop.
+    let margin = super::register_volume::level_margin(n1, o);
     if (0..3).any(|a| 2 * margin[a] >= n1[a]) {
         bail!("margin {:?} leaves nothing of image 1 ({:?})", margin, n1);
     }

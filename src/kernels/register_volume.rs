@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::interp::{bspline_coefficients, tricubic, trilinear_slice, BackwardMap};
 use super::gradient::{gradient_on_box, shift_offset, trilinear_in_box, GradientMethod};
 use super::register::{gauss_newton, nearest_power_of_two, Evaluation, RegisterOptions, RegisterResult};
-use crate::phi::Phi;
+use crate::phi::{self, Phi};
 use crate::store::Volume;
 
 /// Crop voxels per block (Z, Y, X): small enough that a worker's boxes stay around a MiB.
@@ -261,6 +261,7 @@ impl Setup<'_> {
                     let diff = r1 - def[[z, y, x]];
                     if !diff.is_nan() {
                         sums.err_num += (diff as f64) * (diff as f64);
+                        sums.kept += 1;
                     }
                     if !r1.is_nan() {
                         sums.err_den += r1 as f64;
@@ -340,6 +341,7 @@ fn register_volumes_journal(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, 
         let keep = mask1.map(|m| whole(m).map(|a| a.mapv(|v| v != 0.0 && !v.is_nan()))).transpose()?;
         return super::register::register(&whole(im1)?.view(), &whole(im2)?.view(), keep.as_ref().map(|k| k.view()).as_ref(), phi_init, o);
     }
+    check_gradient_reach(n, o)?;
     let margin = level_margin(n, o);
     if o.shift && o.order == 3 && margin.iter().any(|&m| m < 3) {
         bail!("--shift with -o 3 needs a margin of at least 3 voxels (the cubic taps of image 1), got {margin:?}");
@@ -372,9 +374,20 @@ fn register_volumes_journal(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, 
     })
 }
 
+/// A Gaussian gradient (`-gs σ`) reads 4σ voxels beyond each box; one wider than the image
+/// is refused before its extended box is allocated.
+pub(crate) fn check_gradient_reach(n: [usize; 3], o: &RegisterOptions) -> Result<()> {
+    let reach = o.gradient.reach();
+    let side = *n.iter().max().unwrap_or(&0);
+    if reach > side {
+        bail!("--gaussian-sigma (-gs): the Gaussian reaches {reach} voxels (4σ), more than the image's largest side ({side})");
+    }
+    Ok(())
+}
+
 /// The margin a level is registered with: the option, else spam's `1 + int(0.1·min(n))`,
 /// at least 1.
-fn level_margin(n: [usize; 3], o: &RegisterOptions) -> [usize; 3] {
+pub(crate) fn level_margin(n: [usize; 3], o: &RegisterOptions) -> [usize; 3] {
     let margin = o.margin.unwrap_or([1 + (0.1 * *n.iter().min().unwrap() as f64) as usize; 3]);
     if *margin.iter().min().unwrap() < 1 { [1; 3] } else { margin }
 }
@@ -450,10 +463,7 @@ pub fn register_multiscale_with(
     if stop > start {
         bail!("the last binning ({stop}) is coarser than the first ({start})");
     }
-    let mut phi = phi_init.copied().unwrap_or_else(Phi::identity);
-    for i in 0..3 {
-        phi[(i, 3)] *= init_bin_ratio / 2.0 / start as f64;
-    }
+    let mut phi = phi::rescale(&phi_init.copied().unwrap_or_else(Phi::identity), init_bin_ratio / 2.0 / start as f64);
     let mut b = start;
     let mut result;
     loop {
@@ -493,9 +503,7 @@ pub fn register_multiscale_with(
         }
         phi = result.phi;
         if result.return_status != 2 {
-            for i in 0..3 {
-                result.phi[(i, 3)] *= b as f64;
-            }
+            result.phi = phi::rescale(&result.phi, b as f64);
             return Ok(result);
         }
         if b <= stop {
@@ -503,9 +511,7 @@ pub fn register_multiscale_with(
         }
         b /= 2;
     }
-    for i in 0..3 {
-        result.phi[(i, 3)] *= stop as f64;
-    }
+    result.phi = phi::rescale(&result.phi, stop as f64);
     Ok(result)
 }
 

@@ -355,8 +355,10 @@ pub fn tet_deformed_planes(input: &Volume, warp: &TetWarp, z0: usize, z1: usize)
             }
         }
     }
-    let b0: [i64; 3] = std::array::from_fn(|a| (lo[a].floor() as i64).clamp(0, n[a] as i64));
-    let b1: [i64; 3] = std::array::from_fn(|a| (hi[a].floor() as i64 + 2).clamp(0, n[a] as i64));
+    // One voxel of slack on each side: a sampled point may fall a rounding error outside the
+    // vertices' box (barycentric weights down to −TOLERANCE are accepted).
+    let b0: [i64; 3] = std::array::from_fn(|a| (lo[a].floor() as i64 - 1).clamp(0, n[a] as i64));
+    let b1: [i64; 3] = std::array::from_fn(|a| (hi[a].floor() as i64 + 3).clamp(0, n[a] as i64));
     if (0..3).any(|a| b1[a] <= b0[a]) {
         return Ok(out);
     }
