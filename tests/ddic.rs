@@ -365,3 +365,15 @@ fn touching_uniform_spheres_leave_their_neighbours_edges_out() {
     let (_, rms_spam_mask, worst_spam_mask) = errors("keep", &["--keep-neighbour-edges"]);
     assert!(worst_spam_mask > 0.05, "spam's mask: largest {worst_spam_mask} voxel (rms {rms_spam_mask})");
 }
+
+/// A label dilation as large as the image (`-ld 100000`) is refused in one line before any
+/// output is reserved (it used to grow every label's box to the dilation and run out of memory,
+/// leaving `.partial` files).
+#[test]
+fn label_dilation_larger_than_the_image_is_refused() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let i = |f: &str| s(&ex.join("inputs").join(f));
+    fails(&["ddic", &i("im1.tif"), &i("lab1.tif"), &i("im2.tif"), "-ld", "100000", "-od", &s(d.path()), "-q"], "--label-dilate (-ld) 100000");
+    assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written");
+}

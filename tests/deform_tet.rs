@@ -143,3 +143,42 @@ fn mask_of_the_deformed_image_keeps_its_voxels_only() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ignored with --triangulation"));
     assert_eq!(voxels(&d.path().join("tet-tetMesh-def.tif")), voxels(&d.path().join("tetm-tetMesh-def.tif")));
 }
+
+/// A field of zero displacement deformed through the mesh gives back the input inside the mesh:
+/// voxels on the hull's faces sample a rounding error outside the vertices' box, which once
+/// indexed before the box read for the slab (a panic).
+#[test]
+fn zero_field_through_the_mesh_is_the_input() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let mut field = dvc_stream::field::PhiField::read(&ex.join("ldic/im1-im3-ldic.tsv")).unwrap();
+    for p in field.phis.iter_mut() {
+        *p = dvc_stream::phi::Phi::identity();
+    }
+    let still = d.path().join("still.tsv");
+    dvc_stream::field::tsv::write_field(&still, &field).unwrap();
+    let im1 = ex.join("inputs/im1.tif");
+    dvc(&["deform-image", &s(&im1), "-pf", &s(&still), "-tet", "-od", &s(d.path()), "-pre", "z", "-q"]);
+    let (out, inp) = (voxels(&d.path().join("z-tetMesh-def.tif")), voxels(&im1));
+    let inside: Vec<_> = out.iter().zip(&inp).filter(|(o, _)| **o != 0.0).collect();
+    assert!(inside.len() > 15_000, "{} voxels inside the mesh", inside.len());
+    assert!(inside.iter().all(|(o, i)| o == i));
+}
+
+/// Options that do not apply are said, not dropped in silence: `-tet` on a 2D image (deformed
+/// per pixel, as spam) and `-a` without `-tet` each give a warning, and the run still succeeds.
+#[test]
+fn options_that_do_not_apply_are_warned_about() {
+    let ex = examples();
+    let d = tempfile::tempdir().unwrap();
+    let od = s(d.path());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dvc-stream")).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let two_d = run(&["deform-image", &s(&ex.join("2d/inputs/im2d-1.tif")), "-pf", &s(&ex.join("2d/out/im2d-1-im2d-3-ldic.tsv")), "-tet", "-od", &od, "-pre", "p", "-q"]);
+    assert!(two_d.contains("--triangulation (-tet) ignored for a 2D image"), "{two_d}");
+    let alpha = run(&["deform-image", &s(&ex.join("inputs/im1.tif")), "-pf", &s(&ex.join("ldic/im1-im3-ldic.tsv")), "-a", "2", "-od", &od, "-pre", "a", "-q"]);
+    assert!(alpha.contains("(-a) applies to --triangulation (-tet) only"), "{alpha}");
+}

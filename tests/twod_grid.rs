@@ -313,12 +313,19 @@ fn merge_grid_and_discrete_as_spam() {
     let bad = tempfile::tempdir().unwrap();
     let bd = s(bad.path());
     fails(&["pass-phi-field", "-pf", &ps, "-pf2", &ddic, "-od", &bd], "as many label images");
-    fails(&["pass-phi-field", "-pf", &ps, "-pf2", &s(&short), "-lab1", &lab1, "-od", &bd], "has no row");
+    fails(&["pass-phi-field", "-pf", &ps, "-pf2", &s(&short), "-lab1", &lab1, "-od", &bd], "short.tsv: label");
     fails(&["pass-phi-field", "-pf", &ps, "-pf2", &ps, "-lab1", &lab1, "-od", &bd], "is not a discrete field");
     fails(&["pass-phi-field", "-pf", &ddic, "-pf2", &ddic, "-lab1", &lab1, "-od", &bd], "is not a grid field");
     fails(&["pass-phi-field", "-pf", &ps, "-pf2", &ddic, "-lab1", &lab1, "-regs", &e("reg/im1-im2-registration.tsv"), "-od", &bd], "two different modes");
     fails(&["pass-phi-field", "-pf", &ps, "-ns", "10", "-im1", &lab1, "-lab1", &lab1, &lab1, "-od", &bd], "more than one is for merging");
     assert!(std::fs::read_dir(bad.path()).unwrap().next().is_none(), "nothing written by failed runs");
+    // The merge options without a merge are said to be ignored.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dvc-stream"))
+        .args(["pass-phi-field", "-pf", &e("ldic/im1-im3-ldic.tsv"), "-ns", "20", "-im1shape", "60", "60", "60", "-mpl", "-od", &bd, "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("apply to a merge (--phi-file2, -pf2) only; ignored"));
 }
 
 #[test]

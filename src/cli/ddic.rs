@@ -225,6 +225,9 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
     if a.margin as u64 >= im1.shape().iter().copied().max().unwrap_or(0) as u64 {
         bail!("--margin {}: the search margin is not smaller than the {:?} image", a.margin, im1.shape());
     }
+    if a.label_dilate.unsigned_abs() >= im1.shape().iter().copied().max().unwrap_or(0) as u64 {
+        bail!("--label-dilate (-ld) {}: not smaller than the {:?} image", a.label_dilate, im1.shape());
+    }
     if a.multiscale_binning == 0 {
         bail!("--multiscale-binning (-msb) must be ≥ 1");
     }
@@ -377,19 +380,20 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
         let pts: Vec<Vector3<f64>> = glyphs.iter().map(|g| fin(&g.0)).collect();
         vtk::write(&outs.file(&dir.join(format!("{prefix}-ddic.vtk")))?, &vtk::glyphs(&pts, &all))?;
     }
+    // Named once they are committed, not while they are still .partial.
+    let mut extra = Vec::new();
     if let Some(d) = &debug {
         let rows: Vec<FieldRow> = debug_rows.into_iter().map(|r| anyhow::Context::context(r, "a reported label has no result row")).collect::<Result<_>>()?;
         let inputs = super::ddic_debug::Inputs { im1: &im1, im2: &im2, lab: &lab, table: &table, guesses: &plan.guesses, options: &o };
-        for p in super::ddic_debug::write(d, &mut outs, &rows, &inputs)? {
-            crate::note!("wrote {}", p.display());
-        }
+        extra.extend(super::ddic_debug::write(d, &mut outs, &rows, &inputs)?);
     }
     if a.png {
-        for p in crate::view::plot::quicklook(&mut outs, &dir.join(format!("{prefix}-ddic.parquet")))? {
-            crate::note!("wrote {}", p.display());
-        }
+        extra.extend(crate::view::plot::quicklook(&mut outs, &dir.join(format!("{prefix}-ddic.parquet")))?);
     }
     outs.commit()?;
+    for p in &extra {
+        crate::note!("wrote {}", p.display());
+    }
     job.complete()?;
     print_statuses(&counts);
     a.read.report(&cache);

@@ -99,7 +99,17 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
         bail!("--correct-grey-for-strain (-cgs) works on the tetrahedral mesh only: add --triangulation (-tet)");
     }
     // spam deforms a single-slice image per pixel even when asked for the mesh.
-    let mesh = is_field && a.triangulation && im.shape()[0] > 1;
+    let mesh = is_field && a.triangulation && !crate::kernels::plane::is_plane(im.shape());
+    if a.triangulation && !mesh {
+        crate::say::warn(format_args!(
+            "--triangulation (-tet) ignored {}: deformed {}, as spam does",
+            if is_field { "for a 2D image" } else { "for a registration" },
+            if is_field { "per pixel" } else { "by its one Φ" }
+        ));
+    }
+    if a.triangulation_alpha != 0.0 && !a.triangulation {
+        crate::say::warn(format_args!("--triangulation-alpha-value (-a) applies to --triangulation (-tet) only; ignored"));
+    }
     let suffix = if !is_field {
         "reg-def"
     } else if mesh {

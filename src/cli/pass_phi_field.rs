@@ -65,7 +65,7 @@ pub struct PassPhiFieldArgs {
     #[arg(long = "phi-file2", num_args = 1..)]
     pub phi_file2: Vec<PathBuf>,
     /// Bin ratio of the label images and fields of --phi-file2 to the grid [spam: -pf2b].
-    #[arg(long = "phi-file2-bin-ratio", default_value_t = 1.0, value_parser = super::values::positive_f64)]
+    #[arg(long = "phi-file2-bin-ratio", default_value_t = 1.0, allow_negative_numbers = true, value_parser = super::values::positive_f64)]
     pub phi_file2_bin_ratio: f64,
     /// When merging, a node inside a label always takes the label's Φ; without it, a node the
     /// grid correlation converged (return status 2) keeps its own [spam: -mpl].
@@ -226,12 +226,15 @@ fn merge(a: &PassPhiFieldArgs, grid: &PhiField) -> Result<PhiField> {
             Box::new(f) as Box<dyn Fn([i64; 3]) -> Result<Option<u64>>>
         })
         .collect();
-    let discrete: Vec<Discrete> = fields.iter().zip(&lookups).map(|(field, l)| Discrete { field, label_at: l.as_ref() }).collect();
-    merge_grid_and_discrete(grid, &discrete, a.phi_file2_bin_ratio, a.merge_prefer_label).map_err(|e| anyhow!("{}: {e:#}", a.phi_file.display()))
+    let discrete: Vec<Discrete> = fields.iter().zip(&lookups).zip(&a.phi_file2).map(|((field, l), source)| Discrete { field, source, label_at: l.as_ref() }).collect();
+    merge_grid_and_discrete(grid, &discrete, a.phi_file2_bin_ratio, a.merge_prefer_label)
 }
 
 pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
     a.read.threads();
+    if a.phi_file2.is_empty() && (a.merge_prefer_label || a.phi_file2_bin_ratio != 1.0) {
+        crate::say::warn(format_args!("--merge-prefer-label (-mpl) and --phi-file2-bin-ratio (-pf2b) apply to a merge (--phi-file2, -pf2) only; ignored"));
+    }
     if !(a.phi_file_bin_ratio > 0.0) {
         bail!("--phi-file-bin-ratio must be positive");
     }

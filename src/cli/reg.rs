@@ -65,7 +65,7 @@ pub struct RegArgs {
     #[arg(long = "gradient-method", value_enum, default_value = "finite_differences")]
     pub gradient_method: GradientChoice,
     /// Standard deviation in voxels of the Gaussian of --gradient-method gaussian [spam: -gs].
-    #[arg(long = "gaussian-sigma", default_value_t = 1.0, value_parser = super::values::positive_f64)]
+    #[arg(long = "gaussian-sigma", default_value_t = 1.0, allow_negative_numbers = true, value_parser = super::values::positive_f64)]
     pub gaussian_sigma: f64,
     /// With --mask-file1: write Φ at the mask's centre of mass (its position in the table is
     /// that centre, its translation the displacement there) instead of at the image centre

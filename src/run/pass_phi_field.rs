@@ -127,6 +127,8 @@ pub fn subtract_registration(input: &PhiField, reg: &Phi, centre: &Vector3<f64>,
 /// of a voxel of its label image (`label_at(z, y, x)`; None outside the image).
 pub struct Discrete<'a> {
     pub field: &'a PhiField,
+    /// Where the field was read from, for messages.
+    pub source: &'a std::path::Path,
     pub label_at: &'a dyn Fn([i64; 3]) -> Result<Option<u64>>,
 }
 
@@ -161,7 +163,7 @@ pub fn merge_grid_and_discrete(grid: &PhiField, discrete: &[Discrete], bin_ratio
             Some((m, label)) if prefer_label || grid.return_status[n] != 2.0 => {
                 let d = discrete[m].field;
                 let Some(i) = d.ids.iter().position(|&id| id == label as i64) else {
-                    bail!("label {label} (at node {n}, {:?}) has no row in discrete field {} of the merge", grid.positions[n].as_slice(), m + 1);
+                    bail!("{}: label {label} (at grid node {n}, {:?}) has no row", discrete[m].source.display(), grid.positions[n].as_slice());
                 };
                 let p = d.phis[i];
                 let f = phi::f_block(&p);
