@@ -143,6 +143,17 @@ pub fn merge_grid_and_discrete(grid: &PhiField, discrete: &[Discrete], bin_ratio
     if !matches!(grid.kind, FieldKind::Grid { .. }) {
         bail!("merging needs a grid field as --phi-file (ldic or grid pixel-search)");
     }
+    // Each field's row of a label, looked up once per node (the first row, if a label repeats).
+    let rows: Vec<std::collections::HashMap<i64, usize>> = discrete
+        .iter()
+        .map(|d| {
+            let mut m = std::collections::HashMap::with_capacity(d.field.ids.len());
+            for (i, &id) in d.field.ids.iter().enumerate() {
+                m.entry(id).or_insert(i);
+            }
+            m
+        })
+        .collect();
     let mut out = PhiField::new(grid.kind.clone(), Layout::PixelSearch);
     for n in 0..grid.len() {
         let node = grid.positions[n].map(|v| v.trunc());
@@ -162,7 +173,7 @@ pub fn merge_grid_and_discrete(grid: &PhiField, discrete: &[Discrete], bin_ratio
         match found {
             Some((m, label)) if prefer_label || grid.return_status[n] != 2.0 => {
                 let d = discrete[m].field;
-                let Some(i) = d.ids.iter().position(|&id| id == label as i64) else {
+                let Some(&i) = rows[m].get(&(label as i64)) else {
                     bail!("{}: label {label} (at grid node {n}, {:?}) has no row", discrete[m].source.display(), grid.positions[n].as_slice());
                 };
                 let p = d.phis[i];
