@@ -65,7 +65,7 @@ pub struct LdicArgs {
     #[arg(long = "min-delta-phi", default_value_t = 0.001, value_parser = super::values::non_negative_f64)]
     pub min_delta_phi: f64,
     /// 3 = cubic B-spline (the default: a ten times smaller error than trilinear on sub-voxel
-    /// motion, at about a quarter of its speed), 1 = trilinear, spam's default, which
+    /// motion, at about half its speed in a release build: bench/peers.sh), 1 = trilinear, spam's default, which
     /// reproduces spam-ldic's results [spam: -o; spam's default is 1].
     #[arg(long = "interpolation-order", default_value_t = 3, value_parser = super::parse_order)]
     pub interpolation_order: usize,
@@ -78,7 +78,8 @@ pub struct LdicArgs {
     /// spam 0.9.1's shift-DVC: each voxel of both images sampled ±0.25 voxel off its grid
     /// point (a fixed pattern over the 8 corners of a cube, Wantz et al. 2025), which cuts
     /// trilinear interpolation bias at sub-voxel displacements (BENCHMARKS.md, "shift-DVC");
-    /// several times slower: it takes the two-pass path, not the fused one [spam: -shift].
+    /// 6× (trilinear) to 16× (cubic) slower: it runs a path of its own
+    /// (src/kernels/register_general.rs), not the fused one [spam: -shift].
     #[arg(long)]
     pub shift: bool,
     /// Recompute only nodes of the --phi-file field with status −3, −2, −1 or 1 [spam: -skp].
