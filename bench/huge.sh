@@ -11,6 +11,9 @@
 #   DVC_BIN=target/debug  use an existing build instead of `cargo build --release`
 #   HUGE_DIR=...          where the stores go (default bench/out/huge-N; needs ~4 N³ bytes free)
 #   BUDGET=1G DENSE_BUDGET=2G LABEL_BUDGET=1G   --cache-bytes of the sparse, dense and label runs
+#   LOW_BUDGET=1G   with BUDGET set above it, the sparse run is made a second time with this
+#                   smaller budget (below "once" at 2048³: it shows the warning and the cost)
+#   KEEP_DATA=1     keep the generated stores (a pair already in HUGE_DIR is reused, not remade)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2048}
@@ -97,9 +100,12 @@ if [ ! -f "$P/im2.zarr/zarr.json" ]; then
     --chunk "$C" --levels 1 --truth-ns 100 --overwrite -q
   echo "synth pair: $(cut -d: -f1 "$OUT/synth.time") s, peak RSS $(cut -d: -f2 "$OUT/synth.time") KiB" >&2
 fi
+if [ -n "${LOW_BUDGET:-}" ]; then
+  row "ldic -ns 100 at $LOW_BUDGET" "$LOW_BUDGET" "$P/im1.zarr" "$P/im2.zarr" -- $D ldic "$P/im1.zarr" "$P/im2.zarr" -o 1 -hws 10 -ns 100 -od "$OUT" -pre sparse-low
+fi
 row "ldic -ns 100" "$BUDGET" "$P/im1.zarr" "$P/im2.zarr" -- $D ldic "$P/im1.zarr" "$P/im2.zarr" -o 1 -hws 10 -ns 100 -od "$OUT" -pre sparse
 row "ldic -ns 20" "$DENSE_BUDGET" "$P/im1.zarr" "$P/im2.zarr" -- $D ldic "$P/im1.zarr" "$P/im2.zarr" -o 1 -hws 10 -ns 20 -od "$OUT" -pre dense --no-tsv
-rm -rf "$P"
+[ -n "${KEEP_DATA:-}" ] || rm -rf "$P"
 
 G="$OUT/grains"
 if [ ! -f "$G/im2.zarr/zarr.json" ]; then
@@ -110,5 +116,5 @@ if [ ! -f "$G/im2.zarr/zarr.json" ]; then
 fi
 row "pixel-search -lab1" "$LABEL_BUDGET" "$G/im1.zarr" "$G/lab1.zarr" "$G/im2.zarr" -- $D pixel-search "$G/im1.zarr" "$G/im2.zarr" -lab1 "$G/lab1.zarr" -sr -4 4 -4 4 -4 4 -od "$OUT" -pre guess
 row "ddic" "$LABEL_BUDGET" "$G/im1.zarr" "$G/lab1.zarr" "$G/im2.zarr" -- $D ddic "$G/im1.zarr" "$G/lab1.zarr" "$G/im2.zarr" -pf "$OUT/guess-pixelSearch.tsv" -od "$OUT" -pre labels --no-vtk
-rm -rf "$G"
+[ -n "${KEEP_DATA:-}" ] || rm -rf "$G"
 cat "$TABLE"

@@ -4,6 +4,8 @@
 # second, the ratio, points per second per core, voxel-iterations per second and the error of
 # both against the exact truth.
 # Usage: bash bench/ldic.sh [SIZE]
+#   OLD_BIN=path/to/dvc-stream   also run an older release binary on the same pair, in the same
+#                                run (for refactors that must not change speed: issue 16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200}
@@ -27,6 +29,16 @@ echo "== dvc-stream ldic -np 2"
 /usr/bin/time -f "%e s, peak RSS %M KiB" $D ldic "$OUT/im1.tif" "$OUT/im2.tif" -o 1 -np 2 -hws 10 -ns 10 \
   -pf "$OUT/guess-registration.tsv" -od "$OUT" -pre dvc -q > "$OUT/dvc.log" 2> "$OUT/t_dvc.txt"
 tail -1 "$OUT/t_dvc.txt"
+if [ -n "${OLD_BIN:-}" ]; then
+  echo "== $OLD_BIN ldic -np 2 (the older binary)"
+  /usr/bin/time -f "%e s, peak RSS %M KiB" "$OLD_BIN" ldic "$OUT/im1.tif" "$OUT/im2.tif" -o 1 -np 2 -hws 10 -ns 10 \
+    -pf "$OUT/guess-registration.tsv" -od "$OUT" -pre old -q > "$OUT/old.log" 2> "$OUT/t_old.txt"
+  tail -1 "$OUT/t_old.txt"
+  # The new binary again after the old, so that a drift of the machine's load shows.
+  /usr/bin/time -f "%e s, peak RSS %M KiB" $D ldic "$OUT/im1.tif" "$OUT/im2.tif" -o 1 -np 2 -hws 10 -ns 10 \
+    -pf "$OUT/guess-registration.tsv" -od "$OUT" -pre dvc -q > "$OUT/dvc.log" 2> "$OUT/t_dvc2.txt"
+  tail -1 "$OUT/t_dvc2.txt"
+fi
 "$PY" - "$OUT" <<'PYEOF'
 import sys, pandas as pd, numpy as np
 out = sys.argv[1]
@@ -41,4 +53,10 @@ for name, t in (("spam", t_spam), ("dvc-stream", t_dvc)):
     print(f"{name:11s} {len(d)} points in {t:.1f} s: {len(d)/t:.0f} points/s, {len(d)/t/2:.0f} points/s/core, "
           f"{vox_it/t/1e6:.1f} M voxel-iterations/s; converged {ok.sum()}; |u − truth| mean {err.mean():.4f}, max {err.max():.4f} voxel")
 print(f"ratio: {t_spam / t_dvc:.1f}x")
+import os
+if os.path.exists(f"{out}/t_old.txt") and os.environ.get("OLD_BIN"):
+    t_old = float(open(f"{out}/t_old.txt").read().strip().splitlines()[-1].split()[0])
+    t_new2 = float(open(f"{out}/t_dvc2.txt").read().strip().splitlines()[-1].split()[0])
+    same = (pd.read_csv(f"{out}/old-ldic.tsv", sep="\t").equals(pd.read_csv(f"{out}/dvc-ldic.tsv", sep="\t")))
+    print(f"older binary: {t_old:.1f} s; new binary {t_dvc:.1f} s and {t_new2:.1f} s (new/old {(t_dvc + t_new2) / 2 / t_old:.2f}); tables equal: {same}")
 PYEOF
