@@ -5,7 +5,6 @@
 
 pub mod convert_field;
 pub mod ddic;
-pub mod ddic_debug;
 pub mod deform_image;
 pub mod demo;
 pub mod ereg;
