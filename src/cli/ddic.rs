@@ -49,21 +49,11 @@ pub struct DdicArgs {
     /// Margin around each label's box, voxels [spam: -m].
     #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     pub margin: i64,
-    /// Maximum iterations per label [spam: -it, -lci].
-    #[arg(long = "max-iterations", default_value_t = 50)]
-    pub max_iterations: usize,
-    /// Convergence threshold on ‖δΦ‖ [spam: -dp, -lcp].
-    #[arg(long = "min-delta-phi", default_value_t = 0.001, value_parser = super::values::non_negative_f64)]
-    pub min_delta_phi: f64,
-    /// 1 = trilinear (spam's), 3 = cubic B-spline [spam: -o].
-    #[arg(long = "interpolation-order", default_value_t = 1, value_parser = super::parse_order)]
-    pub interpolation_order: usize,
+    #[command(flatten)]
+    pub solver: super::solver::SolverArgs<super::solver::DdicSolver>,
     /// Full 12-component Φ per label instead of a rigid motion [spam: -nr].
     #[arg(long = "non-rigid")]
     pub non_rigid: bool,
-    /// Recompute the gradient of the deformed image at each iteration [spam: -ug].
-    #[arg(long = "update-gradient")]
-    pub update_gradient: bool,
     /// First binning of each label's multiscale registration [spam: -msb].
     #[arg(long = "multiscale-binning", default_value_t = 1, value_parser = super::values::power_of_two)]
     pub multiscale_binning: usize,
@@ -150,11 +140,11 @@ impl DdicArgs {
             bin_start: self.multiscale_binning,
             register: RegisterOptions {
                 margin: Some([1; 3]),
-                max_iterations: self.max_iterations,
-                delta_phi_min: self.min_delta_phi,
-                update_gradient: self.update_gradient,
+                max_iterations: self.solver.max_iterations,
+                delta_phi_min: self.solver.min_delta_phi,
+                update_gradient: self.solver.update_gradient,
                 rigid: !self.non_rigid,
-                order: self.interpolation_order,
+                order: self.solver.interpolation_order,
                 damped: !self.spam_solver,
                 ..RegisterOptions::default()
             },

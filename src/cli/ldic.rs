@@ -50,20 +50,8 @@ pub struct LdicArgs {
     /// Search margin Z Y X [spam: -m3].
     #[arg(long, num_args = 3, value_names = ["Z", "Y", "X"])]
     pub margin3: Option<Vec<usize>>,
-    /// Most Gauss–Newton iterations per window [spam: -it].
-    #[arg(long = "max-iterations", default_value_t = 50)]
-    pub max_iterations: usize,
-    /// Convergence: stop when the norm of the change of Φ falls below this [spam: -dp].
-    #[arg(long = "min-delta-phi", default_value_t = 0.001, value_parser = super::values::non_negative_f64)]
-    pub min_delta_phi: f64,
-    /// 3 = cubic B-spline (the default: a ten times smaller error than trilinear on sub-voxel
-    /// motion, at about half its speed in a release build: bench/peers.sh), 1 = trilinear, spam's default, which
-    /// reproduces spam-ldic's results [spam: -o; spam's default is 1].
-    #[arg(long = "interpolation-order", default_value_t = 3, value_parser = super::parse_order)]
-    pub interpolation_order: usize,
-    /// Recompute the gradient of the deformed image at each iteration [spam: -ug].
-    #[arg(long = "update-gradient")]
-    pub update_gradient: bool,
+    #[command(flatten)]
+    pub solver: super::solver::SolverArgs<super::solver::LdicSolver>,
     /// Rigid local registration [spam: -rig].
     #[arg(long)]
     pub rigid: bool,
@@ -109,11 +97,11 @@ impl LdicArgs {
         grid_plan::check_windows(hws, margin, shape)?;
         let register = RegisterOptions {
             margin: Some([1; 3]),
-            max_iterations: self.max_iterations,
-            delta_phi_min: self.min_delta_phi,
-            update_gradient: self.update_gradient,
+            max_iterations: self.solver.max_iterations,
+            delta_phi_min: self.solver.min_delta_phi,
+            update_gradient: self.solver.update_gradient,
             rigid: self.rigid,
-            order: self.interpolation_order,
+            order: self.solver.interpolation_order,
             damped: false,
             shift: self.shift,
             ..RegisterOptions::default()

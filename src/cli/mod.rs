@@ -20,6 +20,7 @@ pub mod plot;
 pub mod pixel_search_propagate;
 pub mod reg;
 pub mod regular_strain;
+pub mod solver;
 pub mod spam_flags;
 pub mod stats;
 pub mod synth;
