@@ -8,13 +8,12 @@
 //! how it computes its row. The prefetch reads through the kernel's own box function (the one
 //! its correlation cuts its windows with), so the chunks loaded ahead are the chunks read.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
 use nalgebra::Vector3;
-use serde::Serialize;
 
 use crate::distribute::{Job, JobPrint, RunOptions};
 use crate::field::parquet::FieldMeta;
@@ -69,26 +68,6 @@ pub struct Context {
     pub cache: Arc<ChunkCache>,
     pub threads: usize,
     pub progress: bool,
-}
-
-/// Where a run writes its table and how it was asked for.
-#[derive(Clone, Debug, Serialize)]
-pub struct TableOutputs {
-    pub dir: PathBuf,
-    /// Output prefix: files are `<prefix>-<tool suffix>.parquet` and the like.
-    pub prefix: String,
-    /// spam's TSV beside the Parquet table.
-    pub tsv: bool,
-    pub vtk: bool,
-    pub tiff: bool,
-    /// PNG quicklooks of the table.
-    pub png: bool,
-}
-
-impl TableOutputs {
-    pub fn table(&self, stem: &str) -> PathBuf {
-        self.dir.join(format!("{stem}.parquet"))
-    }
 }
 
 /// A planned correlation: its points in tiles and the job the checkpoint and parts record.

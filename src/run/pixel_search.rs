@@ -159,10 +159,6 @@ pub fn run(job: &PixelSearchJob, ctx: &Context) -> Result<SearchSummary> {
     let cache = &ctx.cache;
     let im1 = Volume::open(&job.im1, cache.clone())?;
     let im2 = Volume::open_matching(&job.im2, cache, im1.shape(), "image")?;
-    let lab = match &job.points {
-        SearchPoints::Labels { lab1, .. } => Some(Volume::open_matching(lab1, cache, im1.shape(), "label image")?),
-        SearchPoints::Grid { .. } => None,
-    };
     let mask1 = job.mask1.as_ref().map(|p| Volume::open_matching(p, cache, im1.shape(), "mask")).transpose()?;
     let mask2 = job.mask2.as_ref().map(|p| Volume::open_matching(p, cache, im1.shape(), "mask")).transpose()?;
     let f = &job.files;
@@ -177,7 +173,7 @@ pub fn run(job: &PixelSearchJob, ctx: &Context) -> Result<SearchSummary> {
     let positions = job.points.positions();
     let n = positions.len();
     // The resolved job: the kernel's options, every point and guess, the inputs' identities.
-    let print = JobPrint::new("pixel-search", &job.options, serde_json::json!({"labels": lab.is_some()}), positions, &job.guesses, &inputs)?;
+    let print = JobPrint::new("pixel-search", &job.options, serde_json::json!({"labels": lab1.is_some()}), positions, &job.guesses, &inputs)?;
     let stem = format!("{}-pixelSearch", f.prefix);
     let (layout, kind, tiles, files_layout, grid) = match &job.points {
         SearchPoints::Grid { dims, spacing, .. } => {
@@ -210,16 +206,16 @@ pub fn run(job: &PixelSearchJob, ctx: &Context) -> Result<SearchSummary> {
     outs.inputs([job.im1.as_path(), job.im2.as_path()].into_iter().chain(job.phi_file.as_deref()));
     let request = FilesRequest { layout: files_layout, dir: f.dir.clone(), stem: stem.clone(), grid, vtk: f.vtk, tiff: f.tiff };
     let mut files = GridFiles::reserve(&mut outs, request)?;
-    let done = match (&job.points, &lab) {
-        (SearchPoints::Grid { nodes, .. }, _) => {
+    let done = match &job.points {
+        SearchPoints::Grid { nodes, .. } => {
             let kernel = GridKernel { job, nodes, im1: &im1, im2: &im2, mask1: mask1.as_ref(), mask2: mask2.as_ref() };
             planned.run(&kernel, &mut outs, ctx, |row| files.push(row))?
         }
-        (SearchPoints::Labels { table, positions, .. }, Some(lab)) => {
-            let kernel = LabelKernel { job, table, positions, im1: &im1, im2: &im2, lab };
+        SearchPoints::Labels { lab1, table, positions } => {
+            let lab = Volume::open_matching(lab1, cache, im1.shape(), "label image")?;
+            let kernel = LabelKernel { job, table, positions, im1: &im1, im2: &im2, lab: &lab };
             planned.run(&kernel, &mut outs, ctx, |row| files.push(row))?
         }
-        (SearchPoints::Labels { .. }, None) => unreachable!("the label image is opened in label mode"),
     };
     files.write(&mut outs)?;
     let table = f.dir.join(format!("{stem}.parquet"));
