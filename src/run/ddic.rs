@@ -96,7 +96,7 @@ pub fn label_guesses(table: &LabelTable, guess: &DdicGuess, skip: bool, registra
     match read_label_guess(path, guess.bin_ratio, guess.apply_f, &positions, DDIC_TOLERANCE, "ddic")? {
         LabelGuess::Registration(_) if skip => bail!("{}: --skip (-skp) needs a label field, this is a registration", path.display()),
         LabelGuess::Registration(g) => Ok((positions, g, None)),
-        LabelGuess::Field(f) => Ok((positions, f.phis.clone(), skip.then_some(f))),
+        LabelGuess::Field(f) => Ok((positions, f.phis.clone(), skip.then_some(*f))),
     }
 }
 

@@ -48,7 +48,7 @@ pub fn check_label_field(f: &PhiField, path: &Path, positions: &[Vector3<f64>], 
 /// (checked against the label image) whose rows are the labels' guesses.
 pub enum LabelGuess {
     Registration(Vec<Phi>),
-    Field(PhiField),
+    Field(Box<PhiField>),
 }
 
 /// Reads `-pf` (scaled by `-pfb`) for labels at `positions`.
@@ -59,7 +59,7 @@ pub fn read_label_guess(path: &Path, bin_ratio: f64, apply_f: ApplyF, positions:
         FieldKind::Registration => Ok(LabelGuess::Registration(from_registration(&f.phis[0], &f.positions[0], positions, apply_f))),
         FieldKind::Labels => {
             check_label_field(&f, path, positions, tolerance)?;
-            Ok(LabelGuess::Field(f))
+            Ok(LabelGuess::Field(Box::new(f)))
         }
         FieldKind::Grid { .. } => bail!("{}: is a grid field; {tool} needs a registration or a label field (pass-phi-field -lab1 makes one)", path.display()),
     }
