@@ -30,7 +30,7 @@ use crate::scheduler::Tile;
 use crate::store::output::write_file_atomic;
 
 /// Shard `index` of `count` (0 ≤ index < count).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Shard {
     pub index: usize,
     pub count: usize,
@@ -87,7 +87,7 @@ impl Shard {
 
 /// How a correlation is split and resumed (ldic, pixel-search, ddic), resolved from the
 /// command line (`--shard`, the launcher's environment, `--resume`, `--checkpoint-seconds`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct RunOptions {
     /// Compute only this shard of the run.
     pub shard: Option<Shard>,

@@ -5,7 +5,6 @@
 
 pub mod convert_field;
 pub mod ddic;
-pub mod ddic_debug;
 pub mod deform_image;
 pub mod demo;
 pub mod ereg;
@@ -21,6 +20,7 @@ pub mod plot;
 pub mod pixel_search_propagate;
 pub mod reg;
 pub mod regular_strain;
+pub mod solver;
 pub mod spam_flags;
 pub mod stats;
 pub mod synth;

@@ -2,27 +2,20 @@
 //! or label by normalised cross-correlation, streamed tile by tile through the chunk cache.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use nalgebra::Vector3;
 
 use super::grid_plan;
 use super::output_names::{open_matching, out_dir, stem};
 use super::ReadOpts;
-use crate::field::parquet::FieldMeta;
-use crate::field::sink::print_statuses;
-use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
-use crate::field::{FieldKind, FieldRow, Layout, PhiField};
+use crate::field::vtk::HeaderNum;
 use crate::kernels::ncc::Method;
-use crate::kernels::pixel_search::{label_boxes, point_boxes, search_label, search_point, PixelOptions, PixelResult};
+use crate::kernels::pixel_search::PixelOptions;
 use crate::label::LabelTable;
-use crate::phi::{self, ApplyF, Phi};
-use crate::scheduler::{self, BoxUnion};
-use crate::store::dtype::TypedBuf;
-use crate::store::output::{Existing, OutputSet};
-use crate::store::tiff_write::write_tiff;
+use crate::phi::ApplyF;
+use crate::run::pipeline::Context;
+use crate::run::pixel_search::{label_guesses, PixelSearchJob, SearchFiles, SearchPoints};
 use crate::store::Volume;
 
 /// How every offset's correlation is computed.
@@ -104,6 +97,26 @@ impl SearchArgs {
         Ok((lo, hi))
     }
 
+    /// Where the table goes (beside `im1` unless -od) and what is written beside it.
+    pub fn files(&self, im1: &std::path::Path, im2: &std::path::Path) -> Result<SearchFiles> {
+        let dir = out_dir(&self.out.out_dir, im1)?;
+        let prefix = self.out.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(im1), stem(im2)));
+        let f = &self.files;
+        Ok(SearchFiles { dir, prefix, tsv: !f.no_tsv, vtk: f.vtk_out, tiff: f.tiff_out, png: f.png })
+    }
+
+    pub fn context(&self) -> Result<Context> {
+        Ok(Context { cache: self.read.cache()?, threads: self.read.threads(), progress: self.read.progress() })
+    }
+
+    /// Refuses a search range as large as the image, before anything is allocated (issue 15).
+    pub fn check_range(&self, (lo, hi): ([i64; 3], [i64; 3]), shape: [usize; 3]) -> Result<()> {
+        if (0..3).any(|k| shape[k] > 1 && (lo[k].unsigned_abs() >= shape[k] as u64 || hi[k].unsigned_abs() >= shape[k] as u64)) {
+            bail!("--search-range {:?}: a displacement is not smaller than the {}x{}x{} image", self.search_range, shape[0], shape[1], shape[2]);
+        }
+        Ok(())
+    }
+
     pub fn method(&self) -> Method {
         match self.method {
             SearchMethod::Auto => Method::Auto,
@@ -139,299 +152,79 @@ pub struct PixelSearchArgs {
     pub run: super::RunArgs,
 }
 
-/// Label-mode points and guesses: label centres of mass, row l = label l.
-pub fn label_plan(table: &LabelTable, phi_file: &Option<PathBuf>, bin_ratio: f64, apply_f: ApplyF) -> Result<(Vec<Vector3<f64>>, Vec<Phi>)> {
-    let n = table.max_label() + 1;
-    let positions = table.positions();
-    let guesses = match phi_file {
-        None => vec![Phi::identity(); n],
-        Some(p) => {
-            let mut f = PhiField::read(p)?;
-            f.rescale(bin_ratio);
-            match f.kind {
-                FieldKind::Registration => positions.iter().map(|q| if q.iter().all(|v| v.is_finite()) { phi::registration_to_point(&f.phis[0], &f.positions[0], q, apply_f) } else { Phi::identity() }).collect(),
-                FieldKind::Labels => {
-                    if f.len() != n {
-                        bail!("{}: has {} labels, the label image {}", p.display(), f.len(), n);
-                    }
-                    for l in 1..n {
-                        let (a, b) = (f.positions[l], positions[l]);
-                        let same = (0..3).all(|k| (a[k].is_nan() && b[k].is_nan()) || (a[k] - b[k]).abs() <= 1.0);
-                        if !same {
-                            bail!("{}: label {l} is at {:?}, its centre of mass in the label image is {:?}", p.display(), a.as_slice(), b.as_slice());
-                        }
-                    }
-                    f.phis.iter().map(|m| phi::apply_f_mode(m, apply_f)).collect()
-                }
-                FieldKind::Grid { .. } => bail!("{}: is a grid field; label mode needs a registration or a label field (pass-phi-field -lab1 makes one)", p.display()),
-            }
+impl PixelSearchArgs {
+    /// The grid nodes (and their guesses), or in label mode the labels (and theirs).
+    fn points(&self, im1: &Volume, ctx: &Context) -> Result<(SearchPoints, Vec<crate::phi::Phi>)> {
+        let s = &self.search;
+        if let Some(lab1) = &s.labelled_file1 {
+            let lab = open_matching(lab1, &ctx.cache, im1.shape(), "label image")?;
+            let table = LabelTable::scan(&lab, ctx.progress)?;
+            let positions = table.positions();
+            let guesses = label_guesses(&positions, &self.phi_file, self.phi_file_bin_ratio, self.apply_f)?;
+            return Ok((SearchPoints::Labels { lab1: lab1.clone(), table, positions }, guesses));
         }
-    };
-    Ok((positions, guesses))
-}
-
-fn row(i: usize, position: Vector3<f64>, r: &PixelResult) -> FieldRow {
-    FieldRow {
-        id: i as i64,
-        position,
-        phi: r.phi,
-        cc: r.cc,
-        error: r.error,
-        iterations: 1.0,
-        return_status: r.status as f64,
-        delta_phi_norm: 1.0,
-        label_dilate: 0.0,
-        disp_sd: None,
+        let mut plan = grid_plan::plan(&self.phi_file, self.phi_file_bin_ratio, self.apply_f, self.grid.node_spacing(), im1.shape(), false)?;
+        if im1.shape()[0] == 1 {
+            // spam's 2D grid: one layer, a unit spacing along Z (its VTK cells are one voxel thick).
+            plan.spacing[0] = HeaderNum::Int(1);
+        }
+        Ok((SearchPoints::Grid { nodes: plan.nodes, dims: plan.dims, spacing: plan.spacing }, plan.guesses))
     }
-}
 
-/// Label 0 (the background) row: Φ = I, everything else 0 except ‖δΦ‖ and iterations 1.
-pub fn background_row() -> FieldRow {
-    FieldRow::background()
-}
-
-/// The VTK and TIFF files of a pixel-search field (`suffix` = "pixelSearch" or
-/// "pixelSearchPropagate").
-pub fn write_extras(outs: &mut OutputSet, f: &PhiField, dir: &std::path::Path, prefix: &str, suffix: &str, hws: [usize; 3], spacing: [HeaderNum; 3], vtk_out: bool, tiff_out: bool) -> Result<()> {
-    let disp = |finite_only: bool| -> Vec<Vector3<f64>> {
-        f.phis.iter().map(|p| phi::translation(p).map(|v| if finite_only && !v.is_finite() { 0.0 } else { v })).collect()
-    };
-    match &f.kind {
-        FieldKind::Grid { dims, .. } => {
-            if tiff_out {
-                let cols: [(&str, Vec<f64>); 5] = [
-                    ("Zdisp", f.phis.iter().map(|p| p[(0, 3)]).collect()),
-                    ("Ydisp", f.phis.iter().map(|p| p[(1, 3)]).collect()),
-                    ("Xdisp", f.phis.iter().map(|p| p[(2, 3)]).collect()),
-                    ("CC", f.cc.clone()),
-                    ("returnStatus", f.return_status.clone()),
-                ];
-                for (name, v) in cols {
-                    write_tiff(&outs.file(&dir.join(format!("{prefix}-{suffix}-{name}.tif")))?, *dims, &TypedBuf::F32(v.iter().map(|x| *x as f32).collect()))?;
-                }
-            }
-            if vtk_out {
-                let first = f.positions[0];
-                let origin: [HeaderNum; 3] = std::array::from_fn(|k| HeaderNum::Float(first[k] - hws[k] as f64));
-                let arrays = vec![
-                    VtkArray::new("displacements", VtkValues::Vectors(disp(true))),
-                    VtkArray::new("pixelSearchCC", VtkValues::Scalars(f.cc.iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect())),
-                ];
-                let path = dir.join(format!("{prefix}-{suffix}.vtk"));
-                vtk::write(&outs.file(&path)?, &vtk::structured_points(&path.to_string_lossy(), *dims, spacing, origin, &arrays))?;
-            }
+    /// The resolved job: every point and its guess, the search, the outputs.
+    pub fn job(&self, ctx: &Context) -> Result<PixelSearchJob> {
+        let s = &self.search;
+        let im1 = Volume::open(&self.im1, ctx.cache.clone())?;
+        open_matching(&self.im2, &ctx.cache, im1.shape(), "image")?;
+        let two_d = im1.shape()[0] == 1;
+        let range = s.range_in(im1.shape())?;
+        if let Some(l) = &s.labelled_file1 {
+            open_matching(l, &ctx.cache, im1.shape(), "label image")?;
         }
-        _ => {
-            if vtk_out {
-                let d = disp(false);
-                let arrays = vec![
-                    VtkArray::new("displacements", VtkValues::Vectors(d.clone())),
-                    VtkArray::new("mag(displacements)", VtkValues::Scalars(d.iter().map(|v| v.norm()).collect())),
-                    VtkArray::new("pixelSearchCC", VtkValues::Scalars(f.cc.clone())),
-                ];
-                let pts: Vec<Vector3<f64>> = f.positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect();
-                vtk::write(&outs.file(&dir.join(format!("{prefix}-{suffix}.vtk")))?, &vtk::glyphs(&pts, &arrays))?;
-            }
+        // A 2D image is one plane, correlated in Y and X only: no window or search along Z.
+        let hws = self.grid.half_window().map(|h| if two_d { [0, h[1], h[2]] } else { h });
+        if s.labelled_file1.is_none() && hws.is_none() {
+            bail!("--half-window-size (-hws) is required in grid mode");
         }
+        // Sizes from arguments, against the image before anything is allocated (issue 15).
+        grid_plan::check_windows(hws.unwrap_or([0; 3]), [0; 3], im1.shape())?;
+        s.check_range(range, im1.shape())?;
+        for m in [&s.mask_file1, &s.mask_file2].into_iter().flatten() {
+            open_matching(m, &ctx.cache, im1.shape(), "mask")?;
+        }
+        let options = PixelOptions {
+            hws: hws.unwrap_or([0; 3]),
+            range_lo: range.0,
+            range_hi: range.1,
+            mask_coverage: s.mask_coverage,
+            grey_low: s.grey_low_threshold,
+            grey_high: s.grey_high_threshold,
+            apply_f: self.apply_f,
+            method: s.method(),
+            subvoxel: s.subvoxel,
+            zero_mean: s.zero_mean,
+            label_dilate: s.label_dilate,
+            volume_threshold: self.label_volume_threshold,
+        };
+        let parameters = serde_json::json!({
+            "im1": self.im1, "im2": self.im2, "labelled_file1": s.labelled_file1, "hws": hws, "search_range": s.search_range,
+            "phi_file": self.phi_file, "phi_file_bin_ratio": self.phi_file_bin_ratio, "apply_f": self.apply_f,
+            "mask_file1": s.mask_file1, "mask_file2": s.mask_file2, "mask_coverage": s.mask_coverage,
+            "grey_low": s.grey_low_threshold, "grey_high": s.grey_high_threshold, "label_dilate": s.label_dilate,
+            "label_volume_threshold": self.label_volume_threshold, "subvoxel": s.subvoxel, "zero_mean": s.zero_mean,
+        });
+        let files = s.files(&self.im1, &self.im2)?;
+        let (points, guesses) = self.points(&im1, ctx)?;
+        let (mask1, mask2, phi_file) = (s.mask_file1.clone(), s.mask_file2.clone(), self.phi_file.clone());
+        Ok(PixelSearchJob { im1: self.im1.clone(), im2: self.im2.clone(), mask1, mask2, phi_file, points, guesses, options, parameters, files, run: self.run.resolve()? })
     }
-    Ok(())
 }
 
 pub fn run(a: PixelSearchArgs) -> Result<super::Summary> {
-    let s = &a.search;
-    let cache = s.read.cache()?;
-    let im1 = Volume::open(&a.im1, cache.clone())?;
-    let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
-    let two_d = im1.shape()[0] == 1;
-    let (range_lo, range_hi) = s.range_in(im1.shape())?;
-    if !(a.phi_file_bin_ratio > 0.0) {
-        bail!("--phi-file-bin-ratio must be positive");
-    }
-    let labels = s.labelled_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "label image")).transpose()?;
-    // A 2D image is one plane, correlated in Y and X only: no window or search along Z.
-    let hws = a.grid.half_window().map(|h| if two_d { [0, h[1], h[2]] } else { h });
-    if labels.is_none() && hws.is_none() {
-        bail!("--half-window-size (-hws) is required in grid mode");
-    }
-    // Sizes from arguments, against the image before anything is allocated (issue 15).
-    grid_plan::check_windows(hws.unwrap_or([0; 3]), [0; 3], im1.shape())?;
-    let shape = im1.shape();
-    if (0..3).any(|k| shape[k] > 1 && (range_lo[k].unsigned_abs() >= shape[k] as u64 || range_hi[k].unsigned_abs() >= shape[k] as u64)) {
-        bail!("--search-range {:?}: a displacement is not smaller than the {}x{}x{} image", s.search_range, shape[0], shape[1], shape[2]);
-    }
-    let mask1 = s.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
-    let mask2 = s.mask_file2.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
-    let o = PixelOptions {
-        hws: hws.unwrap_or([0; 3]),
-        range_lo,
-        range_hi,
-        mask_coverage: s.mask_coverage,
-        grey_low: s.grey_low_threshold,
-        grey_high: s.grey_high_threshold,
-        apply_f: a.apply_f,
-        method: s.method(),
-        subvoxel: s.subvoxel,
-        zero_mean: s.zero_mean,
-        label_dilate: s.label_dilate,
-        volume_threshold: a.label_volume_threshold,
-    };
-    let dir = out_dir(&s.out.out_dir, &a.im1)?;
-    let prefix = s.out.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
-    let threads = s.read.threads().max(1);
-    let params = serde_json::json!({
-        "im1": a.im1, "im2": a.im2, "labelled_file1": s.labelled_file1, "hws": hws, "search_range": s.search_range,
-        "phi_file": a.phi_file, "phi_file_bin_ratio": a.phi_file_bin_ratio, "apply_f": a.apply_f,
-        "mask_file1": s.mask_file1, "mask_file2": s.mask_file2, "mask_coverage": s.mask_coverage,
-        "grey_low": s.grey_low_threshold, "grey_high": s.grey_high_threshold, "label_dilate": s.label_dilate,
-        "label_volume_threshold": a.label_volume_threshold, "subvoxel": s.subvoxel, "zero_mean": s.zero_mean,
-    });
-    let mut meta = FieldMeta::for_command("pixel-search", params.clone());
-    meta.image_shapes = vec![im1.shape(), im2.shape()];
-    meta.voxel_size = im1.voxel_size();
-    let t0 = Instant::now();
-    let keep = s.files.vtk_out || s.files.tiff_out;
-    let inputs: Vec<&std::path::Path> =
-        [Some(a.im1.as_path()), Some(a.im2.as_path()), a.phi_file.as_deref(), s.labelled_file1.as_deref(), s.mask_file1.as_deref(), s.mask_file2.as_deref()].into_iter().flatten().collect();
-    let stem_out = format!("{prefix}-pixelSearch");
-    // The resolved job: the kernel's options, every point and guess, the inputs' identities.
-    let plan_job = |tiles, layout, kind: &FieldKind, points: &[Vector3<f64>], guesses: &[Phi]| -> Result<crate::distribute::Job> {
-        let mode = serde_json::json!({"labels": labels.is_some()});
-        let print = crate::distribute::JobPrint::new("pixel-search", &o, mode, points, guesses, &inputs)?;
-        let job = crate::distribute::Job::plan(&a.run.resolve()?, &dir, &stem_out, tiles, &print, layout, kind)?;
-        job.require_whole_field(keep || s.files.png, "--vtk-out, --tiff-out and --png")?;
-        Ok(job)
-    };
-    let mut outs = OutputSet::new(Existing::Replace);
-    outs.inputs([a.im1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()));
-    let (kept, counts, n, job, replayed) = match &labels {
-        None => {
-            let mut plan = grid_plan::plan(&a.phi_file, a.phi_file_bin_ratio, a.apply_f, a.grid.node_spacing(), im1.shape(), false)?;
-            if two_d {
-                // spam's 2D grid: one layer, a unit spacing along Z (its VTK cells are one voxel thick).
-                plan.spacing[0] = HeaderNum::Int(1);
-            }
-            let n = plan.nodes.len();
-            let kind = FieldKind::Grid { dims: plan.dims, spacing: plan.spacing.map(|h| h.value()) };
-            let cs = im1.chunk_shape();
-            let ns = plan.spacing.map(|h| (h.value().round() as usize).max(1));
-            let tiles = scheduler::plan_grid_tiles(plan.dims, std::array::from_fn(|k| (cs[k] / ns[k]).max(1)));
-            let mut job = plan_job(tiles, Layout::PixelSearch, &kind, &plan.nodes, &plan.guesses)?;
-            let mut sink = job.sink(&mut outs, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
-            let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
-            let replayed = job.replay(|r| {
-                bar.inc(1);
-                sink.push(r)
-            })?;
-            let (tiles, order) = job.take_work();
-            scheduler::run(
-                &tiles,
-                &order,
-                threads,
-                |tile| {
-                    let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
-                    for &i in &tile.points {
-                        let (x1, x2) = point_boxes(&plan.nodes[i], &plan.guesses[i], &o);
-                        b1.add(x1);
-                        if let Some(x2) = x2 {
-                            b2.add(x2);
-                        }
-                    }
-                    b1.warm(&im1);
-                    if let Some(m) = &mask1 {
-                        b1.warm(m);
-                    }
-                    b2.warm(&im2);
-                    if let Some(m) = &mask2 {
-                        b2.warm(m);
-                    }
-                },
-                |tile| tile.points.iter().map(|&i| Ok((i, search_point(&im1, &im2, mask1.as_ref(), mask2.as_ref(), &plan.nodes[i], &plan.guesses[i], &o)?))).collect(),
-                |i, r| {
-                    bar.inc(1);
-                    let r = row(i, plan.nodes[i], &r);
-                    job.record(&r)?;
-                    sink.push(r)
-                },
-            )?;
-            bar.finish_and_clear();
-            let (kept, counts) = sink.finish()?;
-            if let Some(f) = &kept {
-                write_extras(&mut outs, f, &dir, &prefix, "pixelSearch", o.hws, plan.spacing, s.files.vtk_out, s.files.tiff_out)?;
-            }
-            (kept, counts, n, job, replayed)
-        }
-        Some(lab) => {
-            let table = LabelTable::scan(lab, s.read.progress())?;
-            let (positions, guesses) = label_plan(&table, &a.phi_file, a.phi_file_bin_ratio, a.apply_f)?;
-            let n = positions.len();
-            let pos: Vec<[f64; 3]> = positions.iter().map(|p| [p[0], p[1], p[2]]).collect();
-            let tiles = scheduler::plan_point_tiles(&pos, im1.chunk_shape(), 64);
-            let mut job = plan_job(tiles, Layout::PixelSearchLabels, &FieldKind::Labels, &positions, &guesses)?;
-            let mut sink = job.sink(&mut outs, Layout::PixelSearchLabels, &FieldKind::Labels, &meta, !s.files.no_tsv, keep)?;
-            let bar = crate::progress::bar(n as u64, "pixel-search", s.read.progress());
-            let replayed = job.replay(|r| {
-                bar.inc(1);
-                sink.push(r)
-            })?;
-            let (tiles, order) = job.take_work();
-            scheduler::run(
-                &tiles,
-                &order,
-                threads,
-                |tile| {
-                    let (mut b1, mut b2) = (BoxUnion::default(), BoxUnion::default());
-                    for &l in &tile.points {
-                        if let Some((x1, x2)) = label_boxes(&table, l, &guesses[l], &o) {
-                            b1.add(x1);
-                            if let Some(x2) = x2 {
-                                b2.add(x2);
-                            }
-                        }
-                    }
-                    b1.warm(&im1);
-                    b1.warm(lab);
-                    b2.warm(&im2);
-                },
-                |tile| {
-                    tile.points
-                        .iter()
-                        .map(|&l| {
-                            let r = if l == 0 { None } else { Some(search_label(&im1, &im2, lab, &table, l, &guesses[l], &o)?) };
-                            Ok((l, r))
-                        })
-                        .collect()
-                },
-                |l, r| {
-                    bar.inc(1);
-                    let r = match r {
-                        None => background_row(),
-                        Some(r) => row(l, positions[l], &r),
-                    };
-                    job.record(&r)?;
-                    sink.push(r)
-                },
-            )?;
-            bar.finish_and_clear();
-            let (kept, counts) = sink.finish()?;
-            if let Some(f) = &kept {
-                write_extras(&mut outs, f, &dir, &prefix, "pixelSearch", o.hws, [HeaderNum::Int(1); 3], s.files.vtk_out, false)?;
-            }
-            (kept, counts, n, job, replayed)
-        }
-    };
-    drop(kept);
-    s.files.quicklook(&mut outs, &dir.join(format!("{stem_out}.parquet")))?;
-    outs.commit()?;
-    job.complete()?;
-    let secs = t0.elapsed().as_secs_f64();
-    print_statuses(&counts);
-    s.read.report(&cache);
-    Ok(Some(format!(
-        "pixel-search {} → {}: {}, returnStatus {} → {}",
-        a.im1.display(),
-        a.im2.display(),
-        crate::say::work(n, replayed, secs, threads, "points"),
-        crate::say::statuses(&counts),
-        dir.join(format!("{stem_out}.parquet")).display()
-    )))
+    let ctx = a.search.context()?;
+    let job = a.job(&ctx)?;
+    let done = crate::run::pixel_search::run(&job, &ctx)?;
+    crate::field::sink::print_statuses(&done.counts);
+    a.search.read.report(&ctx.cache);
+    Ok(Some(done.line))
 }

@@ -7,6 +7,7 @@
 
 pub mod filter;
 pub mod format;
+pub mod grid_files;
 pub mod interpolate;
 pub mod neighbours;
 pub mod parquet;

@@ -83,7 +83,7 @@ fn write_arrays(s: &mut String, arrays: &[VtkArray]) {
 }
 
 /// Formats a header number as spam does: integers from the command line print as ints.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub enum HeaderNum {
     Int(i64),
     Float(f64),

@@ -101,6 +101,15 @@ pub fn window2_box(p: &Vector3<f64>, h: [usize; 3], n: &Vector3<f64>, m: [usize;
     )
 }
 
+/// The boxes a point reads: window 1 (image 1 and its mask), and window 2 (image 2) when the
+/// guess has a translation to move it by. The prefetch and [`correlate_point`] both cut
+/// their windows with this.
+pub fn point_boxes(p: &Vector3<f64>, guess: &Phi, o: &LocalOptions) -> (([i64; 3], [i64; 3]), Option<([i64; 3], [i64; 3])>) {
+    let t = phi::translation(guess);
+    let b2 = t.iter().all(|v| v.is_finite()).then(|| window2_box(p, o.hws, &t.map(round_even), o.margin));
+    (window1_box(p, o.hws), b2)
+}
+
 /// Correlates one point whose initial Φ is `guess` (spam-ldic's per-node work).
 pub fn correlate_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, p: &Vector3<f64>, guess: &Phi, o: &LocalOptions) -> Result<PointResult> {
     if !phi::is_finite(guess) {
@@ -108,7 +117,10 @@ pub fn correlate_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, p: &V
     }
     let t0 = phi::translation(guess);
     let n = t0.map(round_even);
-    let (lo1, hi1) = window1_box(p, o.hws);
+    let ((lo1, hi1), window2) = point_boxes(p, guess, o);
+    let Some((lo2, hi2)) = window2 else {
+        return Ok(PointResult::skipped(-7));
+    };
     if (0..3).any(|a| hi1[a] <= lo1[a]) {
         return Ok(PointResult::skipped(-5));
     }
@@ -128,7 +140,6 @@ pub fn correlate_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, p: &V
         }
         None => None,
     };
-    let (lo2, hi2) = window2_box(p, o.hws, &n, o.margin);
     let w2 = slice_padded(im2, lo2, hi2)?;
     let mut init = *guess;
     phi::set_translation(&mut init, &(t0 - n));

@@ -44,7 +44,7 @@ pub fn rank_points(points: &[Vector3<f64>], start: usize, radius: f64) -> Vec<us
 }
 
 /// Settings of the propagation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct PropagateOptions {
     /// Neighbourhood radius (ranking and guesses).
     pub radius: f64,

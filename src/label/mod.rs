@@ -15,7 +15,7 @@ use crate::store::volume::{chunk_extent, chunk_grid};
 use crate::store::Volume;
 
 /// What the table knows of one label.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct LabelInfo {
     /// Inclusive bounds (lo, hi) per axis Z, Y, X.
     pub bbox: [[i64; 2]; 3],
@@ -27,7 +27,7 @@ pub struct LabelInfo {
 
 /// Per-label geometry of a label volume; entry l is label l (entry 0, the background, is
 /// None), missing labels are None.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct LabelTable {
     pub labels: Vec<Option<LabelInfo>>,
 }

@@ -31,3 +31,22 @@ pub fn fails(args: &[&str], says: &str) {
 pub fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
+
+/// The lines of a VTK file but its title, its data lines and its ORIGIN: dvc-stream's grid
+/// VTKs put their origin at the first node (docs/spam-differences.md row 48), spam's
+/// ldic and pixelSearch at the first node − hws; everything else is laid out as spam's.
+#[allow(dead_code)]
+pub fn vtk_layout_but_origin(text: &str) -> Vec<String> {
+    text.lines().skip(2).filter(|l| !l.starts_with("    ") && !l.starts_with("ORIGIN ")).map(String::from).collect()
+}
+
+/// Asserts that a grid VTK's ORIGIN is exactly its table's first position (Zpos, Ypos, Xpos,
+/// written X Y Z).
+#[allow(dead_code)]
+pub fn assert_origin_at_first_node(vtk: &Path, table: &Path) {
+    let text = std::fs::read_to_string(vtk).unwrap();
+    let line = text.lines().find(|l| l.starts_with("ORIGIN ")).unwrap_or_else(|| panic!("{}: no ORIGIN", vtk.display()));
+    let origin: Vec<f64> = line.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
+    let first = dvc_stream::field::PhiField::read(table).unwrap().positions[0];
+    assert_eq!(origin, [first[2], first[1], first[0]], "{}: {line} is not the first node of {}", vtk.display(), table.display());
+}

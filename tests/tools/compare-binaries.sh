@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs spam's example command lines (tests/data/spam-0.9.1/README.md, rows 2–33, with only the
-# program name changed) with two dvc-stream binaries and compares every output file byte for
+# Runs spam's example command lines (tests/data/spam-0.9.1/README.md, rows 2–33, and the 2D
+# rows of tests/data/spam-0.9.1/2d/README.md, with only the program name changed) with two dvc-stream binaries and compares every output file byte for
 # byte. For refactors that must not change results: build the old tree, copy its binary, build
 # the new one, then
 #   bash tests/tools/compare-binaries.sh /tmp/dvc-old target/debug/dvc-stream
@@ -43,6 +43,18 @@ run_all() {
   dvc deform-image im1.tif -pf out/im1-im3-registration.tsv -od out -q
   dvc deform-image im1.tif -pf out/im1-im3-ldic.tsv -np 2 -od out -q
   dvc deform-image im1.tif -pf out/im1-im3-ldic.tsv -np 2 -disp -od out -q
+  # The 2D rows, in out/2d.
+  cp "$EX"/2d/inputs/*.tif .
+  dvc reg im2d-1.tif im2d-3.tif -bb 2 -be 1 -od out/2d -def -q
+  dvc reg im2d-1.tif im2d-2.tif -bb 2 -be 1 -od out/2d -q
+  dvc pixel-search im2d-1.tif im2d-2.tif -np 2 -ns 15 -hws 7 -sr -4 4 -4 4 -4 4 -od out/2d -vtk -tif -q
+  dvc pixel-search im2d-1.tif im2d-2.tif -np 2 -ns 15 -hws 7 -sr 0 0 -4 4 -4 4 -od out/2d -pre ps2 -q
+  dvc ldic im2d-1.tif im2d-3.tif -np 2 -hws 7 -ns 15 -pf out/2d/im2d-1-im2d-3-registration.tsv -od out/2d -vtk -tif -q
+  dvc pixel-search-propagate im2d-1.tif im2d-3.tif -sp 0 80 80 0 -2 1 -ns 15 -hws 7 -sr 0 0 -2 2 -2 2 -od out/2d -pre psp -vtk -tif -q
+  dvc regular-strain -pf out/2d/im2d-1-im2d-3-ldic.tsv -np 2 -comp vol dev e U r -tif -vtk -q
+  dvc pixel-search im2d-1.tif im2d-2.tif -lab1 lab2d-1.tif -np 2 -sr 0 0 -4 4 -4 4 -od out/2d -pre psLab -vtk -q
+  dvc ddic im2d-1.tif lab2d-1.tif im2d-2.tif -np 2 -pf out/2d/psLab-pixelSearch.tsv -od out/2d -q
+  dvc pixel-search-propagate im2d-1.tif im2d-2.tif -sp 0 40 40 0 -2 1 -lab1 lab2d-1.tif -sr 0 0 -2 2 -2 2 -od out/2d -pre pspLab -vtk -q
 }
 ( run_all "$OLD" "$WORK/old" ) 2> "$WORK/old.log"
 ( run_all "$NEW" "$WORK/new" ) 2> "$WORK/new.log"
