@@ -37,7 +37,7 @@ pub fn field_vtk(f: &PhiField, title: &str) -> String {
                 VtkArray::new("displacements", VtkValues::Vectors(disp)),
                 VtkArray::new("error", VtkValues::Scalars(fin(&f.error))),
                 VtkArray::new("iterations", VtkValues::Scalars(fin(&f.iterations))),
-                VtkArray::new("returnStatus", VtkValues::Scalars(fin(&f.return_status))),
+                VtkArray::new("returnStatus", VtkValues::Scalars(f.return_status.iter().map(|s| s.value()).collect())),
                 VtkArray::new("deltaPhiNorm", VtkValues::Scalars(fin(&f.delta_phi_norm))),
             ];
             let first = f.positions.first().copied().unwrap_or_default();
@@ -50,7 +50,7 @@ pub fn field_vtk(f: &PhiField, title: &str) -> String {
             let arrays = vec![
                 VtkArray::new("displacements", VtkValues::Vectors(disp)),
                 VtkArray::new("mag(displacements)", VtkValues::Scalars(mag)),
-                VtkArray::new("returnStatus", VtkValues::IntScalars(f.return_status.iter().map(|v| *v as i64).collect())),
+                VtkArray::new("returnStatus", VtkValues::IntScalars(f.return_status.iter().map(|s| s.code().into()).collect())),
             ];
             vtk::glyphs(&pts, &arrays)
         }

@@ -187,7 +187,7 @@ fn initial_registration(a: &DdicArgs, im1: &Volume, im2: &Volume, start: usize) 
     };
     let o = MultiscaleOptions { bin_start: start, bin_stop: a.reg_bin_stop, margin: None, single: RegisterOptions::default() };
     let r = register_multiscale(im1, im2, None, init.as_ref(), 1.0, &o)?;
-    if r.return_status < 0 {
+    if r.return_status.code() < 0 {
         bail!(
             "{} → {}: the initial registration (-regbb {start} -regbe {}) failed with status {}; run `dvc-stream reg` with other settings and pass its result as -pf",
             im1.path().display(),
@@ -281,7 +281,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
         if job.shard().is_some() {
             bail!("-d (--debug) reports labels of a whole run; run it without sharding");
         }
-        let correlated = (1..n).filter(|&l| table.get(l).is_some() && plan.keep.as_ref().is_none_or(|f| f.return_status[l] != 2.0));
+        let correlated = (1..n).filter(|&l| table.get(l).is_some() && plan.keep.as_ref().is_none_or(|f| f.return_status[l] != crate::field::Status::Converged));
         Some(super::ddic_debug::reserve(&mut outs, &dir, &prefix, correlated)?)
     } else {
         None
@@ -291,7 +291,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
     // A shard's labels are not the whole field: `merge --vtk-out` writes the VTK.
     let want_vtk = !a.no_vtk && job.shard().is_none();
     let mut glyphs: Vec<(Vector3<f64>, Vector3<f64>, i64)> = Vec::new();
-    let recompute = |l: usize| plan.keep.as_ref().is_none_or(|f| f.return_status[l] != 2.0);
+    let recompute = |l: usize| plan.keep.as_ref().is_none_or(|f| f.return_status[l] != crate::field::Status::Converged);
     let threads = a.read.threads().max(1);
     let bar = crate::progress::bar(n as u64, "ddic", a.read.progress());
     let mut emit = |row: FieldRow| -> Result<()> {
@@ -351,7 +351,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
                     cc: 0.0,
                     error: 0.0,
                     iterations: 0.0,
-                    return_status: 0.0,
+                    return_status: crate::field::Status::NotRun,
                     delta_phi_norm: 0.0,
                     label_dilate: 0.0,
                     disp_sd: None,

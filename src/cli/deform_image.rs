@@ -168,7 +168,7 @@ pub fn run(a: DeformImageArgs) -> Result<super::Summary> {
         let s = im.shape();
         let axis = ((s[1] as f64 - 1.0) / 2.0, (s[2] as f64 - 1.0) / 2.0);
         let keep: Vec<usize> = (0..field.len())
-            .filter(|&i| field.return_status[i] >= a.return_status_threshold as f64 && !(field.layout.is_labels() && field.ids[i] == 0))
+            .filter(|&i| field.return_status[i].at_least(a.return_status_threshold) && !(field.layout.is_labels() && field.ids[i] == 0))
             .filter(|&i| a.radius.is_none_or(|r| ((field.positions[i][1] - axis.0).powi(2) + (field.positions[i][2] - axis.1).powi(2)).sqrt() <= r))
             .collect();
         let pts: Vec<_> = keep.iter().map(|&i| field.positions[i]).collect();

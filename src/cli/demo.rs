@@ -122,7 +122,7 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
     let field = crate::field::PhiField::read(&dir.join("demo-ldic.parquet"))?;
     let truth = crate::field::PhiField::read(&dir.join("truth.parquet"))?;
     let mut errs: Vec<f64> = (0..field.len())
-        .filter(|&i| field.return_status[i] == 2.0)
+        .filter(|&i| field.return_status[i] == crate::field::Status::Converged)
         .map(|i| (crate::phi::translation(&field.phis[i]) - crate::phi::translation(&truth.phis[i])).norm())
         .collect();
     errs.sort_by(|a, b| a.partial_cmp(b).unwrap());

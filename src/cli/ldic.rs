@@ -189,7 +189,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
     let mut grids: Vec<Vec<f64>> = if want_grids { (0..7).map(|_| Vec::with_capacity(n)).collect() } else { vec![] };
     let recompute = |i: usize| -> bool {
         match &plan.keep {
-            Some(f) => [-3.0, -2.0, -1.0, 1.0].contains(&f.return_status[i]),
+            Some(f) => f.return_status[i].worth_retrying(),
             None => true,
         }
     };
@@ -198,7 +198,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
     let mut emit = |row: FieldRow| -> Result<()> {
         if want_grids {
             let t = phi::translation(&row.phi);
-            for (k, v) in [t[0], t[1], t[2], row.error, row.iterations, row.return_status, row.delta_phi_norm].into_iter().enumerate() {
+            for (k, v) in [t[0], t[1], t[2], row.error, row.iterations, row.return_status.value(), row.delta_phi_norm].into_iter().enumerate() {
                 grids[k].push(v);
             }
         }
@@ -242,7 +242,7 @@ fn run_pair(a: &LdicArgs, outs: &mut OutputSet, im1p: &Path, im2p: &Path, prefix
                         let f = plan.keep.as_ref().unwrap();
                         PointResult {
                             phi: f.phis[i],
-                            return_status: f.return_status[i] as i32,
+                            return_status: f.return_status[i],
                             error: f.error[i],
                             iterations: f.iterations[i] as usize,
                             delta_phi_norm: f.delta_phi_norm[i],

@@ -121,7 +121,7 @@ pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Pa
                 let origin: [HeaderNum; 3] = std::array::from_fn(|k| HeaderNum::Float(first[k] - hs[k].value() / 2.0));
                 let arrays = vec![
                     VtkArray::new("displacements", VtkValues::Vectors(disp)),
-                    VtkArray::new("returnStatus", VtkValues::IntScalars(field.return_status.iter().map(|v| *v as i64).collect())),
+                    VtkArray::new("returnStatus", VtkValues::IntScalars(field.return_status.iter().map(|s| s.code().into()).collect())),
                 ];
                 let path = dir.join(format!("{name}.vtk"));
                 vtk::write(&outs.file(&path)?, &vtk::structured_points(&path.to_string_lossy(), *dims, hs, origin, &arrays))?;
@@ -133,7 +133,7 @@ pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Pa
                 let arrays = vec![
                     VtkArray::new("displacements", VtkValues::Vectors(disp.clone())),
                     VtkArray::new("mag(displacements)", VtkValues::Scalars(disp.iter().map(|d| d.norm()).collect())),
-                    VtkArray::new("returnStatus", VtkValues::Scalars(field.return_status.clone())),
+                    VtkArray::new("returnStatus", VtkValues::Scalars(field.return_status.iter().map(|s| s.value()).collect())),
                 ];
                 vtk::write(&outs.file(&dir.join(format!("{name}.vtk")))?, &vtk::glyphs(&pts, &arrays))?;
             }

@@ -178,7 +178,7 @@ fn row(i: usize, position: Vector3<f64>, r: &PixelResult) -> FieldRow {
         cc: r.cc,
         error: r.error,
         iterations: 1.0,
-        return_status: r.status as f64,
+        return_status: r.status,
         delta_phi_norm: 1.0,
         label_dilate: 0.0,
         disp_sd: None,
@@ -204,7 +204,7 @@ pub fn write_extras(outs: &mut OutputSet, f: &PhiField, dir: &std::path::Path, p
                     ("Ydisp", f.phis.iter().map(|p| p[(1, 3)]).collect()),
                     ("Xdisp", f.phis.iter().map(|p| p[(2, 3)]).collect()),
                     ("CC", f.cc.clone()),
-                    ("returnStatus", f.return_status.clone()),
+                    ("returnStatus", f.return_status.iter().map(|s| s.value()).collect()),
                 ];
                 for (name, v) in cols {
                     write_tiff(&outs.file(&dir.join(format!("{prefix}-{suffix}-{name}.tif")))?, *dims, &TypedBuf::F32(v.iter().map(|x| *x as f32).collect()))?;

@@ -103,7 +103,7 @@ fn row(i: usize, position: Vector3<f64>, r: &PixelResult) -> FieldRow {
         cc: r.cc,
         error: r.error,
         iterations: 0.0,
-        return_status: r.status as f64,
+        return_status: r.status,
         delta_phi_norm: 1.0,
         label_dilate: 0.0,
         disp_sd: None,
@@ -194,7 +194,7 @@ pub fn run(a: PropagateArgs) -> Result<super::Summary> {
             match (l, r) {
                 (0, _) => sink.push(background_row())?,
                 (_, Some(r)) => sink.push(row(l, points[l], r))?,
-                (_, None) => sink.push(row(l, points[l], &PixelResult::failed(&Phi::identity(), -7)))?,
+                (_, None) => sink.push(row(l, points[l], &PixelResult::failed(&Phi::identity(), crate::field::Status::NoGuess)))?,
             }
         }
         let (kept, counts) = sink.finish()?;
@@ -237,7 +237,7 @@ pub fn run(a: PropagateArgs) -> Result<super::Summary> {
         };
         let mut sink = FieldSink::create(&mut outs, &dir, &stem_out, Layout::PixelSearch, &kind, &meta, !s.files.no_tsv, keep)?;
         for i in first..points.len() {
-            let r = res[i].clone().unwrap_or_else(|| PixelResult::failed(&Phi::identity(), -5));
+            let r = res[i].clone().unwrap_or_else(|| PixelResult::failed(&Phi::identity(), crate::field::Status::Skipped));
             sink.push(row(i - first, points[i], &r))?;
         }
         let (kept, counts) = sink.finish()?;

@@ -247,7 +247,7 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
         }
     }
     if a.save_deformed_image1 {
-        if r.return_status > 0 {
+        if r.return_status.code() > 0 {
             // spam deforms a 2D image with its Python warp at order 3 (cubic B-spline).
             let order = if two_d { 3 } else { 1 };
             super::deform_image::deform_to(&im1, &phi_at_centre, [centre[0], centre[1], centre[2]], order, &mut outs, &def_path, a.read.progress())?;

@@ -200,7 +200,10 @@ pub fn read_field(path: &Path) -> Result<PhiField> {
         let mut row = FieldRow::truth(if grid { i as i64 + 1 } else { i as i64 }, data.points[i], crate::phi::from_f_t(&Matrix3::identity(), &t));
         row.error = at(&error, i);
         row.iterations = at(&iterations, i);
-        row.return_status = status.as_ref().map_or(2.0, |v| v[i]);
+        row.return_status = match &status {
+            Some(v) => super::Status::read(v[i], path, i + 1)?,
+            None => super::Status::Converged,
+        };
         row.delta_phi_norm = at(&delta, i);
         row.cc = at(&cc, i);
         field.push(row);

@@ -8,7 +8,7 @@ use nalgebra::Vector3;
 use serde::Serialize;
 
 use crate::field::interpolate::{Neighbours, PhiInterpolator};
-use crate::field::{FieldKind, FieldRow, Layout, PhiField};
+use crate::field::{FieldKind, FieldRow, Layout, PhiField, Status};
 use crate::phi::{self, ApplyF, Phi};
 
 /// Where the field goes.
@@ -63,7 +63,7 @@ pub fn passed_row(id: usize, position: Vector3<f64>, p: Phi) -> FieldRow {
         cc: 0.0,
         error: 0.0,
         iterations: 1.0,
-        return_status: if ok { 1.0 } else { -7.0 },
+        return_status: if ok { Status::FOUND } else { Status::NoGuess },
         delta_phi_norm: 1.0,
         label_dilate: 0.0,
         disp_sd: None,
@@ -76,7 +76,7 @@ pub fn pass(input: &PhiField, targets: &PassTargets, job: &PassJob) -> Result<Ph
     let phis: Vec<Phi> = if input.kind == FieldKind::Registration {
         points.iter().map(|p| if p.iter().all(|v| v.is_finite()) { phi::registration_to_point(&input.phis[0], &input.positions[0], p, job.apply_f) } else { Phi::from_element(f64::NAN) }).collect()
     } else {
-        let used: Vec<usize> = (0..input.len()).filter(|&i| input.return_status[i] >= job.min_return_status as f64 && !(input.layout.is_labels() && input.ids[i] == 0)).collect();
+        let used: Vec<usize> = (0..input.len()).filter(|&i| input.return_status[i].at_least(job.min_return_status) && !(input.layout.is_labels() && input.ids[i] == 0)).collect();
         let pts: Vec<Vector3<f64>> = used.iter().map(|&i| input.positions[i]).collect();
         let ps: Vec<Phi> = used.iter().map(|&i| input.phis[i]).collect();
         let ip = PhiInterpolator::new(&pts, &ps);
@@ -171,7 +171,7 @@ pub fn merge_grid_and_discrete(grid: &PhiField, discrete: &[Discrete], bin_ratio
         row.error = 0.0;
         row.label_dilate = 0.0;
         match found {
-            Some((m, label)) if prefer_label || grid.return_status[n] != 2.0 => {
+            Some((m, label)) if prefer_label || grid.return_status[n] != Status::Converged => {
                 let d = discrete[m].field;
                 let Some(&i) = rows[m].get(&(label as i64)) else {
                     bail!("{}: label {label} (at grid node {n}, {:?}) has no row", discrete[m].source.display(), grid.positions[n].as_slice());

@@ -206,7 +206,7 @@ pub fn regular_strain(field: PhiField, job: &StrainJob) -> Result<Strain> {
     let mut u: Vec<Vector3<f64>> = Vec::with_capacity(n);
     let mut fs_raw: Vec<Matrix3<f64>> = Vec::with_capacity(n);
     for i in 0..n {
-        let bad = job.mask_below.is_some_and(|t| field.return_status[i] < t as f64);
+        let bad = job.mask_below.is_some_and(|t| !field.return_status[i].at_least(t));
         let is_label_zero = field.layout.is_labels() && field.ids[i] == 0;
         if bad || is_label_zero {
             masked += 1;
