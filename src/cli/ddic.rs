@@ -297,7 +297,7 @@ pub fn run(a: DdicArgs) -> Result<super::Summary> {
     let mut emit = |row: FieldRow| -> Result<()> {
         bar.inc(1);
         if want_vtk {
-            glyphs.push((row.position, phi::translation(&row.phi), row.return_status as i64));
+            glyphs.push((row.position, phi::translation(&row.phi), row.return_status.code().into()));
         }
         if let Some(k) = debug.as_ref().and_then(|d| d.labels.binary_search(&(row.id as usize)).ok()) {
             debug_rows[k] = Some(row.clone());

@@ -12,30 +12,32 @@ use std::fmt;
 
 /// What became of a point: spam's `returnStatus`, ordered as its integer code (so
 /// `--return-status-threshold` comparisons are comparisons of codes).
+/// The discriminants are the codes, so even an `as` cast gives spam's number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(i32)]
 pub enum Status {
     /// 2: the Gauss–Newton loop converged (last ‖δΦ‖ ≤ the threshold).
-    Converged,
+    Converged = 2,
     /// 1: the registration stopped at the iteration limit. The same code means "found" for a
     /// pixel search (its only success) and "corrected" or "interpolated" for filter-phi-field
     /// and pass-phi-field (see [`Status::FOUND`]).
-    IterationLimit,
+    IterationLimit = 1,
     /// 0: not computed: the loop never ran, the background label 0, an ereg guess.
-    NotRun,
+    NotRun = 0,
     /// −1: the error grew by more than 25 % after half the iterations.
-    Diverged,
+    Diverged = -1,
     /// −2: the Gauss–Newton matrix M is singular (a flat window).
-    SingularMatrix,
+    SingularMatrix = -2,
     /// −3: det F left [0.2, 3].
-    VolumeChange,
+    VolumeChange = -3,
     /// −4: the updated Φ is singular.
-    SingularPhi,
+    SingularPhi = -4,
     /// −5: skipped by the script: grey thresholds, mask coverage, an empty window, a label
     /// too small; a pixel search that found nothing.
-    Skipped,
+    Skipped = -5,
     /// −7: nothing to start from: a non-finite guess, a missing label, any ddic extraction
     /// failure; pass-phi-field's points with nothing to interpolate from.
-    NoGuess,
+    NoGuess = -7,
 }
 
 /// Every status, lowest code first.
@@ -57,17 +59,7 @@ impl Status {
 
     /// spam's integer code.
     pub fn code(self) -> i32 {
-        match self {
-            Status::Converged => 2,
-            Status::IterationLimit => 1,
-            Status::NotRun => 0,
-            Status::Diverged => -1,
-            Status::SingularMatrix => -2,
-            Status::VolumeChange => -3,
-            Status::SingularPhi => -4,
-            Status::Skipped => -5,
-            Status::NoGuess => -7,
-        }
+        self as i32
     }
 
     /// The status of an integer code, if spam has one.

@@ -394,7 +394,7 @@ pub(crate) fn level_margin(n: [usize; 3], o: &RegisterOptions) -> [usize; 3] {
 }
 
 /// Options of the multiscale driver.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct MultiscaleOptions {
     pub bin_start: usize,
     pub bin_stop: usize,

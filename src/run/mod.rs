@@ -6,5 +6,6 @@
 pub mod deform_image;
 pub mod filter_phi_field;
 pub mod merge;
+pub mod reg;
 pub mod regular_strain;
 pub mod pass_phi_field;
