@@ -9,7 +9,7 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 
 use super::output_names::{dir_beside, stem};
-use super::pass_phi_field::write_outputs;
+use crate::run::pass_phi_field::write_outputs;
 use crate::field::filter::Hood;
 use crate::field::parquet::FieldMeta;
 use crate::field::PhiField;

@@ -8,7 +8,12 @@ use nalgebra::Vector3;
 use serde::Serialize;
 
 use crate::field::interpolate::{Neighbours, PhiInterpolator};
-use crate::field::{FieldKind, FieldRow, Layout, PhiField, Status};
+use crate::field::parquet::{self, FieldMeta};
+use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
+use crate::field::{tsv, FieldKind, FieldRow, Layout, PhiField, Status};
+use crate::store::dtype::TypedBuf;
+use crate::store::output::OutputSet;
+use crate::store::tiff_write::write_tiff;
 use crate::phi::{self, ApplyF, Phi};
 
 /// Where the field goes.
@@ -196,4 +201,50 @@ pub fn merge_grid_and_discrete(grid: &PhiField, discrete: &[Discrete], bin_ratio
         out.push(row);
     }
     Ok(out)
+}
+
+/// Writes a field as Parquet and spam TSV, plus VTK/TIFF when asked (grid: displacements
+/// and returnStatus cells centred on nodes; labels: glyphs), as outputs of `outs`.
+pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Path, name: &str, meta: &FieldMeta, tsv_out: bool, vtk_out: bool, tiff_out: bool, spacing: Option<[HeaderNum; 3]>) -> Result<()> {
+    parquet::write_field(&outs.file(&dir.join(format!("{name}.parquet")))?, field, meta)?;
+    if tsv_out {
+        tsv::write_field(&outs.file(&dir.join(format!("{name}.tsv")))?, field)?;
+    }
+    let disp: Vec<Vector3<f64>> = field.phis.iter().map(|p| phi::translation(p).map(|v| if v.is_finite() { v } else { 0.0 })).collect();
+    match (&field.kind, spacing) {
+        (FieldKind::Grid { dims, spacing: sp }, sp_cli) if dims.iter().product::<usize>() == field.len() => {
+            if tiff_out {
+                for (k, c) in ["Zdisp", "Ydisp", "Xdisp"].iter().enumerate() {
+                    if k == 0 && dims[0] == 1 {
+                        // A 2D grid: no Zdisp picture, as spam.
+                        continue;
+                    }
+                    let v: Vec<f32> = field.phis.iter().map(|p| p[(k, 3)] as f32).collect();
+                    write_tiff(&outs.file(&dir.join(format!("{name}-{c}.tif")))?, *dims, &TypedBuf::F32(v))?;
+                }
+            }
+            if vtk_out {
+                let hs = sp_cli.unwrap_or(sp.map(HeaderNum::Float));
+                let origin = vtk::cell_centred_origin(field.positions[0], hs);
+                let arrays = vec![
+                    VtkArray::new("displacements", VtkValues::Vectors(disp)),
+                    VtkArray::new("returnStatus", VtkValues::IntScalars(field.return_status.iter().map(|s| s.code().into()).collect())),
+                ];
+                let path = dir.join(format!("{name}.vtk"));
+                vtk::write(&outs.file(&path)?, &vtk::structured_points(&path.to_string_lossy(), *dims, hs, origin, &arrays))?;
+            }
+        }
+        _ => {
+            if vtk_out {
+                let pts: Vec<Vector3<f64>> = field.positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect();
+                let arrays = vec![
+                    VtkArray::new("displacements", VtkValues::Vectors(disp.clone())),
+                    VtkArray::new("mag(displacements)", VtkValues::Scalars(disp.iter().map(|d| d.norm()).collect())),
+                    VtkArray::new("returnStatus", VtkValues::Scalars(field.return_status.iter().map(|s| s.value()).collect())),
+                ];
+                vtk::write(&outs.file(&dir.join(format!("{name}.vtk")))?, &vtk::glyphs(&pts, &arrays))?;
+            }
+        }
+    }
+    Ok(())
 }
