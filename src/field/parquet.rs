@@ -517,7 +517,7 @@ mod tests {
                 cc: 0.0,
                 error: 0.0,
                 iterations: 1.0,
-                return_status: super::Status::Converged,
+                return_status: crate::field::Status::Converged,
                 delta_phi_norm: 0.0,
                 label_dilate: 0.0,
                 disp_sd: None,
