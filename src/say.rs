@@ -50,7 +50,7 @@ pub fn work(total: usize, replayed: usize, secs: f64, threads: usize, unit: &str
 }
 
 /// The rows per return status, highest first, for a summary line: "2: 950, 1: 30, -5: 20".
-pub fn statuses(counts: &BTreeMap<i64, usize>) -> String {
+pub fn statuses(counts: &BTreeMap<crate::field::Status, usize>) -> String {
     counts.iter().rev().map(|(s, c)| format!("{s}: {c}")).collect::<Vec<_>>().join(", ")
 }
 
@@ -65,7 +65,8 @@ mod tests {
 
     #[test]
     fn statuses_highest_first() {
-        let counts = [(2, 950), (-5, 20), (1, 30)].into_iter().collect();
+        use crate::field::Status;
+        let counts = [(Status::Converged, 950), (Status::Skipped, 20), (Status::IterationLimit, 30)].into_iter().collect();
         assert_eq!(super::statuses(&counts), "2: 950, 1: 30, -5: 20");
     }
 }

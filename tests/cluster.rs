@@ -21,7 +21,7 @@ fn same_table(a: &Path, b: &Path) {
                 let r = f.row(i);
                 let mut v = vec![r.id as u64];
                 v.extend(r.position.iter().chain(r.phi.iter()).map(|x| x.to_bits()));
-                v.extend([r.cc, r.error, r.iterations, r.return_status, r.delta_phi_norm, r.label_dilate].map(f64::to_bits));
+                v.extend([r.cc, r.error, r.iterations, r.return_status.value(), r.delta_phi_norm, r.label_dilate].map(f64::to_bits));
                 v
             })
             .collect()

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dvc_stream::field::tsv::read_table;
-use dvc_stream::field::{FieldKind, FieldRow, Layout, PhiField};
+use dvc_stream::field::{FieldKind, FieldRow, Layout, PhiField, Status};
 use dvc_stream::phi::{self, decompose_f, Phi};
 use nalgebra::{Matrix3, Vector3};
 
@@ -53,7 +53,7 @@ fn field_at(a: &Analytic, points: &[Vector3<f64>], grid: Option<([usize; 3], [f6
             cc: 0.0,
             error: 0.0,
             iterations: 5.0,
-            return_status: 2.0,
+            return_status: Status::Converged,
             delta_phi_norm: 0.0,
             label_dilate: 0.0,
             disp_sd: None,
@@ -301,7 +301,7 @@ fn filter_phi_field_rows_13_to_16() {
         let want = phi::translation(&clean.phis[node]);
         let (eo, es) = ((phi::translation(&ours.phis[node]) - want).norm(), (phi::translation(&spam.phis[k]) - want).norm());
         assert!(eo < es && eo < 0.1, "node {node}: ours {eo} vs spam {es} from the uncorrupted value");
-        assert_eq!(ours.return_status[node], 1.0);
+        assert_eq!(ours.return_status[node].code(), 1);
     }
     dvc(&["filter-phi-field", "-pf", &pf, "-fm", "-pre", "median", "-q"]);
     rows_agree(&d.path().join("median-filtered.tsv"), &ex.join("filterPhiField/median-filtered.ROWS.tsv"), 2e-5, &[]);
@@ -344,13 +344,13 @@ fn filter_corrects_five_percent_of_corrupted_points() {
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let r = (rng >> 33) % 100;
         let mut t = truth(p);
-        let mut status = 1.0;
+        let mut status = Status::FOUND;
         let mut cc = 0.999;
         if r < 5 {
             // Half are flagged by their status and CC, half are silent outliers.
             t += Vector3::new(3.0, -4.0, 2.5) * if r.is_multiple_of(2) { 1.0 } else { -1.0 };
             if r < 3 {
-                status = -1.0;
+                status = Status::Diverged;
                 cc = 0.5;
             }
             corrupted.push((i, r < 3));
@@ -370,7 +370,7 @@ fn filter_corrects_five_percent_of_corrupted_points() {
             if which(flagged) {
                 let e = (phi::translation(&g.phis[i]) - truth(&pts[i])).norm();
                 assert!(e < 0.05, "{file}: node {i} off by {e}");
-                assert_eq!(g.return_status[i], 1.0);
+                assert_eq!(g.return_status[i].code(), 1);
                 n += 1;
             }
         }
@@ -395,7 +395,7 @@ fn filter_corrects_five_percent_of_corrupted_points() {
     assert_eq!(check("lqc-filtered-LQC.parquet", &|_| true), corrupted.len());
     // And nothing else moved.
     let g = PhiField::read(&d.path().join("lqc-filtered-LQC.parquet")).unwrap();
-    let moved = (0..pts.len()).filter(|&i| g.return_status[i] == 1.0 && g.error[i] == 100.0).count();
+    let moved = (0..pts.len()).filter(|&i| g.return_status[i].code() == 1 && g.error[i] == 100.0).count();
     assert_eq!(moved, corrupted.len());
 }
 

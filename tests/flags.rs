@@ -33,14 +33,14 @@ fn pixel_search_options() {
     // -q: the statuses are in the one-line summary on stderr.
     assert!(String::from_utf8_lossy(&out.stderr).contains("returnStatus -5: 27 →"));
     assert!(!d.path().join("g-pixelSearch.tsv").exists());
-    assert!(read(&d.path().join("g-pixelSearch.parquet")).return_status.iter().all(|r| *r == -5.0));
+    assert!(read(&d.path().join("g-pixelSearch.parquet")).return_status.iter().all(|r| r.code() == -5));
     dvc(&["pixel-search", &im1, &im2, "-ns", "15", "-hws", "5", "-ght", "0", "-od", &od, "-pre", "h", "-q"]);
-    assert!(read(&d.path().join("h-pixelSearch.tsv")).return_status.iter().all(|r| *r == -5.0));
+    assert!(read(&d.path().join("h-pixelSearch.tsv")).return_status.iter().all(|r| r.code() == -5));
     // A mask on im2 (0 where X ≥ 45): the found displacements stay right.
     dvc(&["pixel-search", &im1, &im2, "-ns", "15", "-hws", "5", "-mf2", &inp("mask1.tif"), "-od", &od, "-pre", "m2", "-q"]);
     let m2 = read(&d.path().join("m2-pixelSearch.tsv"));
     for i in 0..m2.len() {
-        if m2.return_status[i] == 1.0 {
+        if m2.return_status[i].code() == 1 {
             assert!((phi::translation(&m2.phis[i]) - Vector3::new(1.2, -2.4, 0.8)).abs().max() < 1.0, "node {i}");
         }
     }
@@ -100,7 +100,7 @@ fn field_tool_options() {
     let cps = read(&d.path().join("cps-passed-ns5.tsv"));
     let outside = |p: &Vector3<f64>| p.iter().any(|v| *v < 15.0 || *v > 45.0);
     for i in 0..cps.len() {
-        assert_eq!(outside(&cps.positions[i]), cps.return_status[i] == -7.0, "node {i} at {:?}", cps.positions[i]);
+        assert_eq!(outside(&cps.positions[i]), cps.return_status[i].code() == -7, "node {i} at {:?}", cps.positions[i]);
     }
     dvc(&["pass-phi-field", "-pf", &ldic, "-pfb", "2", "-ns", "30", "-im1shape", "120", "120", "120", "-od", &od, "-pre", "pfb", "-q"]);
     let pfb = read(&d.path().join("pfb-passed-ns30.tsv"));

@@ -18,7 +18,7 @@ fn agree(ours: &Path, want: &Path) {
     for i in 0..b.len() {
         assert_eq!(a.positions[i], b.positions[i], "node {i}");
         assert_eq!(a.return_status[i], b.return_status[i], "status of node {i}");
-        if a.return_status[i] == 2.0 {
+        if a.return_status[i].code() == 2 {
             for k in 0..3 {
                 let (x, y) = (a.phis[i][(k, 3)], b.phis[i][(k, 3)]);
                 assert!((x - y).abs() < 0.01, "node {i} axis {k}: {x} vs spam {y}");
@@ -65,7 +65,7 @@ fn rows_4_6_10_11_of_spams_examples() {
     dvc(&["ldic", "-o", "1", &im1, &im3, "-np", "2", "-hws", "5", "-pf", &s(&d.path().join("ldic-ns10-masked-ldic.tsv")), "-od", &od, "-pre", "rerun", "-q"]);
     agree(&d.path().join("rerun-ldic.tsv"), &ex.join("ldic/rerun-ldic.HEAD7.tsv"));
     let rerun = PhiField::read(&d.path().join("rerun-ldic.tsv")).unwrap();
-    assert_eq!(rerun.return_status.iter().filter(|&&r| r == -7.0).count(), 25);
+    assert_eq!(rerun.return_status.iter().filter(|&&r| r.code() == -7).count(), 25);
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn skip_recomputes_only_bad_nodes() {
     let b = PhiField::read(&d.path().join("b-ldic.tsv")).unwrap();
     assert_eq!(b.phis[4][(0, 3)], 5.0, "a node with status 2 keeps the file's values");
     // A node with status 1 is recomputed from its (corrupted) guess, as spam's row 12 does.
-    assert!(b.phis[2][(0, 3)] != 5.0 || b.return_status[2] != 1.0, "a node with status 1 is recomputed");
+    assert!(b.phis[2][(0, 3)] != 5.0 || b.return_status[2].code() != 1, "a node with status 1 is recomputed");
     assert_eq!(b.phis[0], a.phis[0]);
 }
 
@@ -104,7 +104,7 @@ fn synthetic_translation_is_recovered() {
     let truth = PhiField::read(&dir.join("truth.parquet")).unwrap();
     assert_eq!(got.len(), truth.len());
     for i in 0..got.len() {
-        assert_eq!(got.return_status[i], 2.0, "node {i}");
+        assert_eq!(got.return_status[i].code(), 2, "node {i}");
         for k in 0..3 {
             let e = (got.phis[i][(k, 3)] - truth.phis[i][(k, 3)]).abs();
             assert!(e < 1e-3, "integer translation, node {i} axis {k}: error {e}");
@@ -161,7 +161,7 @@ fn cubic_bias_and_spread_at_two_window_sizes() {
         let interior: Vec<usize> = (0..got.len()).filter(|&i| (0..3).all(|k| (24.0..=72.0).contains(&got.positions[i][k]))).collect();
         assert_eq!(interior.len(), 343);
         for &i in &interior {
-            assert_eq!(got.return_status[i], 2.0, "hws {hws} node {i}");
+            assert_eq!(got.return_status[i].code(), 2, "hws {hws} node {i}");
             assert!(got.iterations[i] <= 4.0, "hws {hws} node {i}: {} iterations", got.iterations[i]);
         }
         for k in 0..3 {
@@ -185,7 +185,7 @@ fn smooth_affine_field_gives_f() {
     let truth = PhiField::read(&dir.join("truth.parquet")).unwrap();
     let mut checked = 0;
     for i in 0..got.len() {
-        assert_eq!(got.return_status[i], 2.0);
+        assert_eq!(got.return_status[i].code(), 2);
         for r in 0..3 {
             for c in 0..3 {
                 let e = (got.phis[i][(r, c)] - truth.phis[i][(r, c)]).abs();
@@ -209,7 +209,7 @@ fn thresholds_series_and_outputs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("returnStatus -5: 27 →"));
     assert!(!d.path().join("glt-ldic.tsv").exists(), "-notsv writes no TSV");
     let f = PhiField::read(&d.path().join("glt-ldic.parquet")).unwrap();
-    assert!(f.return_status.iter().all(|&r| r == -5.0) && f.phis.iter().all(|p| p[(0, 3)].is_nan()));
+    assert!(f.return_status.iter().all(|&r| r.code() == -5) && f.phis.iter().all(|p| p[(0, 3)].is_nan()));
     let out = dvc(&["ldic", &im1, &im2, "-hws", "5", "-ns", "15", "-ght", "0", "-od", &od, "-pre", "ght", "-q"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("returnStatus -5: 27 →"));
     // Three images, incremental pairs: (im1, im2) and (im2, im3), each named after its pair.
@@ -219,7 +219,7 @@ fn thresholds_series_and_outputs() {
         assert_eq!(f.len(), 27, "{p}");
         // Rigid: every converged F is a rotation.
         for (i, phi) in f.phis.iter().enumerate() {
-            if f.return_status[i] == 2.0 {
+            if f.return_status[i].code() == 2 {
                 let m = dvc_stream::phi::f_block(phi);
                 assert!((m.transpose() * m - nalgebra::Matrix3::identity()).abs().max() < 1e-5, "{p} node {i}");
             }
@@ -270,7 +270,7 @@ fn per_axis_options_and_apply_f() {
     dvc(&["ldic", &im1, &im3, "-hws", "5", "-ns", "15", "-F", "no", "-pf", &reg, "-od", &od, "-pre", "c", "-q"]);
     let (a, c) = (PhiField::read(&d.path().join("a-ldic.tsv")).unwrap(), PhiField::read(&d.path().join("c-ldic.tsv")).unwrap());
     for i in 0..a.len() {
-        assert_eq!(c.return_status[i], 2.0);
+        assert_eq!(c.return_status[i].code(), 2);
         assert!((a.phis[i][(0, 3)] - c.phis[i][(0, 3)]).abs() < 0.01);
     }
     // -mc 1: with the half-masked image, windows touching the mask are skipped too.

@@ -106,7 +106,7 @@ fn rows_3_17_24_27_28_29_of_spams_examples() {
     assert_eq!(psp.len(), 9);
     for l in 1..9 {
         assert_eq!(psp.positions[l], spam_lab.positions[l]);
-        assert_eq!(psp.return_status[l], 1.0);
+        assert_eq!(psp.return_status[l].code(), 1);
         for k in 0..3 {
             assert_eq!(psp.phis[l][(k, 3)], spam_lab.phis[l][(k, 3)], "label {l}");
         }
@@ -217,7 +217,7 @@ fn masks_guesses_and_bad_arguments() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(", -5: 25 →"), "{}", String::from_utf8_lossy(&out.stderr));
     let m = PhiField::read(&d.path().join("m-pixelSearch.tsv")).unwrap();
     for i in 0..m.len() {
-        if m.return_status[i] == 1.0 {
+        if m.return_status[i].code() == 1 {
             // Within a voxel of the true (1.2, −2.4, 0.8): a partly masked window may round
             // either way.
             assert!((dvc_stream::phi::translation(&m.phis[i]) - nalgebra::Vector3::new(1.2, -2.4, 0.8)).abs().max() < 1.0, "node {i}");

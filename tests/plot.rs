@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use dvc_stream::field::parquet::{write_field, FieldMeta};
-use dvc_stream::field::{tsv, FieldKind, FieldRow, Layout, PhiField};
+use dvc_stream::field::{tsv, FieldKind, FieldRow, Layout, PhiField, Status};
 use dvc_stream::store::voxel_size::VoxelSize;
 use dvc_stream::view::figure::{contains_stamp, text_stamp, Turn, LABEL, NOTE, SUBTITLE, TICK, TITLE};
 use nalgebra::Vector3;
@@ -67,7 +67,7 @@ fn grid_field(dir: &Path) -> std::path::PathBuf {
                 p[(0, 3)] = if (z, y, x) == (2, 3, 1) { f64::NAN } else { z as f64 };
                 p[(2, 3)] = 100.0 + x as f64;
                 let mut r = FieldRow::truth(((z * 4 + y) * 3 + x) as i64, Vector3::new(10.0 + 10.0 * z as f64, 10.0 + 10.0 * y as f64, 10.0 + 10.0 * x as f64), p);
-                r.return_status = if z == 0 { -5.0 } else { 2.0 };
+                r.return_status = if z == 0 { Status::Skipped } else { Status::Converged };
                 f.push(r);
             }
         }
@@ -152,15 +152,15 @@ fn ldic_like(dir: &Path) -> std::path::PathBuf {
         for y in 0..6 {
             for x in 0..10 {
                 let mut p = dvc_stream::phi::identity();
-                let mut status = 2.0;
+                let mut status = Status::Converged;
                 p[(0, 3)] = 0.76 + 1.49 * x as f64 / 9.0;
                 if (z, y, x) == (1, 3, 4) {
                     p[(0, 3)] = -5.53;
-                    status = 1.0;
+                    status = Status::IterationLimit;
                 }
                 if (z, y) == (1, 1) && x >= 8 {
                     p[(0, 3)] = 9.0;
-                    status = -1.0;
+                    status = Status::Diverged;
                 }
                 let mut r = FieldRow::truth(((z * 6 + y) * 10 + x) as i64, Vector3::new(10.0 + 10.0 * z as f64, 10.0 + 10.0 * y as f64, 10.0 + 10.0 * x as f64), p);
                 r.return_status = status;
@@ -205,7 +205,7 @@ fn physical_units_when_the_table_has_a_voxel_size() {
         let mut p = dvc_stream::phi::identity();
         p[(2, 3)] = x as f64 * 0.5;
         let mut r = FieldRow::truth(i as i64, Vector3::new(10.0 + 10.0 * z as f64, 10.0 + 10.0 * y as f64, 10.0 + 10.0 * x as f64), p);
-        r.return_status = 2.0;
+        r.return_status = Status::Converged;
         f.push(r);
     }
     let mut meta = FieldMeta::for_command("ldic", serde_json::json!({}));
@@ -239,7 +239,7 @@ fn label_fields_get_arrows_with_axes_and_a_scale() {
         p[(1, 3)] = 2.0;
         let pos = Vector3::new(50.0, 20.0 + 30.0 * (l % 3) as f64, 20.0 + 40.0 * (l / 3) as f64);
         let mut r = FieldRow::truth(l, pos, p);
-        r.return_status = 2.0;
+        r.return_status = Status::Converged;
         f.push(r);
     }
     let path = d.path().join("lab.tsv");

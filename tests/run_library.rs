@@ -90,13 +90,16 @@ fn ldic_as_a_library_call_finds_the_known_translation_at_every_node() {
     let table = PhiField::read(&d.path().join("lib-ldic.tsv")).unwrap();
     assert_eq!(table.positions, nodes, "every node where the job put it");
     for i in 0..table.len() {
-        assert_eq!(table.return_status[i], 2.0, "node {i} converged");
+        assert_eq!(table.return_status[i], dvc_stream::field::Status::Converged, "node {i} converged");
         let t = phi::translation(&table.phis[i]);
         assert!((0..3).all(|k| (t[k] - T[k]).abs() < 0.02), "node {i}: {t:?} vs {T:?}");
     }
-    // Its VTK puts the first cell where the table puts the first node.
+    // Its VTK centres each cell where the table puts its node: the first at (10, 10, 10),
+    // so the grid's corner half a spacing before it.
     let vtk = std::fs::read_to_string(d.path().join("lib-ldic.vtk")).unwrap();
-    assert!(vtk.contains("\nORIGIN 10.0 10.0 10.0\n"), "{}", &vtk[..300]);
+    assert!(vtk.contains("\nORIGIN 5.0 5.0 5.0\n"), "{}", &vtk[..300]);
+    let back = dvc_stream::field::vtk::read_field(&d.path().join("lib-ldic.vtk")).unwrap();
+    assert_eq!(back.positions, nodes, "the VTK read back gives the table's positions");
 }
 
 #[test]

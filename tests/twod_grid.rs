@@ -139,7 +139,7 @@ fn propagate_row_6_where_spam_crashes() {
     assert_eq!(f.len(), 100);
     for i in 0..f.len() {
         assert_eq!(f.positions[i], grid.positions[i], "spam's 2D grid: Z = 0, 15, 30, ... in Y and X");
-        assert_eq!(f.return_status[i], 1.0, "node {i}");
+        assert_eq!(f.return_status[i].code(), 1, "node {i}");
         assert!(f.cc[i] > 0.99, "node {i}: CC {}", f.cc[i]);
         let t = phi::translation(&f.phis[i]);
         let truth = phi::translation_at(&reg.phis[0], &reg.positions[0], &f.positions[i]);
@@ -298,7 +298,7 @@ fn merge_grid_and_discrete_as_spam() {
     let (ldic, mpl) = (read(&ex.join("ldic/im1-im3-ldic.tsv")), read(&d.path().join("mpl-passed-merged.tsv")));
     dvc(&["pass-phi-field", "-pf", &e("ldic/im1-im3-ldic.tsv"), "-pf2", &ddic, "-lab1", &lab1, "-od", &od, "-pre", "nompl", "-q"]);
     let nompl = read(&d.path().join("nompl-passed-merged.tsv"));
-    assert!((0..27).all(|i| ldic.return_status[i] != 2.0 || nompl.phis[i] == ldic.phis[i]));
+    assert!((0..27).all(|i| ldic.return_status[i].code() != 2 || nompl.phis[i] == ldic.phis[i]));
     assert!((0..27).any(|i| mpl.phis[i] != ldic.phis[i]));
     // Label images at half the grid's resolution (-pf2b 0.5): nodes past the 60³ label image
     // are in no label and keep the grid's Φ (spam would index out of its array).

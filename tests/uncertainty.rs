@@ -20,7 +20,7 @@ fn spread_and_prediction(dir: &std::path::Path, hws: usize, order: usize) -> [(f
     let f = read_field(&od.join("im1-im2-ldic.parquet")).unwrap();
     let edge = (hws + 6) as f64;
     let interior: Vec<usize> = (0..f.len())
-        .filter(|&i| f.return_status[i] == 2.0 && (0..3).all(|a| f.positions[i][a] > edge && f.positions[i][a] < (SHAPE - 1) as f64 - edge))
+        .filter(|&i| f.return_status[i].code() == 2 && (0..3).all(|a| f.positions[i][a] > edge && f.positions[i][a] < (SHAPE - 1) as f64 - edge))
         .collect();
     assert!(interior.len() > 500, "{} interior points", interior.len());
     let n = interior.len() as f64;
@@ -63,7 +63,7 @@ fn skipped_points_have_nan_and_tsv_keeps_spams_columns() {
     // -glt above every grey level: every window is skipped (-5).
     dvc(&["ldic", &s(&dir.join("im1.zarr")), &s(&dir.join("im2.zarr")), "-hws", "5", "-ns", "12", "-glt", "1e9", "-od", &s(dir), "-q"]);
     let f = read_field(&dir.join("im1-im2-ldic.parquet")).unwrap();
-    assert!(!f.is_empty() && (0..f.len()).all(|i| f.return_status[i] == -5.0 && f.disp_sd[i].iter().all(|v| v.is_nan())));
+    assert!(!f.is_empty() && (0..f.len()).all(|i| f.return_status[i].code() == -5 && f.disp_sd[i].iter().all(|v| v.is_nan())));
     let tsv = std::fs::read_to_string(dir.join("im1-im2-ldic.tsv")).unwrap();
     assert!(!tsv.lines().next().unwrap().contains("_sd"));
 }

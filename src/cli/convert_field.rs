@@ -7,9 +7,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::field::parquet::{self, FieldMeta};
-use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
-use crate::field::{tsv, FieldKind, PhiField};
-use crate::phi;
+use crate::field::vtk;
+use crate::field::{tsv, PhiField};
 
 #[derive(Args, Debug)]
 pub struct ConvertFieldArgs {
@@ -21,40 +20,6 @@ pub struct ConvertFieldArgs {
 
 fn ext(p: &Path) -> String {
     p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
-}
-
-/// The VTK of a field: a grid as cells centred on nodes, labels as glyphs.
-pub fn field_vtk(f: &PhiField, title: &str) -> String {
-    let disp: Vec<_> = f
-        .phis
-        .iter()
-        .map(|p| phi::translation(p).map(|v| if v.is_finite() { v } else { 0.0 }))
-        .collect();
-    let fin = |v: &Vec<f64>| v.iter().map(|x| if x.is_finite() { *x } else { 0.0 }).collect::<Vec<_>>();
-    match &f.kind {
-        FieldKind::Grid { dims, spacing } => {
-            let arrays = vec![
-                VtkArray::new("displacements", VtkValues::Vectors(disp)),
-                VtkArray::new("error", VtkValues::Scalars(fin(&f.error))),
-                VtkArray::new("iterations", VtkValues::Scalars(fin(&f.iterations))),
-                VtkArray::new("returnStatus", VtkValues::Scalars(fin(&f.return_status))),
-                VtkArray::new("deltaPhiNorm", VtkValues::Scalars(fin(&f.delta_phi_norm))),
-            ];
-            let first = f.positions.first().copied().unwrap_or_default();
-            let origin = std::array::from_fn(|a| HeaderNum::Float(first[a] - spacing[a] / 2.0));
-            vtk::structured_points(title, *dims, spacing.map(HeaderNum::Float), origin, &arrays)
-        }
-        _ => {
-            let mag: Vec<f64> = disp.iter().map(|d| d.norm()).collect();
-            let pts: Vec<_> = f.positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect();
-            let arrays = vec![
-                VtkArray::new("displacements", VtkValues::Vectors(disp)),
-                VtkArray::new("mag(displacements)", VtkValues::Scalars(mag)),
-                VtkArray::new("returnStatus", VtkValues::IntScalars(f.return_status.iter().map(|v| *v as i64).collect())),
-            ];
-            vtk::glyphs(&pts, &arrays)
-        }
-    }
 }
 
 pub fn run(a: ConvertFieldArgs) -> Result<super::Summary> {
@@ -75,7 +40,7 @@ pub fn run(a: ConvertFieldArgs) -> Result<super::Summary> {
             let meta = FieldMeta::for_command("convert-field", serde_json::json!({"input": a.input}));
             parquet::write_field(&partial, &field, &meta)?
         }
-        _ => vtk::write(&partial, &field_vtk(&field, &a.output.to_string_lossy()))?,
+        _ => vtk::write(&partial, &vtk::field_vtk(&field, &a.output.to_string_lossy()))?,
     }
     outs.commit()?;
     Ok(Some(format!("convert-field: {} points from {} → {}", field.positions.len(), a.input.display(), a.output.display())))

@@ -1,11 +1,13 @@
 //! `dvc-stream demo`: the first command to run. Makes a synthetic pair in a temporary
 //! folder, converts it with tiff2zarr's engine, runs the pipeline and compares with the truth.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
 
+use crate::run::reg::RegJob;
+use crate::store::cache::{default_cache_bytes, ChunkCache};
 use crate::store::convert::{tiff_to_zarr, ConvertOptions};
 use crate::store::zarr::{ArrayLayout, Codec};
 
@@ -44,9 +46,20 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
         None => tempfile::Builder::new().prefix("dvc-stream-demo-").tempdir()?.keep(),
     };
     step!(quiet, "dvc-stream demo: working in {}", dir.display());
-    let synth = super::synth::SynthArgs {
-        out_dir: dir.clone(),
-        shape: a.shape,
+    let (t1, t2) = super::synth::write_pair(&synth_args(&dir, a.shape))?;
+    step!(quiet, "1. synth: wrote a {}³ uint16 pair as TIFF: {} {}", a.shape, t1.display(), t2.display());
+    let stores = to_zarr(&[&t1, &t2], quiet)?;
+    register(&stores, &dir, quiet)?;
+    let (converged, total, median) = local_dvc(&stores, &dir, quiet)?;
+    step!(quiet, "   outputs in {}: demo-ldic.parquet (pandas, DuckDB), demo-ldic.tsv (spam), truth.tsv", dir.display());
+    Ok(Some(format!("demo: {converged} of {total} points converged, |u − truth| median {median:.4} voxel; outputs in {}", dir.display())))
+}
+
+/// The demo's pair: a speckle cube translated, rotated and zoomed a little, with its truth.
+fn synth_args(dir: &Path, shape: usize) -> super::synth::SynthArgs {
+    super::synth::SynthArgs {
+        out_dir: dir.to_path_buf(),
+        shape,
         shape3: None,
         two_d: false,
         seed: 1,
@@ -70,9 +83,11 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
         grain_max_rotation: 10.0,
         grain_gap: crate::synth::grains::GAP,
         overwrite: true,
-    };
-    let (t1, t2) = super::synth::write_pair(&synth)?;
-    step!(quiet, "1. synth: wrote a {}³ uint16 pair as TIFF: {} {}", a.shape, t1.display(), t2.display());
+    }
+}
+
+/// Step 2: each TIFF converted to an OME-Zarr store with its pyramid (tiff2zarr's engine).
+fn to_zarr(tiffs: &[&Path], quiet: bool) -> Result<Vec<PathBuf>> {
     let opts = ConvertOptions {
         layout: ArrayLayout { chunk: [64; 3], codec: Codec::Zstd(1), shard: None },
         levels: None,
@@ -82,50 +97,49 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
         progress: !quiet,
     };
     let mut stores = Vec::new();
-    for t in [&t1, &t2] {
-        let out = t.with_extension("zarr");
-        let r = tiff_to_zarr(t, &out, &opts)?;
-        step!(
-            quiet,
-            "2. tiff2zarr: {} -> {} ({} levels, {:.1} MB/s)",
-            t.display(),
-            r.output.display(),
-            r.levels,
-            r.bytes as f64 / 1e6 / r.seconds.max(1e-9)
-        );
+    for t in tiffs {
+        let r = tiff_to_zarr(t, &t.with_extension("zarr"), &opts)?;
+        step!(quiet, "2. tiff2zarr: {} -> {} ({} levels, {:.1} MB/s)", t.display(), r.output.display(), r.levels, r.bytes as f64 / 1e6 / r.seconds.max(1e-9));
         stores.push(r.output);
     }
-    // 3. Registration from the stored pyramid, then local DVC guided by it, as a user runs them.
-    let sh = |p: &std::path::Path| p.to_string_lossy().to_string();
-    let (s1, s2, d) = (sh(&stores[0]), sh(&stores[1]), sh(&dir));
+    Ok(stores)
+}
+
+/// Step 3: the registration from the stored pyramid (bins 2 → 1), against the truth.
+fn register(stores: &[PathBuf], dir: &Path, quiet: bool) -> Result<()> {
     let t0 = std::time::Instant::now();
-    // reg's Φ block on stdout is not one of the demo's steps: it runs quietly.
-    crate::say::set_quiet(true);
-    let reg_result = command(&["reg", &s1, &s2, "-bb", "2", "-od", &d, "-pre", "demo"]);
-    crate::say::set_quiet(quiet);
-    reg_result.map_err(|e| anyhow::anyhow!("registration failed: {e:#}"))?;
-    let reg = crate::field::PhiField::read(&dir.join("demo-registration.tsv"))?;
-    let truth_reg = crate::field::PhiField::read(&dir.join("truth-registration.tsv"))?;
-    let dt = (crate::phi::translation(&reg.phis[0]) - crate::phi::translation(&truth_reg.phis[0])).norm();
-    let df = (crate::phi::f_block(&reg.phis[0]) - crate::phi::f_block(&truth_reg.phis[0])).abs().max();
+    let mut job = RegJob::new(&stores[0], &stores[1], dir, "demo");
+    job.options.bin_start = 2;
+    let cache = ChunkCache::new(default_cache_bytes());
+    let reg = crate::run::reg::run(&job, &cache, false).map_err(|e| anyhow::anyhow!("registration failed: {e:#}"))?;
+    let truth = crate::field::PhiField::read(&dir.join("truth-registration.tsv"))?;
+    let dt = (crate::phi::translation(&reg.result.phi) - crate::phi::translation(&truth.phis[0])).norm();
+    let df = (crate::phi::f_block(&reg.result.phi) - crate::phi::f_block(&truth.phis[0])).abs().max();
     step!(
         quiet,
         "3. reg: returnStatus {} in {:.2} s; |t − truth| = {dt:.4} voxel, max |F − truth| = {df:.1e}",
-        reg.return_status[0],
+        reg.result.return_status,
         t0.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Step 4: local DVC guided by the registration, as a user runs it; returns the points
+/// converged, the points, and the median error against the truth.
+fn local_dvc(stores: &[PathBuf], dir: &Path, quiet: bool) -> Result<(usize, usize, f64)> {
     let t0 = std::time::Instant::now();
-    let guess = sh(&dir.join("demo-registration.tsv"));
+    let sh = |p: &Path| p.to_string_lossy().to_string();
+    let (s1, s2, d, guess) = (sh(&stores[0]), sh(&stores[1]), sh(dir), sh(&dir.join("demo-registration.tsv")));
     let stats: &[&str] = if quiet { &[] } else { &["--stats"] };
     let ldic = ["ldic", &s1, &s2, "-hws", "8", "-ns", "16", "-pf", &guess, "-od", &d, "-pre", "demo", "-o", "3"];
     command(&[&ldic[..], stats].concat()).map_err(|e| anyhow::anyhow!("ldic failed: {e:#}"))?;
     let field = crate::field::PhiField::read(&dir.join("demo-ldic.parquet"))?;
     let truth = crate::field::PhiField::read(&dir.join("truth.parquet"))?;
     let mut errs: Vec<f64> = (0..field.len())
-        .filter(|&i| field.return_status[i] == 2.0)
+        .filter(|&i| field.return_status[i] == crate::field::Status::Converged)
         .map(|i| (crate::phi::translation(&field.phis[i]) - crate::phi::translation(&truth.phis[i])).norm())
         .collect();
-    errs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    errs.sort_by(f64::total_cmp);
     let median = errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN);
     step!(
         quiet,
@@ -135,11 +149,5 @@ pub fn run(a: DemoArgs) -> Result<super::Summary> {
         t0.elapsed().as_secs_f64(),
         errs.last().copied().unwrap_or(f64::NAN)
     );
-    step!(quiet, "   outputs in {}: demo-ldic.parquet (pandas, DuckDB), demo-ldic.tsv (spam), truth.tsv", dir.display());
-    Ok(Some(format!(
-        "demo: {} of {} points converged, |u − truth| median {median:.4} voxel; outputs in {}",
-        errs.len(),
-        field.len(),
-        dir.display()
-    )))
+    Ok((errs.len(), field.len(), median))
 }

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 
 use super::output_names::{dir_beside, stem};
-use super::pass_phi_field::write_outputs;
+use crate::run::pass_phi_field::write_outputs;
 use crate::field::filter::Hood;
 use crate::field::parquet::FieldMeta;
 use crate::field::PhiField;
@@ -67,9 +67,8 @@ pub struct FilterPhiFieldArgs {
     pub out: super::OutputOpts,
     #[command(flatten)]
     pub files: super::FieldFiles,
-    /// Worker threads [spam: -np].
-    #[arg(long = "number-of-processes", value_name = "N")]
-    pub number_of_processes: Option<usize>,
+    #[command(flatten)]
+    pub threads: super::Threads,
 }
 
 /// The job the flags describe (the first selection flag wins, as in spam).
@@ -101,7 +100,7 @@ fn job(a: &FilterPhiFieldArgs, field: &PhiField) -> FilterJob {
 }
 
 pub fn run(a: FilterPhiFieldArgs) -> Result<super::Summary> {
-    super::set_threads(a.number_of_processes);
+    a.threads.apply();
     let mut field = PhiField::read(&a.phi_file)?;
     field.rescale(a.phi_file_bin_ratio);
     let job = job(&a, &field);

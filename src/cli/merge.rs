@@ -41,7 +41,7 @@ pub fn run(a: MergeArgs) -> Result<super::Summary> {
     let (kept, counts) = sink.finish()?;
     if let Some(f) = kept {
         let path = out_dir.join(format!("{stem}.vtk"));
-        crate::field::vtk::write(&outs.file(&path)?, &super::convert_field::field_vtk(&f, &path.to_string_lossy()))?;
+        crate::field::vtk::write(&outs.file(&path)?, &crate::field::vtk::field_vtk(&f, &path.to_string_lossy()))?;
     }
     outs.commit()?;
     print_statuses(&counts);

@@ -164,9 +164,23 @@ pub struct ReadOpts {
     /// Seconds between two progress lines on stderr when it is not a terminal (batch logs).
     #[arg(long = "progress-interval", value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
     pub progress_interval: f64,
+    #[command(flatten)]
+    pub threads: Threads,
+}
+
+/// `-np`, shared by every command that computes in parallel.
+#[derive(Args, Debug, Clone)]
+pub struct Threads {
     /// Worker threads [spam: -np]; default: every core.
     #[arg(long = "number-of-processes", value_name = "N")]
     pub number_of_processes: Option<usize>,
+}
+
+impl Threads {
+    /// Applies `--number-of-processes` to the worker pool.
+    pub fn apply(&self) {
+        set_threads(self.number_of_processes);
+    }
 }
 
 /// How a correlation is split and resumed (ldic, pixel-search, ddic).
@@ -261,8 +275,8 @@ pub fn parse_order(s: &str) -> Result<usize, String> {
 impl ReadOpts {
     /// Applies `--number-of-processes` to the worker pool and returns the worker count.
     pub fn threads(&self) -> usize {
-        set_threads(self.number_of_processes);
-        self.number_of_processes.filter(|&n| n > 0).unwrap_or_else(rayon::current_num_threads)
+        self.threads.apply();
+        self.threads.number_of_processes.filter(|&n| n > 0).unwrap_or_else(rayon::current_num_threads)
     }
     pub fn cache(&self) -> anyhow::Result<Arc<ChunkCache>> {
         let bytes = match &self.cache_bytes {

@@ -13,9 +13,16 @@ pub fn stem(p: &Path) -> String {
     p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "out".into())
 }
 
-/// `-od` or the folder of the (real path of the) first image.
+/// `-od` or the folder of the (real path of the) first image, created.
 pub fn out_dir(od: &Option<PathBuf>, im1: &Path) -> Result<PathBuf> {
-    let d = match od {
+    let d = out_dir_path(od, im1)?;
+    create_out_dir(&d)?;
+    Ok(d)
+}
+
+/// The folder [`out_dir`] names, not created yet (a job resolved before its run).
+pub fn out_dir_path(od: &Option<PathBuf>, im1: &Path) -> Result<PathBuf> {
+    Ok(match od {
         Some(d) => d.clone(),
         None if crate::store::remote::is_remote(im1) => {
             anyhow::bail!("{}: is in object storage; give a local output folder with --out-dir (-od)", im1.display())
@@ -24,9 +31,12 @@ pub fn out_dir(od: &Option<PathBuf>, im1: &Path) -> Result<PathBuf> {
             .ok()
             .and_then(|p| p.parent().map(|p| p.to_path_buf()))
             .unwrap_or_else(|| PathBuf::from(".")),
-    };
-    std::fs::create_dir_all(&d).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", d.display()))?;
-    Ok(d)
+    })
+}
+
+/// Creates an output folder (and its parents).
+pub fn create_out_dir(d: &Path) -> Result<()> {
+    std::fs::create_dir_all(d).map_err(|e| anyhow::anyhow!("{}: cannot create output folder ({e})", d.display()))
 }
 
 /// `-od`, or the folder of `path` as given (`./` for a bare name): spam's rule for ldic and

@@ -12,15 +12,13 @@ use super::grid_plan::three;
 use super::output_names::{dir_beside, read_registration, stem};
 use super::ReadOpts;
 use crate::field::interpolate::Neighbours;
-use crate::field::parquet::{self, FieldMeta};
-use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
-use crate::field::{make_grid, tsv, FieldKind, PhiField};
+use crate::field::parquet::FieldMeta;
+use crate::field::vtk::HeaderNum;
+use crate::field::{make_grid, FieldKind, PhiField};
 use crate::label::LabelTable;
-use crate::phi::{self, ApplyF};
-use crate::run::pass_phi_field::{merge_grid_and_discrete, pass, subtract_registration, Discrete, PassJob, PassTargets};
-use crate::store::dtype::TypedBuf;
+use crate::phi::ApplyF;
+use crate::run::pass_phi_field::{merge_grid_and_discrete, pass, subtract_registration, write_outputs, Discrete, PassJob, PassTargets};
 use crate::store::output::{Existing, OutputSet};
-use crate::store::tiff_write::write_tiff;
 use crate::store::Volume;
 
 #[derive(Args, Debug)]
@@ -93,53 +91,6 @@ pub struct PassPhiFieldArgs {
     pub tiff_out: bool,
     #[command(flatten)]
     pub read: ReadOpts,
-}
-
-/// Writes a field as Parquet and spam TSV, plus VTK/TIFF when asked (grid: displacements
-/// and returnStatus cells centred on nodes; labels: glyphs), as outputs of `outs`.
-pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Path, name: &str, meta: &FieldMeta, tsv_out: bool, vtk_out: bool, tiff_out: bool, spacing: Option<[HeaderNum; 3]>) -> Result<()> {
-    parquet::write_field(&outs.file(&dir.join(format!("{name}.parquet")))?, field, meta)?;
-    if tsv_out {
-        tsv::write_field(&outs.file(&dir.join(format!("{name}.tsv")))?, field)?;
-    }
-    let disp: Vec<Vector3<f64>> = field.phis.iter().map(|p| phi::translation(p).map(|v| if v.is_finite() { v } else { 0.0 })).collect();
-    match (&field.kind, spacing) {
-        (FieldKind::Grid { dims, spacing: sp }, sp_cli) if dims.iter().product::<usize>() == field.len() => {
-            if tiff_out {
-                for (k, c) in ["Zdisp", "Ydisp", "Xdisp"].iter().enumerate() {
-                    if k == 0 && dims[0] == 1 {
-                        // A 2D grid: no Zdisp picture, as spam.
-                        continue;
-                    }
-                    let v: Vec<f32> = field.phis.iter().map(|p| p[(k, 3)] as f32).collect();
-                    write_tiff(&outs.file(&dir.join(format!("{name}-{c}.tif")))?, *dims, &TypedBuf::F32(v))?;
-                }
-            }
-            if vtk_out {
-                let hs = sp_cli.unwrap_or(sp.map(HeaderNum::Float));
-                let first = field.positions[0];
-                let origin: [HeaderNum; 3] = std::array::from_fn(|k| HeaderNum::Float(first[k] - hs[k].value() / 2.0));
-                let arrays = vec![
-                    VtkArray::new("displacements", VtkValues::Vectors(disp)),
-                    VtkArray::new("returnStatus", VtkValues::IntScalars(field.return_status.iter().map(|v| *v as i64).collect())),
-                ];
-                let path = dir.join(format!("{name}.vtk"));
-                vtk::write(&outs.file(&path)?, &vtk::structured_points(&path.to_string_lossy(), *dims, hs, origin, &arrays))?;
-            }
-        }
-        _ => {
-            if vtk_out {
-                let pts: Vec<Vector3<f64>> = field.positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect();
-                let arrays = vec![
-                    VtkArray::new("displacements", VtkValues::Vectors(disp.clone())),
-                    VtkArray::new("mag(displacements)", VtkValues::Scalars(disp.iter().map(|d| d.norm()).collect())),
-                    VtkArray::new("returnStatus", VtkValues::Scalars(field.return_status.clone())),
-                ];
-                vtk::write(&outs.file(&dir.join(format!("{name}.vtk")))?, &vtk::glyphs(&pts, &arrays))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The run's outputs, never one of its inputs.
@@ -230,6 +181,38 @@ fn merge(a: &PassPhiFieldArgs, grid: &PhiField) -> Result<PhiField> {
     merge_grid_and_discrete(grid, &discrete, a.phi_file2_bin_ratio, a.merge_prefer_label)
 }
 
+/// The parameters the tables record (the merge's only when merging).
+fn params(a: &PassPhiFieldArgs) -> serde_json::Value {
+    let mut params = serde_json::json!({
+        "phi_file": a.phi_file, "phi_file_bin_ratio": a.phi_file_bin_ratio, "apply_f": a.apply_f,
+        "labelled_file1": a.labelled_file1.first(), "node_spacing": three(a.node_spacing, &a.node_spacing3), "im1": a.im1,
+        "im1_shape": a.im1_shape, "regs": a.regs, "regs_f": a.regs_f, "neighbourhood_radius": a.neighbourhood_radius,
+        "number_of_neighbours": a.number_of_neighbours, "check_point_surrounded": a.check_point_surrounded,
+        "return_status_threshold": a.return_status_threshold,
+    });
+    if !a.phi_file2.is_empty() {
+        params["labelled_file1"] = serde_json::json!(a.labelled_file1);
+        params["phi_file2"] = serde_json::json!(a.phi_file2);
+        params["phi_file2_bin_ratio"] = serde_json::json!(a.phi_file2_bin_ratio);
+        params["merge_prefer_label"] = serde_json::json!(a.merge_prefer_label);
+    }
+    params
+}
+
+/// The interpolation the flags describe.
+fn job(a: &PassPhiFieldArgs) -> PassJob {
+    PassJob {
+        apply_f: a.apply_f,
+        neighbours: match (a.neighbourhood_radius, a.number_of_neighbours) {
+            (Some(r), _) => Some(Neighbours::Radius(r)),
+            (None, Some(k)) => Some(Neighbours::Count(k)),
+            (None, None) => None,
+        },
+        check_point_surrounded: a.check_point_surrounded,
+        min_return_status: a.return_status_threshold,
+    }
+}
+
 pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
     a.read.threads();
     if a.phi_file2.is_empty() && (a.merge_prefer_label || a.phi_file2_bin_ratio != 1.0) {
@@ -242,21 +225,7 @@ pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
     input.rescale(a.phi_file_bin_ratio);
     let dir = dir_beside(&a.out.out_dir, &a.phi_file)?;
     let mut name = format!("{}-passed", a.out.prefix.clone().unwrap_or_else(|| stem(&a.phi_file)));
-    let params = serde_json::json!({
-        "phi_file": a.phi_file, "phi_file_bin_ratio": a.phi_file_bin_ratio, "apply_f": a.apply_f,
-        "labelled_file1": a.labelled_file1.first(), "node_spacing": three(a.node_spacing, &a.node_spacing3), "im1": a.im1,
-        "im1_shape": a.im1_shape, "regs": a.regs, "regs_f": a.regs_f, "neighbourhood_radius": a.neighbourhood_radius,
-        "number_of_neighbours": a.number_of_neighbours, "check_point_surrounded": a.check_point_surrounded,
-        "return_status_threshold": a.return_status_threshold,
-    });
-    let mut params = params;
-    if !a.phi_file2.is_empty() {
-        params["labelled_file1"] = serde_json::json!(a.labelled_file1);
-        params["phi_file2"] = serde_json::json!(a.phi_file2);
-        params["phi_file2_bin_ratio"] = serde_json::json!(a.phi_file2_bin_ratio);
-        params["merge_prefer_label"] = serde_json::json!(a.merge_prefer_label);
-    }
-    let meta = FieldMeta::for_command("pass-phi-field", params);
+    let meta = FieldMeta::for_command("pass-phi-field", params(&a));
 
     // Merge discrete results into the grid field (spam's "grid AND discrete -> grid").
     if !a.phi_file2.is_empty() {
@@ -287,16 +256,7 @@ pub fn run(a: PassPhiFieldArgs) -> Result<super::Summary> {
         PassTargets::Grid { spacing, .. } => Some(*spacing),
         PassTargets::Labels { .. } => None,
     };
-    let job = PassJob {
-        apply_f: a.apply_f,
-        neighbours: match (a.neighbourhood_radius, a.number_of_neighbours) {
-            (Some(r), _) => Some(Neighbours::Radius(r)),
-            (None, Some(k)) => Some(Neighbours::Count(k)),
-            (None, None) => None,
-        },
-        check_point_surrounded: a.check_point_surrounded,
-        min_return_status: a.return_status_threshold,
-    };
+    let job = job(&a);
     let out = pass(&input, &targets, &job).map_err(|e| anyhow!("{}: {e:#}", a.phi_file.display()))?;
     let mut outs = new_outputs(&a);
     write_outputs(&mut outs, &out, &dir, &name, &meta, true, a.vtk_out, a.tiff_out, ns_out.map(|ns| ns.map(|v| HeaderNum::Int(v as i64))))?;

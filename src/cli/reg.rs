@@ -2,19 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
 
-use super::output_names::{open_matching, out_dir, read_registration, stem};
+use super::output_names::{out_dir_path, stem};
 use super::ReadOpts;
-use crate::field::parquet::{self, FieldMeta};
-use crate::field::{tsv, FieldKind, FieldRow, Layout, PhiField};
-use crate::kernels::register::{image_centre, RegisterOptions};
 use crate::kernels::gradient::GradientMethod;
-use crate::kernels::register_volume::{centre_of_mass, max_value, register_multiscale_with, JournalRow, MultiscaleExtras, MultiscaleOptions};
-use crate::phi;
-use crate::store::output::{Existing, OutputSet};
-use crate::store::Volume;
+use crate::kernels::register::RegisterOptions;
+use crate::kernels::register_volume::MultiscaleOptions;
+use crate::run::reg::{RegJob, RegOutcome};
 
 /// spam's `-gm` values.
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
@@ -105,70 +101,24 @@ pub struct RegArgs {
     pub read: ReadOpts,
 }
 
-pub fn run(a: RegArgs) -> Result<super::Summary> {
-    a.read.threads();
-    let cache = a.read.cache()?;
-    let im1 = Volume::open(&a.im1, cache.clone())?;
-    // A 2D image (one slice) is registered in spam's 2-D mode: the 6 in-plane parameters.
-    let two_d = crate::kernels::plane::is_plane(im1.shape());
-    let im2 = open_matching(&a.im2, &cache, im1.shape(), "image")?;
-    let mask = a.mask_file1.as_ref().map(|p| open_matching(p, &cache, im1.shape(), "mask")).transpose()?;
-    let centre = image_centre(im1.shape());
-    // -rmc: the table's position is the centre of mass of the mask's largest label (spam's
-    // script takes `centresOfMass(mask)[-1]`); without a mask spam ignores -rmc.
-    let mask_centre = match (&mask, a.return_phi_mask_centre) {
-        (Some(m), true) => {
-            let top = max_value(m)?;
-            let n = m.shape().map(|v| v as i64);
-            let com = centre_of_mass(m, [0; 3], n, |v| v == top && v != 0.0)?;
-            if com.is_none() {
-                bail!("{}: the mask is empty; --return-phi-mask-centre (-rmc) needs its centre of mass", a.mask_file1.as_ref().expect("mask given").display());
-            }
-            com
-        }
-        (None, true) => {
-            crate::say::warn(format_args!("--return-phi-mask-centre (-rmc) without --mask-file1 (-mf1): Φ is at the image centre, as spam"));
-            None
-        }
-        _ => None,
-    };
-    // Every output is reserved (and checked) before the work starts; all are renamed into
-    // place together at the end.
-    let dir = out_dir(&a.out.out_dir, &a.im1)?;
+/// The job the flags describe.
+pub fn job(a: &RegArgs) -> Result<RegJob> {
+    let dir = out_dir_path(&a.out.out_dir, &a.im1)?;
     let prefix = a.out.prefix.clone().unwrap_or_else(|| format!("{}-{}", stem(&a.im1), stem(&a.im2)));
-    let mut outs = OutputSet::new(Existing::Replace);
-    outs.inputs([a.im1.as_path(), a.im2.as_path()].into_iter().chain(a.phi_file.as_deref()).chain(a.mask_file1.as_deref()));
-    let tsv_path = dir.join(format!("{prefix}-registration.tsv"));
-    let parquet_path = dir.join(format!("{prefix}-registration.parquet"));
-    let journal_path = dir.join(format!("{prefix}-registration-iterations.tsv"));
-    outs.file(&tsv_path)?;
-    outs.file(&parquet_path)?;
-    if a.journal {
-        outs.file(&journal_path)?;
-    }
-    let png_paths: Vec<PathBuf> = if a.png { ["before", "after"].iter().map(|n| dir.join(format!("{prefix}-residual-{n}.png"))).collect() } else { vec![] };
-    for p in &png_paths {
-        outs.file(p)?;
-    }
-    let def_path = dir.join(format!("{}-reg-def.tif", stem(&a.im1)));
-    if a.save_deformed_image1 {
-        super::deform_image::reserve(&mut outs, &def_path)?;
-    }
-    let init = match &a.phi_file {
-        Some(p) => {
-            // Positions and translation scaled by -pfb (spam's readCorrelationTSV); the guess
-            // is defined at its own centre, so express it at this image's centre.
-            let f = read_registration(p, a.phi_file_bin_ratio)?;
-            Some(phi::move_to(&f.phis[0], &f.positions[0], &centre))
-        }
-        None => None,
-    };
+    let mut job = RegJob::new(&a.im1, &a.im2, &dir, &prefix);
+    job.phi_file = a.phi_file.clone();
+    job.phi_file_bin_ratio = a.phi_file_bin_ratio;
+    job.mask_file1 = a.mask_file1.clone();
+    job.return_phi_mask_centre = a.return_phi_mask_centre;
+    job.journal = a.journal;
+    job.png = a.png;
+    job.deformed_image = a.save_deformed_image1.then(|| dir.join(format!("{}-reg-def.tif", stem(&a.im1))));
     let margin = match (&a.margin3, a.margin) {
         (Some(m), _) => Some([m[0], m[1], m[2]]),
         (None, Some(m)) => Some([m.max(0.0) as usize; 3]),
         (None, None) => None,
     };
-    let o = MultiscaleOptions {
+    job.options = MultiscaleOptions {
         bin_start: a.bin_start.max(1),
         bin_stop: a.bin_stop.max(1),
         margin,
@@ -187,77 +137,20 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
             shift: a.shift,
         },
     };
-    // (A 2D image is registered in spam's 2-D mode by the same call.)
-    let mut extras = MultiscaleExtras { mask_centre: mask_centre.is_some(), journal: a.journal.then(Vec::new) };
-    let r = register_multiscale_with(&im1, &im2, mask.as_ref(), init.as_ref(), 1.0, &o, &mut extras)?;
-    // The table's Φ is about its position; the pictures and -def take it about the centre.
-    let (position, phi_at_centre) = match &mask_centre {
-        Some(com) => (*com, phi::move_to(&r.phi, com, &centre)),
-        None => (centre, r.phi),
-    };
-    let mut field = PhiField::new(FieldKind::Registration, Layout::Registration);
-    field.push(FieldRow::registered(1, position, r.phi, r.error, r.iterations, r.return_status, r.delta_phi_norm));
-    tsv::write_field(&outs.file(&tsv_path)?, &field)?;
-    if let Some(rows) = &extras.journal {
-        write_journal(&outs.file(&journal_path)?, rows)?;
-    }
-    let mut params = serde_json::json!({
-        "im1": a.im1, "im2": a.im2, "bin_start": a.bin_start, "bin_stop": a.bin_stop, "phi_file": a.phi_file,
-        "phi_file_bin_ratio": a.phi_file_bin_ratio, "mask_file1": a.mask_file1, "margin": margin, "rigid": a.rigid,
-        "update_gradient": a.update_gradient, "max_iterations": a.max_iterations, "min_delta_phi": a.min_delta_phi,
-        "interpolation_order": a.interpolation_order,
-    });
-    // Keys of the newer options only when used, so that older runs' metadata is unchanged.
-    if a.gradient_method == GradientChoice::Gaussian {
-        params["gradient_method"] = "gaussian".into();
-        params["gaussian_sigma"] = a.gaussian_sigma.into();
-    }
-    if mask_centre.is_some() {
-        params["return_phi_mask_centre"] = true.into();
-    }
-    if a.shift {
-        params["shift"] = true.into();
-    }
-    let mut meta = FieldMeta::for_command("reg", params);
-    meta.image_shapes = vec![im1.shape(), im2.shape()];
-    meta.voxel_size = im1.voxel_size();
-    parquet::write_field(&outs.file(&parquet_path)?, &field, &meta)?;
-    let (t, d) = phi::decompose_phi(&r.phi, &position, &position);
+    Ok(job)
+}
+
+pub fn run(a: RegArgs) -> Result<super::Summary> {
+    a.read.threads();
+    let cache = a.read.cache()?;
+    let job = job(&a)?;
+    let RegOutcome { result: r, translation: t, decomposition: d, wrote, .. } = crate::run::reg::run(&job, &cache, a.read.progress())?;
     if !crate::say::quiet() {
         println!(
             "returnStatus {} after {} iterations (‖δΦ‖ {:.2e}, error {:.4})\nt (Z Y X): {:.4} {:.4} {:.4}\nr (deg): {:.4} {:.4} {:.4}\nvol strain: {:.5}",
             r.return_status, r.iterations, r.delta_phi_norm, r.error, t[0], t[1], t[2], d.r[0], d.r[1], d.r[2], d.vol
         );
     }
-    let mut wrote = vec![tsv_path.clone()];
-    if a.png {
-        let view = crate::view::render::PairView::new(&im1, &im2, 1)?;
-        let (lo, hi) = crate::view::render::default_contrast(&view)?;
-        // Centre-relative Φ as the viewer takes it: this result is about the image centre.
-        let before = init.unwrap_or_else(phi::identity);
-        let names = format!("im1 {}, im2 {}", a.im1.display(), a.im2.display());
-        let before_what = if a.phi_file.is_some() { "|im1 − im2(Φ₀x)| with the initial guess (-pf)" } else { "|im1 − im2|, no registration (identity Φ)" };
-        let figures = [
-            (format!("{prefix}: residual before registration"), before_what.to_string()),
-            (format!("{prefix}: residual after registration"), format!("|im1 − im2(Φx)| with the registered Φ (returnStatus {})", r.return_status)),
-        ];
-        for ((path, p), (title, what)) in png_paths.iter().zip([before, phi_at_centre]).zip(figures) {
-            crate::view::plot::residual_figure(&view, &p, (hi - lo) / 2.0, &title, &[what, names.clone()])?.write(&mut outs, path)?;
-            wrote.push(path.clone());
-        }
-    }
-    if a.save_deformed_image1 {
-        if r.return_status > 0 {
-            // spam deforms a 2D image with its Python warp at order 3 (cubic B-spline).
-            let order = if two_d { 3 } else { 1 };
-            super::deform_image::deform_to(&im1, &phi_at_centre, [centre[0], centre[1], centre[2]], order, &mut outs, &def_path, a.read.progress())?;
-            wrote.push(def_path.clone());
-        } else {
-            outs.release(&def_path)?;
-            crate::say::warn(format_args!("not writing the deformed image: returnStatus {} ≤ 0", r.return_status));
-        }
-    }
-    outs.commit()?;
     for p in &wrote {
         crate::note!("wrote {}", p.display());
     }
@@ -274,23 +167,26 @@ pub fn run(a: RegArgs) -> Result<super::Summary> {
         d.r[0],
         d.r[1],
         d.r[2],
-        tsv_path.display()
+        job.tsv_path().display()
     )))
 }
 
-/// spam's `-j` journal as a table: one row per evaluated Φ of every level, Φ about the
-/// level's image centre with its translation in that level's voxels.
-fn write_journal(path: &std::path::Path, rows: &[JournalRow]) -> Result<()> {
-    use std::fmt::Write as _;
-    let mut text = String::from("bin\titeration\terror\tdeltaPhiNorm\tFzz\tFzy\tFzx\tZdisp\tFyz\tFyy\tFyx\tYdisp\tFxz\tFxy\tFxx\tXdisp\n");
-    for r in rows {
-        write!(text, "{}\t{}\t{:.9e}\t{:.9e}", r.bin, r.iteration, r.error, r.delta_phi_norm).expect("writes to a String");
-        for i in 0..3 {
-            for j in 0..4 {
-                write!(text, "\t{:.9}", r.phi[(i, j)]).expect("writes to a String");
-            }
-        }
-        text.push('\n');
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Reg {
+        #[command(flatten)]
+        args: super::RegArgs,
     }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+
+    /// `reg IM1 IM2` with no option is the library's default job: the two say the same defaults.
+    #[test]
+    fn default_flags_are_the_default_job() {
+        let a = Reg::parse_from(["reg", "a.tif", "b.tif", "--out-dir", "/tmp"]).args;
+        let job = super::job(&a).unwrap();
+        let want = crate::run::reg::RegJob::new("a.tif".as_ref(), "b.tif".as_ref(), "/tmp".as_ref(), "a-b");
+        assert_eq!(serde_json::to_value(&job).unwrap(), serde_json::to_value(&want).unwrap());
+    }
 }

@@ -51,9 +51,8 @@ pub struct RegularStrainArgs {
     /// Keep NaN in the VTK instead of 0 [spam: -vtkln].
     #[arg(long = "vtk-leave-nans")]
     pub vtk_leave_nans: bool,
-    /// Worker threads [spam: -np].
-    #[arg(long = "number-of-processes", value_name = "N")]
-    pub number_of_processes: Option<usize>,
+    #[command(flatten)]
+    pub threads: super::Threads,
 }
 
 /// The job the flags describe.
@@ -71,7 +70,7 @@ fn job(a: &RegularStrainArgs) -> StrainJob {
 }
 
 pub fn run(a: RegularStrainArgs) -> Result<super::Summary> {
-    super::set_threads(a.number_of_processes);
+    a.threads.apply();
     let field = PhiField::read(&a.phi_file)?;
     let job = job(&a);
     let Strain { mode, positions, dims: out_dims, field_grid: grid, decompositions: decomp, columns: cols, masked, first_point } =

@@ -4,10 +4,11 @@
 //!
 //! Why here and not in each command: the layouts (spam-compat.md §2.4) are spam's, not a
 //! tool's, and two copies had drifted (two VTK origins). The rules, once:
-//! - **Grids** (`STRUCTURED_POINTS`, one cell per node): ORIGIN is the first node's position
-//!   as the table gives it (Zpos, Ypos, Xpos) and the cell size the node spacing, so every
-//!   value sits where the table says (spam writes first node − hws: docs/spam-differences.md
-//!   row 48). Non-finite values are written as 0 (ParaView draws no NaN cell), as spam does.
+//! - **Grids** (`STRUCTURED_POINTS`, `CELL_DATA`, one cell per node): the cell size is the
+//!   node spacing and ORIGIN the first node's position as the table gives it (Zpos, Ypos,
+//!   Xpos) less half a cell, so every cell is centred where the table puts its node, as in
+//!   pass-phi-field's and convert-field's grids (spam writes first node − hws for ldic and
+//!   pixelSearch: docs/spam-differences.md row 48). Non-finite values are written as 0 (ParaView draws no NaN cell), as spam does.
 //! - **Glyphs** (`UNSTRUCTURED_GRID`, one point per label): a missing label's NaN centre is
 //!   written at 0. pixel-search keeps NaN displacements and CC (spam does); ddic writes them
 //!   as 0 (spam does).
@@ -59,7 +60,7 @@ impl Column {
             Column::Cc => r.cc,
             Column::Error => r.error,
             Column::Iterations => r.iterations,
-            Column::Status => r.return_status,
+            Column::Status => r.return_status.value(),
             Column::DeltaPhiNorm => r.delta_phi_norm,
         }
     }
@@ -220,9 +221,9 @@ impl GridFiles {
         };
         match self.request.grid.filter(|_| self.request.layout.is_grid()) {
             Some(g) => {
-                // Where the table says the first node is: its cell starts there.
+                // Each cell centred where the table says its node is.
                 let first = self.positions.first().copied().unwrap_or_else(Vector3::zeros);
-                let origin: [HeaderNum; 3] = std::array::from_fn(|k| HeaderNum::Float(first[k]));
+                let origin = vtk::cell_centred_origin(first, g.spacing);
                 vtk::structured_points(&path.to_string_lossy(), g.dims, g.spacing, origin, &arrays)
             }
             None => {

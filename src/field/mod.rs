@@ -12,6 +12,7 @@ pub mod interpolate;
 pub mod neighbours;
 pub mod parquet;
 pub mod sink;
+pub mod status;
 pub mod tsv;
 pub mod vtk;
 
@@ -21,6 +22,7 @@ use anyhow::{bail, Result};
 use nalgebra::Vector3;
 
 use crate::phi::{self, Phi};
+pub use status::Status;
 
 /// spam's TSV column layouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +88,7 @@ pub struct PhiField {
     pub cc: Vec<f64>,
     pub error: Vec<f64>,
     pub iterations: Vec<f64>,
-    pub return_status: Vec<f64>,
+    pub return_status: Vec<Status>,
     pub delta_phi_norm: Vec<f64>,
     pub label_dilate: Vec<f64>,
     /// Per-row predicted displacement standard deviations (NaN where none).
@@ -102,7 +104,7 @@ pub struct FieldRow {
     pub cc: f64,
     pub error: f64,
     pub iterations: f64,
-    pub return_status: f64,
+    pub return_status: Status,
     pub delta_phi_norm: f64,
     pub label_dilate: f64,
     /// Predicted standard deviation of the displacement (Z, Y, X) where the tool gives one
@@ -126,7 +128,7 @@ impl FieldRow {
             cc: 0.0,
             error: 0.0,
             iterations: 1.0,
-            return_status: 0.0,
+            return_status: Status::NotRun,
             delta_phi_norm: 1.0,
             label_dilate: 0.0,
             disp_sd: None,
@@ -135,12 +137,12 @@ impl FieldRow {
 
     /// A known Φ (a synthetic truth or a guess): converged (status 2), no error, no iterations.
     pub fn truth(id: i64, position: Vector3<f64>, phi: Phi) -> FieldRow {
-        FieldRow { id, position, phi, cc: 0.0, error: 0.0, iterations: 0.0, return_status: 2.0, delta_phi_norm: 0.0, label_dilate: 0.0, disp_sd: None }
+        FieldRow { id, position, phi, cc: 0.0, error: 0.0, iterations: 0.0, return_status: Status::Converged, delta_phi_norm: 0.0, label_dilate: 0.0, disp_sd: None }
     }
 
     /// The outcome of a Gauss–Newton registration (reg, an ldic node, a ddic label).
-    pub fn registered(id: i64, position: Vector3<f64>, phi: Phi, error: f64, iterations: usize, return_status: i32, delta_phi_norm: f64) -> FieldRow {
-        FieldRow { id, position, phi, cc: 0.0, error, iterations: iterations as f64, return_status: return_status as f64, delta_phi_norm, label_dilate: 0.0, disp_sd: None }
+    pub fn registered(id: i64, position: Vector3<f64>, phi: Phi, error: f64, iterations: usize, return_status: Status, delta_phi_norm: f64) -> FieldRow {
+        FieldRow { id, position, phi, cc: 0.0, error, iterations: iterations as f64, return_status, delta_phi_norm, label_dilate: 0.0, disp_sd: None }
     }
 }
 

@@ -402,6 +402,8 @@ pub struct RowReader {
     pub kind: FieldKind,
     batches: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
     rows: std::vec::IntoIter<FieldRow>,
+    /// Rows of the batches read so far (to name a bad row by its place in the file).
+    rows_read: usize,
 }
 
 impl RowReader {
@@ -423,7 +425,7 @@ impl RowReader {
             .map_err(|e| anyhow!("{}: not a Parquet file ({e})", path.display()))?
             .build()
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        Ok(RowReader { path: path.to_path_buf(), layout, kind, batches, rows: Vec::new().into_iter() })
+        Ok(RowReader { path: path.to_path_buf(), layout, kind, batches, rows: Vec::new().into_iter(), rows_read: 0 })
     }
 
     /// The next row, or None at the end.
@@ -434,12 +436,14 @@ impl RowReader {
             }
             let Some(batch) = self.batches.next() else { return Ok(None) };
             let b = batch.map_err(|e| anyhow!("{}: {e}", self.path.display()))?;
-            self.rows = batch_rows(&b, self.layout, &self.path)?.into_iter();
+            self.rows = batch_rows(&b, self.layout, &self.path, self.rows_read)?.into_iter();
+            self.rows_read += b.num_rows();
         }
     }
 }
 
-fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path) -> Result<Vec<FieldRow>> {
+/// The rows of one batch, the first being row `first + 1` of the file.
+fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path, first: usize) -> Result<Vec<FieldRow>> {
     let idname = if layout.is_labels() { "Label" } else { "NodeNumber" };
     let ids = b
         .column_by_name(idname)
@@ -458,24 +462,27 @@ fn batch_rows(b: &RecordBatch, layout: Layout, path: &Path) -> Result<Vec<FieldR
     let sd: Vec<Option<&Float64Array>> = DISP_SD_COLS.iter().map(|c| real(&[c])).collect::<Result<_>>()?;
     let fv = |c: Option<&Float64Array>, i: usize| c.map_or(0.0, |a| a.value(i));
     let iv = |c: Option<&Int32Array>, i: usize| c.map_or(0.0, |a| a.value(i) as f64);
-    Ok((0..b.num_rows())
+    (0..b.num_rows())
         .map(|i| {
             let v = |k: usize| fl[k].value(i);
             let f = nalgebra::Matrix3::new(v(3), v(4), v(5), v(7), v(8), v(9), v(11), v(12), v(13));
-            FieldRow {
+            Ok(FieldRow {
                 id: ids.value(i),
                 position: Vector3::new(v(0), v(1), v(2)),
                 phi: phi::from_f_t(&f, &Vector3::new(v(6), v(10), v(14))),
                 cc: fv(cc, i),
                 error: fv(err, i),
                 iterations: iv(its, i),
-                return_status: iv(rs, i),
+                return_status: match rs {
+                    Some(a) => super::Status::read(f64::from(a.value(i)), path, first + i + 1)?,
+                    None => super::Status::NotRun,
+                },
                 delta_phi_norm: fv(dpn, i),
                 label_dilate: iv(ld, i),
                 disp_sd: super::some_sd(std::array::from_fn(|k| sd[k].map_or(f64::NAN, |a| a.value(i)))),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Reads a field written by [`ParquetWriter`].
@@ -510,7 +517,7 @@ mod tests {
                 cc: 0.0,
                 error: 0.0,
                 iterations: 1.0,
-                return_status: 2.0,
+                return_status: crate::field::Status::Converged,
                 delta_phi_norm: 0.0,
                 label_dilate: 0.0,
                 disp_sd: None,

@@ -11,13 +11,13 @@ use crate::store::output::OutputSet;
 
 use super::parquet::{FieldMeta, ParquetWriter};
 use super::tsv::TsvWriter;
-use super::{FieldKind, FieldRow, Layout, PhiField};
+use super::{FieldKind, FieldRow, Layout, PhiField, Status};
 
 pub struct FieldSink {
     parquet: ParquetWriter,
     tsv: Option<TsvWriter>,
     kept: Option<PhiField>,
-    statuses: std::collections::BTreeMap<i64, usize>,
+    statuses: std::collections::BTreeMap<Status, usize>,
 }
 
 impl FieldSink {
@@ -35,7 +35,7 @@ impl FieldSink {
     }
 
     pub fn push(&mut self, row: FieldRow) -> Result<()> {
-        *self.statuses.entry(row.return_status as i64).or_default() += 1;
+        *self.statuses.entry(row.return_status).or_default() += 1;
         if let Some(t) = self.tsv.as_mut() {
             t.write_row(&row)?;
         }
@@ -47,7 +47,7 @@ impl FieldSink {
 
     /// Completes the files (the output set renames them into place) and returns the kept
     /// rows, if any, and the number of rows per return status.
-    pub fn finish(self) -> Result<(Option<PhiField>, std::collections::BTreeMap<i64, usize>)> {
+    pub fn finish(self) -> Result<(Option<PhiField>, std::collections::BTreeMap<Status, usize>)> {
         self.parquet.finish()?;
         if let Some(t) = self.tsv {
             t.finish()?;
@@ -58,7 +58,7 @@ impl FieldSink {
 
 /// Prints the "returnStatus  count" table every correlation ends with, as spam does (on
 /// stdout; not with `--quiet`, whose summary line carries the counts).
-pub fn print_statuses(counts: &std::collections::BTreeMap<i64, usize>) {
+pub fn print_statuses(counts: &std::collections::BTreeMap<Status, usize>) {
     if crate::say::quiet() {
         return;
     }

@@ -129,6 +129,14 @@ pub fn structured_points(title_path: &str, dims: [usize; 3], spacing: [HeaderNum
     s
 }
 
+/// The ORIGIN of a grid file whose first value belongs to the point `first` (Z, Y, X) of its
+/// table: each value is a cell, so the cells are centred on the table's points and the origin
+/// (the first cell's corner) is half a cell before `first`. Every grid VTK takes its origin
+/// here, so that ParaView draws each value where the TSV puts it.
+pub fn cell_centred_origin(first: Vector3<f64>, spacing: [HeaderNum; 3]) -> [HeaderNum; 3] {
+    std::array::from_fn(|k| HeaderNum::Float(first[k] - spacing[k].value() / 2.0))
+}
+
 /// A glyph file of points (Z, Y, X) with point data.
 pub fn glyphs(points: &[Vector3<f64>], arrays: &[VtkArray]) -> String {
     let mut s = String::new();
@@ -153,6 +161,40 @@ pub fn glyphs(points: &[Vector3<f64>], arrays: &[VtkArray]) -> String {
     write_arrays(&mut s, arrays);
     s.push('\n');
     s
+}
+
+/// The VTK of a field: a grid as cells centred on nodes, labels as glyphs.
+pub fn field_vtk(f: &PhiField, title: &str) -> String {
+    let disp: Vec<_> = f
+        .phis
+        .iter()
+        .map(|p| crate::phi::translation(p).map(|v| if v.is_finite() { v } else { 0.0 }))
+        .collect();
+    let fin = |v: &Vec<f64>| v.iter().map(|x| if x.is_finite() { *x } else { 0.0 }).collect::<Vec<_>>();
+    match &f.kind {
+        FieldKind::Grid { dims, spacing } => {
+            let arrays = vec![
+                VtkArray::new("displacements", VtkValues::Vectors(disp)),
+                VtkArray::new("error", VtkValues::Scalars(fin(&f.error))),
+                VtkArray::new("iterations", VtkValues::Scalars(fin(&f.iterations))),
+                VtkArray::new("returnStatus", VtkValues::Scalars(f.return_status.iter().map(|s| s.value()).collect())),
+                VtkArray::new("deltaPhiNorm", VtkValues::Scalars(fin(&f.delta_phi_norm))),
+            ];
+            let first = f.positions.first().copied().unwrap_or_default();
+            let spacing = spacing.map(HeaderNum::Float);
+            structured_points(title, *dims, spacing, cell_centred_origin(first, spacing), &arrays)
+        }
+        _ => {
+            let mag: Vec<f64> = disp.iter().map(|d| d.norm()).collect();
+            let pts: Vec<_> = f.positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect();
+            let arrays = vec![
+                VtkArray::new("displacements", VtkValues::Vectors(disp)),
+                VtkArray::new("mag(displacements)", VtkValues::Scalars(mag)),
+                VtkArray::new("returnStatus", VtkValues::IntScalars(f.return_status.iter().map(|s| s.code().into()).collect())),
+            ];
+            glyphs(&pts, &arrays)
+        }
+    }
 }
 
 /// The data arrays of a legacy VTK file, as read: name → (components per tuple, values).
@@ -200,7 +242,10 @@ pub fn read_field(path: &Path) -> Result<PhiField> {
         let mut row = FieldRow::truth(if grid { i as i64 + 1 } else { i as i64 }, data.points[i], crate::phi::from_f_t(&Matrix3::identity(), &t));
         row.error = at(&error, i);
         row.iterations = at(&iterations, i);
-        row.return_status = status.as_ref().map_or(2.0, |v| v[i]);
+        row.return_status = match &status {
+            Some(v) => super::Status::read(v[i], path, i + 1)?,
+            None => super::Status::Converged,
+        };
         row.delta_phi_norm = at(&delta, i);
         row.cc = at(&cc, i);
         field.push(row);

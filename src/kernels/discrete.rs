@@ -24,6 +24,7 @@ use crate::label::{drop_near_others, label_ids, mask_of, LabelTable};
 use crate::phi::{self, Phi};
 use crate::store::dtype::DType;
 use crate::store::{binning, Volume};
+use crate::field::Status;
 
 /// Settings of a label correlation (spam-ddic's options).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -81,11 +82,11 @@ pub fn label_boxes(table: &LabelTable, l: usize, guess: &Phi, o: &DiscreteOption
 pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTable, l: usize, guesses: &[Phi], o: &DiscreteOptions) -> Result<PointResult> {
     let guess = &guesses[l];
     let Some(b) = label_boxes(table, l, guess, o) else {
-        return Ok(PointResult::skipped(-7));
+        return Ok(PointResult::skipped(Status::NoGuess));
     };
     let Some((lo2, hi2)) = b.image2 else {
         // Non-finite guess, or a box eroded away.
-        return Ok(PointResult::skipped(if phi::is_finite(guess) { -5 } else { -7 }));
+        return Ok(PointResult::skipped(if phi::is_finite(guess) { Status::Skipped } else { Status::NoGuess }));
     };
     let ids = label_ids(lab, b.lo1, b.hi1)?;
     let mut mask = mask_of(&ids, l as u32, o.label_dilate, o.mask_others);
@@ -94,11 +95,11 @@ pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTa
         drop_near_others(&mut mask, &ids, l as u32, reach, neighbour_in_image2(table, guesses, guess, &com, b.lo1));
     }
     if mask.iter().filter(|v| **v).count() as u64 <= o.volume_threshold {
-        return Ok(PointResult::skipped(-5));
+        return Ok(PointResult::skipped(Status::Skipped));
     }
     let w2 = slice_padded(im2, lo2, hi2)?;
     if w2.iter().all(|v| v.is_nan()) {
-        return Ok(PointResult::skipped(-7));
+        return Ok(PointResult::skipped(Status::NoGuess));
     }
     let mut w1 = slice_padded(im1, b.lo1, b.hi1)?;
     let mut w2 = w2;
@@ -117,9 +118,9 @@ pub fn correlate_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTa
     // damped steps, whose result is kept when it converges.
     let plain = RegisterOptions { damped: false, ..o.register.clone() };
     let mut r = register_multiscale_boxes(&w1.view(), &w2.view(), &mask.view(), &init, o.bin_start, &plain)?;
-    if o.register.damped && r.return_status != 2 {
+    if o.register.damped && r.return_status != Status::Converged {
         let damped = register_multiscale_boxes(&w1.view(), &w2.view(), &mask.view(), &init, o.bin_start, &o.register)?;
-        if damped.return_status == 2 {
+        if damped.return_status == Status::Converged {
             r = damped;
         }
     }
@@ -183,7 +184,7 @@ pub fn register_multiscale_boxes(
             register(im1, im2, Some(mask), Some(&level_init), &single)?
         };
         phi = r.phi;
-        if r.return_status != 2 || b == 1 {
+        if r.return_status != Status::Converged || b == 1 {
             r.phi = phi::rescale(&r.phi, b as f64);
             return Ok(r);
         }

@@ -10,6 +10,7 @@ use ndarray::Array3;
 use super::register::{register, RegisterOptions};
 use crate::phi::{self, Phi};
 use crate::store::Volume;
+use crate::field::Status;
 
 /// Settings of a local correlation.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -32,7 +33,7 @@ pub struct LocalOptions {
 #[derive(Clone, Debug)]
 pub struct PointResult {
     pub phi: Phi,
-    pub return_status: i32,
+    pub return_status: Status,
     pub error: f64,
     pub iterations: usize,
     pub delta_phi_norm: f64,
@@ -42,7 +43,7 @@ pub struct PointResult {
 
 impl PointResult {
     /// A point that was not correlated: F = I, t = NaN, error and ‖δΦ‖ infinite.
-    pub fn skipped(status: i32) -> PointResult {
+    pub fn skipped(status: Status) -> PointResult {
         let mut p = Phi::identity();
         for i in 0..3 {
             p[(i, 3)] = f64::NAN;
@@ -113,28 +114,28 @@ pub fn point_boxes(p: &Vector3<f64>, guess: &Phi, o: &LocalOptions) -> (([i64; 3
 /// Correlates one point whose initial Φ is `guess` (spam-ldic's per-node work).
 pub fn correlate_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, p: &Vector3<f64>, guess: &Phi, o: &LocalOptions) -> Result<PointResult> {
     if !phi::is_finite(guess) {
-        return Ok(PointResult::skipped(-7));
+        return Ok(PointResult::skipped(Status::NoGuess));
     }
     let t0 = phi::translation(guess);
     let n = t0.map(round_even);
     let ((lo1, hi1), window2) = point_boxes(p, guess, o);
     let Some((lo2, hi2)) = window2 else {
-        return Ok(PointResult::skipped(-7));
+        return Ok(PointResult::skipped(Status::NoGuess));
     };
     if (0..3).any(|a| hi1[a] <= lo1[a]) {
-        return Ok(PointResult::skipped(-5));
+        return Ok(PointResult::skipped(Status::Skipped));
     }
     let w1 = slice_padded(im1, lo1, hi1)?;
     let mean = nan_mean(w1.as_slice().expect("a new array is contiguous"));
     if !(o.grey_low < mean && mean < o.grey_high) {
-        return Ok(PointResult::skipped(-5));
+        return Ok(PointResult::skipped(Status::Skipped));
     }
     let mask = match mask1 {
         Some(m) => {
             let mw = slice_padded(m, lo1, hi1)?.mapv(|v| v != 0.0 && !v.is_nan());
             let cover = mw.iter().filter(|b| **b).count() as f64 / mw.len() as f64;
             if cover < o.mask_coverage {
-                return Ok(PointResult::skipped(-5));
+                return Ok(PointResult::skipped(Status::Skipped));
             }
             Some(mw)
         }

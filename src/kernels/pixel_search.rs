@@ -16,6 +16,7 @@ use super::ncc::{self, Method};
 use crate::label::{label_mask, LabelTable};
 use crate::phi::{self, ApplyF, Phi};
 use crate::store::Volume;
+use crate::field::Status;
 
 /// Settings shared by grid and label searches.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -50,12 +51,12 @@ pub struct PixelResult {
     pub cc: f64,
     pub error: f64,
     /// 1 found, −5 window skipped (grey, mask, too small), −7 missing label or bad guess.
-    pub status: i32,
+    pub status: Status,
 }
 
 impl PixelResult {
     /// A point that was not searched: the guess's F, NaN translation, CC 0, error ∞.
-    pub fn failed(guess: &Phi, status: i32) -> PixelResult {
+    pub fn failed(guess: &Phi, status: Status) -> PixelResult {
         let f = phi::f_block(guess);
         let f = if f.iter().all(|v| v.is_finite()) { f } else { nalgebra::Matrix3::identity() };
         PixelResult { phi: phi::from_f_t(&f, &Vector3::from_element(f64::NAN)), cc: 0.0, error: f64::INFINITY, status }
@@ -106,26 +107,26 @@ pub fn point_boxes(p: &Vector3<f64>, guess: &Phi, o: &PixelOptions) -> (([i64; 3
 
 /// Searches window 2 (`lo2` its origin in image 2) for window 1 and fills the result; `n`
 /// the rounded guess.
-fn finish(w1: &Array3<f32>, w2: &Array3<f32>, guess: &Phi, n: &Vector3<f64>, o: &PixelOptions, fail: i32) -> PixelResult {
+fn finish(w1: &Array3<f32>, w2: &Array3<f32>, guess: &Phi, n: &Vector3<f64>, o: &PixelOptions, fail: Status) -> PixelResult {
     let Some(best) = ncc::search(&w1.view(), &w2.view(), o.method, o.subvoxel, o.zero_mean) else {
         return PixelResult::failed(guess, fail);
     };
     let mut out = *guess;
     let d = Vector3::from_fn(|a, _| best.offset[a] as f64 + o.range_lo[a] as f64 + n[a] + best.subvoxel[a]);
     phi::set_translation(&mut out, &d);
-    PixelResult { phi: out, cc: best.cc, error: ncc::error_at(&w1.view(), &w2.view(), best.offset), status: 1 }
+    PixelResult { phi: out, cc: best.cc, error: ncc::error_at(&w1.view(), &w2.view(), best.offset), status: Status::FOUND }
 }
 
 /// Pixel search at grid point `p` with initial Φ `guess` (spam's `pixelSearchLocal` step).
 pub fn search_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, mask2: Option<&Volume>, p: &Vector3<f64>, guess: &Phi, o: &PixelOptions) -> Result<PixelResult> {
     let t = phi::translation(guess);
     if !t.iter().all(|v| v.is_finite()) || !phi::is_finite(guess) {
-        return Ok(PixelResult::failed(guess, -7));
+        return Ok(PixelResult::failed(guess, Status::NoGuess));
     }
     let n = t.map(round_even);
     let (lo, hi) = window1_box(p, o.hws);
     if (0..3).any(|a| hi[a] <= lo[a]) {
-        return Ok(PixelResult::failed(guess, -5));
+        return Ok(PixelResult::failed(guess, Status::Skipped));
     }
     let (mut w1, m1) = match window_deformation(guess, o.apply_f) {
         None => (slice_padded(im1, lo, hi)?, mask1.map(|m| slice_padded(m, lo, hi).map(|a| a.mapv(|v| v != 0.0 && !v.is_nan()))).transpose()?),
@@ -151,12 +152,12 @@ pub fn search_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, mask2: O
     let (sum, cnt) = w1.iter().filter(|v| !v.is_nan()).fold((0f64, 0usize), |(s, c), v| (s + *v as f64, c + 1));
     let mean = if cnt > 0 { sum / cnt as f64 } else { f64::NAN };
     if !(o.grey_low < mean && mean < o.grey_high) {
-        return Ok(PixelResult::failed(guess, -5));
+        return Ok(PixelResult::failed(guess, Status::Skipped));
     }
     if let Some(m) = &m1 {
         let cover = m.iter().filter(|b| **b).count() as f64 / m.len() as f64;
         if cover < o.mask_coverage {
-            return Ok(PixelResult::failed(guess, -5));
+            return Ok(PixelResult::failed(guess, Status::Skipped));
         }
         w1.zip_mut_with(m, |v, keep| {
             if !keep {
@@ -175,17 +176,17 @@ pub fn search_point(im1: &Volume, im2: &Volume, mask1: Option<&Volume>, mask2: O
             }
         });
     }
-    Ok(finish(&w1, &w2, guess, &n, o, -5))
+    Ok(finish(&w1, &w2, guess, &n, o, Status::Skipped))
 }
 
 /// Pixel search of label `l` (spam's `pixelSearchDiscrete` step, with the exact range).
 pub fn search_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTable, l: usize, guess: &Phi, o: &PixelOptions) -> Result<PixelResult> {
     let Some(info) = table.get(l) else {
-        return Ok(PixelResult::failed(guess, -7));
+        return Ok(PixelResult::failed(guess, Status::NoGuess));
     };
     let t = phi::translation(guess);
     if !t.iter().all(|v| v.is_finite()) || !phi::is_finite(guess) {
-        return Ok(PixelResult::failed(guess, -7));
+        return Ok(PixelResult::failed(guess, Status::NoGuess));
     }
     let n = t.map(round_even);
     let grow = 2 * o.label_dilate.max(0);
@@ -199,7 +200,7 @@ pub fn search_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTable
         mask = warp_mask(&mask.view(), &def, c);
     }
     if mask.iter().filter(|b| **b).count() as u64 <= o.volume_threshold {
-        return Ok(PixelResult::failed(guess, -5));
+        return Ok(PixelResult::failed(guess, Status::Skipped));
     }
     w1.zip_mut_with(&mask, |v, keep| {
         if !keep {
@@ -210,9 +211,9 @@ pub fn search_label(im1: &Volume, im2: &Volume, lab: &Volume, table: &LabelTable
     let hi2: [i64; 3] = std::array::from_fn(|a| hi[a] + n[a] as i64 + o.range_hi[a]);
     let w2 = slice_padded(im2, lo2, hi2)?;
     if w2.iter().all(|v| v.is_nan()) {
-        return Ok(PixelResult::failed(guess, -5));
+        return Ok(PixelResult::failed(guess, Status::Skipped));
     }
-    Ok(finish(&w1, &w2, guess, &n, o, -5))
+    Ok(finish(&w1, &w2, guess, &n, o, Status::Skipped))
 }
 
 /// The boxes label `l` reads from image 1 (and the label volume) and image 2.

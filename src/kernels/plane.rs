@@ -20,6 +20,7 @@ use super::register_volume::MultiscaleOptions;
 use crate::phi::{self, Phi};
 use crate::store::dtype::DType;
 use crate::store::Volume;
+use crate::field::Status;
 
 /// Whether an image of this shape is a 2D image (one slice).
 pub fn is_plane(shape: [usize; 3]) -> bool {
@@ -197,7 +198,7 @@ pub fn register_multiscale_plane(
         let init = phi::rescale(&phi, 2.0);
         let mut r = register(&l1.view(), &l2.view(), lm.as_ref().map(|m| m.view()).as_ref(), Some(&init), &single)?;
         phi = r.phi;
-        if r.return_status != 2 {
+        if r.return_status != Status::Converged {
             r.phi = phi::rescale(&r.phi, b as f64);
             return Ok(r);
         }

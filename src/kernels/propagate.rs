@@ -8,6 +8,7 @@ use nalgebra::Vector3;
 use super::pixel_search::PixelResult;
 use crate::field::neighbours::PointIndex;
 use crate::phi;
+use crate::field::Status;
 
 /// spam's `rankPoints`: start with `start`; then, taking ranked points in turn, append every
 /// unranked point within `radius` of it (in original order), or, when there is none and
@@ -70,7 +71,7 @@ pub fn propagate(
     let mut cc = vec![0f64; points.len()];
     let first = order[0];
     let r0 = search(first, start_guess)?;
-    if r0.status != 1 {
+    if r0.status != Status::FOUND {
         anyhow::bail!("the start point {:?} could not be searched (window outside the image, masked or below the grey thresholds)", points[first].as_slice());
     }
     if !(r0.cc >= o.cc_threshold) {
@@ -103,7 +104,7 @@ pub fn propagate(
             neighbours.iter().map(|(i, _)| phi::translation(&out[*i].as_ref().unwrap().phi)).sum::<Vector3<f64>>() / neighbours.len() as f64
         };
         let r = search(q, guess)?;
-        cc[q] = if r.status == 1 { r.cc } else { 0.0 };
+        cc[q] = if r.status == Status::FOUND { r.cc } else { 0.0 };
         out[q] = Some(r);
         done();
     }
@@ -136,9 +137,9 @@ mod tests {
             let mut p = Phi::identity();
             if (t - n[2]).abs() <= 2.0 {
                 p[(2, 3)] = t;
-                Ok(PixelResult { phi: p, cc: 0.99, error: 0.0, status: 1 })
+                Ok(PixelResult { phi: p, cc: 0.99, error: 0.0, status: Status::FOUND })
             } else {
-                Ok(PixelResult { phi: p, cc: 0.3, error: 0.0, status: 1 })
+                Ok(PixelResult { phi: p, cc: 0.3, error: 0.0, status: Status::FOUND })
             }
         }, || {})
         .unwrap();

@@ -10,6 +10,7 @@ use super::gradient::{gradient_in_box, GradientMethod};
 use super::interp::{sample, BackwardMap};
 use super::residual::ResidualPass;
 use crate::phi::{self, Phi};
+use crate::field::Status;
 
 /// Options of a single-scale registration.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -49,7 +50,7 @@ impl Default for RegisterOptions {
 #[derive(Clone, Debug)]
 pub struct RegisterResult {
     pub phi: Phi,
-    pub return_status: i32,
+    pub return_status: Status,
     pub error: f64,
     pub iterations: usize,
     pub delta_phi_norm: f64,
@@ -375,7 +376,7 @@ pub(crate) fn gauss_newton(
     let mut m = first.m.expect("M is computed at the first evaluation");
     let (mut a, mut error, mut s2) = (first.a, first.error, first.residual_variance);
     let (mut iterations, mut dpn) = (0usize, 100.0f64);
-    let (mut singular_m, mut singular_phi, mut status) = (false, false, 0i32);
+    let (mut singular_m, mut singular_phi, mut status) = (false, false, Status::NotRun);
     let (mut lambda, mut flat) = (0f64, false);
     while iterations < o.max_iterations && dpn > o.delta_phi_min {
         let error_prev = error;
@@ -437,7 +438,7 @@ pub(crate) fn gauss_newton(
     }
     let mut status = final_status(status, iterations, dpn, singular_m, singular_phi, o);
     if flat {
-        status = 2;
+        status = Status::Converged;
     }
     let disp_sd = displacement_sd(&m, s2, &phi);
     Ok(RegisterResult { phi, return_status: status, error, iterations, delta_phi_norm: dpn, disp_sd })
@@ -482,29 +483,29 @@ fn apply_delta(phi: &Phi, delta: &SVector<f64, 12>, rigid: bool) -> (Phi, f64) {
 
 /// spam's divergence tests inside the loop: −1 when the error grew by more than 25 % after
 /// half the iterations, −3 when |det F| leaves [0.2, 3].
-fn divergence(error_prev: f64, error: f64, iterations: usize, phi: &Phi, o: &RegisterOptions) -> Option<i32> {
+fn divergence(error_prev: f64, error: f64, iterations: usize, phi: &Phi, o: &RegisterOptions) -> Option<Status> {
     if error_prev < 0.8 * error && iterations > o.max_iterations / 2 {
-        return Some(-1);
+        return Some(Status::Diverged);
     }
     let det_u = phi::f_block(phi).determinant().abs();
     if !(0.2..=3.0).contains(&det_u) {
-        return Some(-3);
+        return Some(Status::VolumeChange);
     }
     None
 }
 
 /// spam's status rules after the loop, applied in its order (a later rule wins).
-fn final_status(mut status: i32, iterations: usize, dpn: f64, singular_m: bool, singular_phi: bool, o: &RegisterOptions) -> i32 {
+fn final_status(mut status: Status, iterations: usize, dpn: f64, singular_m: bool, singular_phi: bool, o: &RegisterOptions) -> Status {
     if iterations >= o.max_iterations {
-        status = 1;
+        status = Status::IterationLimit;
     }
     if dpn <= o.delta_phi_min {
-        status = 2;
+        status = Status::Converged;
     }
     if singular_m {
-        status = -2;
+        status = Status::SingularMatrix;
     } else if singular_phi {
-        status = -4;
+        status = Status::SingularPhi;
     }
     status
 }

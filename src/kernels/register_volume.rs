@@ -20,6 +20,7 @@ use super::gradient::{gradient_on_box, shift_offset, trilinear_in_box, GradientM
 use super::register::{gauss_newton, nearest_power_of_two, Evaluation, RegisterOptions, RegisterResult};
 use crate::phi::{self, Phi};
 use crate::store::Volume;
+use crate::field::Status;
 
 /// Crop voxels per block (Z, Y, X): small enough that a worker's boxes stay around a MiB.
 const BLOCK: [usize; 3] = [16, 64, 64];
@@ -393,7 +394,7 @@ pub(crate) fn level_margin(n: [usize; 3], o: &RegisterOptions) -> [usize; 3] {
 }
 
 /// Options of the multiscale driver.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct MultiscaleOptions {
     pub bin_start: usize,
     pub bin_stop: usize,
@@ -502,7 +503,7 @@ pub fn register_multiscale_with(
             }
         }
         phi = result.phi;
-        if result.return_status != 2 {
+        if result.return_status != Status::Converged {
             result.phi = phi::rescale(&result.phi, b as f64);
             return Ok(result);
         }

@@ -148,6 +148,19 @@ fn fit(points: &[Vector3<f64>], u: &[Vector3<f64>], index: &PointIndex, i: usize
     }
 }
 
+/// Geers' radius in voxels: `radius` largest node spacings on a grid (`spacing`); on
+/// scattered points, `radius` mean nearest-neighbour distances.
+pub fn geers_radius(points: &[Vector3<f64>], spacing: Option<[f64; 3]>, radius: f64) -> f64 {
+    match spacing {
+        Some(sp) => radius * sp.iter().cloned().fold(0.0, f64::max),
+        None => {
+            let index = PointIndex::new(points);
+            let d: Vec<f64> = points.iter().filter(|p| p[0].is_finite()).map(|p| index.nearest(p, 2).get(1).map(|x| x.1).unwrap_or(0.0)).collect();
+            radius * d.iter().sum::<f64>() / d.len().max(1) as f64
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,7 @@ pub struct DdicJob {
 /// The outcome of a run.
 pub struct DdicSummary {
     pub line: String,
-    pub counts: std::collections::BTreeMap<i64, usize>,
+    pub counts: std::collections::BTreeMap<crate::field::Status, usize>,
 }
 
 /// The guesses of every label (and the field `--skip` keeps), from a `-regbb` registration
@@ -112,7 +112,7 @@ pub fn initial_registration(im1: &Volume, im2: &Volume, guess: &DdicGuess, start
     };
     let o = MultiscaleOptions { bin_start: start, bin_stop: guess.reg_bin_stop, margin: None, single: RegisterOptions::default() };
     let r = register_multiscale(im1, im2, None, init.as_ref(), 1.0, &o)?;
-    if r.return_status < 0 {
+    if r.return_status.code() < 0 {
         bail!(
             "{} → {}: the initial registration (-regbb {start} -regbe {}) failed with status {}; run `dvc-stream reg` with other settings and pass its result as -pf",
             im1.path().display(),
@@ -136,7 +136,7 @@ struct DdicKernel<'a> {
 impl DdicKernel<'_> {
     /// Whether label `l` is correlated (not a converged label kept by --skip).
     fn recompute(&self, l: usize) -> bool {
-        self.job.kept.as_ref().is_none_or(|f| f.return_status[l] != 2.0)
+        self.job.kept.as_ref().is_none_or(|f| f.return_status[l] != crate::field::Status::Converged)
     }
 }
 

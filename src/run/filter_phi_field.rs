@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::field::filter::{coherency, median_filter, quadratic_estimate, Hood};
 use crate::field::interpolate::{Neighbours, PhiInterpolator};
 use crate::field::neighbours::PointIndex;
-use crate::field::{FieldKind, Layout, PhiField};
+use crate::field::{FieldKind, Layout, PhiField, Status};
 use crate::phi::{self, ApplyF, Phi};
 
 /// Which points are bad.
@@ -80,7 +80,7 @@ fn grid_of(field: &PhiField) -> Option<([usize; 3], [f64; 3])> {
 /// spam marks corrected points: status 1 (so ldic -skp recomputes them), CC 0, error and
 /// ‖δΦ‖ 100, iterations 0.
 fn mark_corrected(f: &mut PhiField, i: usize) {
-    f.return_status[i] = 1.0;
+    f.return_status[i] = Status::FOUND;
     f.cc[i] = 0.0;
     f.error[i] = 100.0;
     f.delta_phi_norm[i] = 100.0;
@@ -95,7 +95,7 @@ pub fn filter(field: &PhiField, job: &FilterJob) -> Result<Filtered> {
     let n = field.len();
     let hood = job.hood;
     // Points never touched: failed ones (status < −4) unless included, and the background row.
-    let ignored: Vec<bool> = (0..n).map(|i| (!job.include_failed && field.return_status[i] < -4.0) || (field.layout.is_labels() && field.ids[i] == 0)).collect();
+    let ignored: Vec<bool> = (0..n).map(|i| (!job.include_failed && !field.return_status[i].at_least(-4)) || (field.layout.is_labels() && field.ids[i] == 0)).collect();
     let u: Vec<Vector3<f64>> = field.phis.iter().map(phi::translation).collect();
     let bad = select(field, job.selection, &ignored, &u, hood);
     let bad_list: Vec<usize> = (0..n).filter(|&i| bad[i]).collect();
@@ -160,7 +160,7 @@ fn select(field: &PhiField, selection: Selection, ignored: &[bool], u: &[Vector3
     let n = field.len();
     match selection {
         Selection::None => vec![false; n],
-        Selection::ReturnStatus(t) => (0..n).map(|i| !ignored[i] && field.return_status[i] <= t as f64).collect(),
+        Selection::ReturnStatus(t) => (0..n).map(|i| !ignored[i] && i64::from(field.return_status[i].code()) <= t).collect(),
         Selection::Cc(t) => (0..n).map(|i| !ignored[i] && field.cc[i] <= t).collect(),
         Selection::Coherency => {
             let usable: Vec<usize> = (0..n).filter(|&i| !ignored[i] && u[i].iter().all(|v| v.is_finite())).collect();

@@ -75,7 +75,7 @@ pub struct LdicJob {
 pub struct PairSummary {
     /// "ldic IM1 → IM2: N points in …, returnStatus … → TABLE".
     pub line: String,
-    pub counts: std::collections::BTreeMap<i64, usize>,
+    pub counts: std::collections::BTreeMap<crate::field::Status, usize>,
     /// The pair's chunk cache (for `--stats`).
     pub cache: Arc<ChunkCache>,
 }
@@ -90,7 +90,7 @@ struct LdicKernel<'a> {
 impl LdicKernel<'_> {
     /// Whether node `i` is correlated (not a converged node kept by --skip).
     fn recompute(&self, i: usize) -> bool {
-        self.job.kept.as_ref().is_none_or(|f| [-3.0, -2.0, -1.0, 1.0].contains(&f.return_status[i]))
+        self.job.kept.as_ref().is_none_or(|f| f.return_status[i].worth_retrying())
     }
 }
 
@@ -108,7 +108,7 @@ impl PointKernel for LdicKernel<'_> {
         let r = match &j.kept {
             Some(f) if !self.recompute(i) => PointResult {
                 phi: f.phis[i],
-                return_status: f.return_status[i] as i32,
+                return_status: f.return_status[i],
                 error: f.error[i],
                 iterations: f.iterations[i] as usize,
                 delta_phi_norm: f.delta_phi_norm[i],

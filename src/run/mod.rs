@@ -13,5 +13,6 @@ pub mod merge;
 pub mod pipeline;
 pub mod pixel_search;
 pub mod propagate;
+pub mod reg;
 pub mod regular_strain;
 pub mod pass_phi_field;

@@ -8,7 +8,12 @@ use nalgebra::Vector3;
 use serde::Serialize;
 
 use crate::field::interpolate::{Neighbours, PhiInterpolator};
-use crate::field::{FieldKind, FieldRow, Layout, PhiField};
+use crate::field::parquet::{self, FieldMeta};
+use crate::field::vtk::{self, HeaderNum, VtkArray, VtkValues};
+use crate::field::{tsv, FieldKind, FieldRow, Layout, PhiField, Status};
+use crate::store::dtype::TypedBuf;
+use crate::store::output::OutputSet;
+use crate::store::tiff_write::write_tiff;
 use crate::phi::{self, ApplyF, Phi};
 
 /// Where the field goes.
@@ -63,7 +68,7 @@ pub fn passed_row(id: usize, position: Vector3<f64>, p: Phi) -> FieldRow {
         cc: 0.0,
         error: 0.0,
         iterations: 1.0,
-        return_status: if ok { 1.0 } else { -7.0 },
+        return_status: if ok { Status::FOUND } else { Status::NoGuess },
         delta_phi_norm: 1.0,
         label_dilate: 0.0,
         disp_sd: None,
@@ -76,7 +81,7 @@ pub fn pass(input: &PhiField, targets: &PassTargets, job: &PassJob) -> Result<Ph
     let phis: Vec<Phi> = if input.kind == FieldKind::Registration {
         points.iter().map(|p| if p.iter().all(|v| v.is_finite()) { phi::registration_to_point(&input.phis[0], &input.positions[0], p, job.apply_f) } else { Phi::from_element(f64::NAN) }).collect()
     } else {
-        let used: Vec<usize> = (0..input.len()).filter(|&i| input.return_status[i] >= job.min_return_status as f64 && !(input.layout.is_labels() && input.ids[i] == 0)).collect();
+        let used: Vec<usize> = (0..input.len()).filter(|&i| input.return_status[i].at_least(job.min_return_status) && !(input.layout.is_labels() && input.ids[i] == 0)).collect();
         let pts: Vec<Vector3<f64>> = used.iter().map(|&i| input.positions[i]).collect();
         let ps: Vec<Phi> = used.iter().map(|&i| input.phis[i]).collect();
         let ip = PhiInterpolator::new(&pts, &ps);
@@ -171,7 +176,7 @@ pub fn merge_grid_and_discrete(grid: &PhiField, discrete: &[Discrete], bin_ratio
         row.error = 0.0;
         row.label_dilate = 0.0;
         match found {
-            Some((m, label)) if prefer_label || grid.return_status[n] != 2.0 => {
+            Some((m, label)) if prefer_label || grid.return_status[n] != Status::Converged => {
                 let d = discrete[m].field;
                 let Some(&i) = rows[m].get(&(label as i64)) else {
                     bail!("{}: label {label} (at grid node {n}, {:?}) has no row", discrete[m].source.display(), grid.positions[n].as_slice());
@@ -196,4 +201,50 @@ pub fn merge_grid_and_discrete(grid: &PhiField, discrete: &[Discrete], bin_ratio
         out.push(row);
     }
     Ok(out)
+}
+
+/// Writes a field as Parquet and spam TSV, plus VTK/TIFF when asked (grid: displacements
+/// and returnStatus cells centred on nodes; labels: glyphs), as outputs of `outs`.
+pub fn write_outputs(outs: &mut OutputSet, field: &PhiField, dir: &std::path::Path, name: &str, meta: &FieldMeta, tsv_out: bool, vtk_out: bool, tiff_out: bool, spacing: Option<[HeaderNum; 3]>) -> Result<()> {
+    parquet::write_field(&outs.file(&dir.join(format!("{name}.parquet")))?, field, meta)?;
+    if tsv_out {
+        tsv::write_field(&outs.file(&dir.join(format!("{name}.tsv")))?, field)?;
+    }
+    let disp: Vec<Vector3<f64>> = field.phis.iter().map(|p| phi::translation(p).map(|v| if v.is_finite() { v } else { 0.0 })).collect();
+    match (&field.kind, spacing) {
+        (FieldKind::Grid { dims, spacing: sp }, sp_cli) if dims.iter().product::<usize>() == field.len() => {
+            if tiff_out {
+                for (k, c) in ["Zdisp", "Ydisp", "Xdisp"].iter().enumerate() {
+                    if k == 0 && dims[0] == 1 {
+                        // A 2D grid: no Zdisp picture, as spam.
+                        continue;
+                    }
+                    let v: Vec<f32> = field.phis.iter().map(|p| p[(k, 3)] as f32).collect();
+                    write_tiff(&outs.file(&dir.join(format!("{name}-{c}.tif")))?, *dims, &TypedBuf::F32(v))?;
+                }
+            }
+            if vtk_out {
+                let hs = sp_cli.unwrap_or(sp.map(HeaderNum::Float));
+                let origin = vtk::cell_centred_origin(field.positions[0], hs);
+                let arrays = vec![
+                    VtkArray::new("displacements", VtkValues::Vectors(disp)),
+                    VtkArray::new("returnStatus", VtkValues::IntScalars(field.return_status.iter().map(|s| s.code().into()).collect())),
+                ];
+                let path = dir.join(format!("{name}.vtk"));
+                vtk::write(&outs.file(&path)?, &vtk::structured_points(&path.to_string_lossy(), *dims, hs, origin, &arrays))?;
+            }
+        }
+        _ => {
+            if vtk_out {
+                let pts: Vec<Vector3<f64>> = field.positions.iter().map(|p| p.map(|v| if v.is_finite() { v } else { 0.0 })).collect();
+                let arrays = vec![
+                    VtkArray::new("displacements", VtkValues::Vectors(disp.clone())),
+                    VtkArray::new("mag(displacements)", VtkValues::Scalars(disp.iter().map(|d| d.norm()).collect())),
+                    VtkArray::new("returnStatus", VtkValues::Scalars(field.return_status.iter().map(|s| s.value()).collect())),
+                ];
+                vtk::write(&outs.file(&dir.join(format!("{name}.vtk")))?, &vtk::glyphs(&pts, &arrays))?;
+            }
+        }
+    }
+    Ok(())
 }

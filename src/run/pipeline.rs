@@ -99,7 +99,7 @@ pub struct Planned<'a> {
 pub struct Finished {
     /// The run's job: [`Job::complete`] once its outputs are committed.
     pub job: Job,
-    pub counts: std::collections::BTreeMap<i64, usize>,
+    pub counts: std::collections::BTreeMap<crate::field::Status, usize>,
     /// Rows an interrupted run had finished (replayed from its checkpoint).
     pub replayed: usize,
     pub secs: f64,
@@ -182,7 +182,7 @@ impl<'a> Planned<'a> {
 /// on each other) as the pipeline writes a correlation's: the table (and TSV) and the files of
 /// `files`. Returns the rows per return status.
 #[allow(clippy::too_many_arguments)]
-pub fn write_table(outs: &mut OutputSet, dir: &Path, stem: &str, layout: Layout, kind: &FieldKind, meta: &FieldMeta, tsv: bool, files: &mut crate::field::grid_files::GridFiles, rows: impl IntoIterator<Item = FieldRow>) -> Result<std::collections::BTreeMap<i64, usize>> {
+pub fn write_table(outs: &mut OutputSet, dir: &Path, stem: &str, layout: Layout, kind: &FieldKind, meta: &FieldMeta, tsv: bool, files: &mut crate::field::grid_files::GridFiles, rows: impl IntoIterator<Item = FieldRow>) -> Result<std::collections::BTreeMap<crate::field::Status, usize>> {
     let mut sink = crate::field::sink::FieldSink::create(outs, dir, stem, layout, kind, meta, tsv, false)?;
     for row in rows {
         files.push(&row);

@@ -83,12 +83,12 @@ pub struct PixelSearchJob {
 /// The outcome of a run.
 pub struct SearchSummary {
     pub line: String,
-    pub counts: std::collections::BTreeMap<i64, usize>,
+    pub counts: std::collections::BTreeMap<crate::field::Status, usize>,
 }
 
 /// A searched point's row (`iterations` is 1 in pixel-search's table, 0 in propagate's).
 pub fn pixel_row(i: usize, position: Vector3<f64>, r: &PixelResult, iterations: f64) -> FieldRow {
-    FieldRow { id: i as i64, position, phi: r.phi, cc: r.cc, error: r.error, iterations, return_status: r.status as f64, delta_phi_norm: 1.0, label_dilate: 0.0, disp_sd: None }
+    FieldRow { id: i as i64, position, phi: r.phi, cc: r.cc, error: r.error, iterations, return_status: r.status, delta_phi_norm: 1.0, label_dilate: 0.0, disp_sd: None }
 }
 
 /// Label-mode guesses at the labels' centres of mass `positions`: identity, a registration

@@ -71,7 +71,7 @@ pub struct PropagateJob {
 /// The outcome of a run.
 pub struct PropagateSummary {
     pub line: String,
-    pub counts: std::collections::BTreeMap<i64, usize>,
+    pub counts: std::collections::BTreeMap<crate::field::Status, usize>,
 }
 
 fn with_translation(t: Vector3<f64>) -> Phi {
@@ -119,19 +119,19 @@ pub fn run(job: &PropagateJob, ctx: &Context) -> Result<PropagateSummary> {
                 .map(|(l, r)| match (l, r) {
                     (0, _) => FieldRow::background(),
                     (_, Some(r)) => pixel_row(l, points[l], r, 0.0),
-                    (_, None) => pixel_row(l, points[l], &PixelResult::failed(&Phi::identity(), -7), 0.0),
+                    (_, None) => pixel_row(l, points[l], &PixelResult::failed(&Phi::identity(), crate::field::Status::NoGuess), 0.0),
                 })
                 .collect();
             (rows, Layout::PixelSearchLabels, FieldKind::Labels, FilesLayout::PixelSearchGlyphs, None)
         }
         PropagatePoints::Grid { dims, node_spacing, spacing, .. } => {
             // The start point is not a node: its row is dropped.
-            let rows = (1..points.len()).map(|i| pixel_row(i - 1, points[i], &results[i].clone().unwrap_or_else(|| PixelResult::failed(&Phi::identity(), -5)), 0.0)).collect();
+            let rows = (1..points.len()).map(|i| pixel_row(i - 1, points[i], &results[i].clone().unwrap_or_else(|| PixelResult::failed(&Phi::identity(), crate::field::Status::Skipped)), 0.0)).collect();
             let kind = FieldKind::Grid { dims: *dims, spacing: node_spacing.map(|v| v as f64) };
             (rows, Layout::PixelSearch, kind, FilesLayout::PixelSearchGrid, Some(GridShape { dims: *dims, spacing: *spacing }))
         }
         PropagatePoints::Guided { .. } => {
-            let rows = (0..points.len()).map(|i| pixel_row(i, points[i], &results[i].clone().unwrap_or_else(|| PixelResult::failed(&Phi::identity(), -5)), 0.0)).collect();
+            let rows = (0..points.len()).map(|i| pixel_row(i, points[i], &results[i].clone().unwrap_or_else(|| PixelResult::failed(&Phi::identity(), crate::field::Status::Skipped)), 0.0)).collect();
             // Scattered points have no grid: glyphs only.
             (rows, Layout::PixelSearch, PhiField::grid_from_positions(points), FilesLayout::PixelSearchGlyphs, None)
         }

@@ -7,7 +7,6 @@ use clap::ValueEnum;
 use nalgebra::{Matrix3, Vector3};
 use serde::Serialize;
 
-use crate::field::neighbours::PointIndex;
 use crate::field::{FieldKind, PhiField};
 use crate::kernels::strain;
 use crate::phi::{self, decompose_f};
@@ -206,7 +205,7 @@ pub fn regular_strain(field: PhiField, job: &StrainJob) -> Result<Strain> {
     let mut u: Vec<Vector3<f64>> = Vec::with_capacity(n);
     let mut fs_raw: Vec<Matrix3<f64>> = Vec::with_capacity(n);
     for i in 0..n {
-        let bad = job.mask_below.is_some_and(|t| field.return_status[i] < t as f64);
+        let bad = job.mask_below.is_some_and(|t| !field.return_status[i].at_least(t));
         let is_label_zero = field.layout.is_labels() && field.ids[i] == 0;
         if bad || is_label_zero {
             masked += 1;
@@ -226,7 +225,7 @@ pub fn regular_strain(field: PhiField, job: &StrainJob) -> Result<Strain> {
     let (mode, positions, dims, fs) = match job.mode {
         StrainMode::Raw => ("raw", field.positions.clone(), grid.map(|g| g.0), fs_raw),
         StrainMode::Geers { radius } => {
-            let r = geers_radius(&field, grid, radius);
+            let r = strain::geers_radius(&field.positions, grid.map(|g| g.1), radius);
             ("Geers", field.positions.clone(), grid.map(|g| g.0), strain::geers(&field.positions, &u, r, two_d))
         }
         StrainMode::Cells => {
@@ -252,17 +251,4 @@ pub fn regular_strain(field: PhiField, job: &StrainJob) -> Result<Strain> {
     }
     let first_point = field.positions[0];
     Ok(Strain { mode, positions, dims, field_grid: grid, decompositions, columns: columns_out, masked, first_point })
-}
-
-/// Geers' radius in voxels: `radius` largest node spacings on a grid; on scattered points,
-/// `radius` mean nearest-neighbour distances.
-fn geers_radius(field: &PhiField, grid: Option<([usize; 3], [f64; 3])>, radius: f64) -> f64 {
-    match grid {
-        Some((_, sp)) => radius * sp.iter().cloned().fold(0.0, f64::max),
-        None => {
-            let index = PointIndex::new(&field.positions);
-            let d: Vec<f64> = field.positions.iter().filter(|p| p[0].is_finite()).map(|p| index.nearest(p, 2).get(1).map(|x| x.1).unwrap_or(0.0)).collect();
-            radius * d.iter().sum::<f64>() / d.len().max(1) as f64
-        }
-    }
 }

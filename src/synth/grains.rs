@@ -333,7 +333,7 @@ impl Granular {
     pub fn truth(&self) -> PhiField {
         let mut f = PhiField::new(FieldKind::Labels, Layout::Ddic);
         let row = |id: usize, position: Vector3<f64>, phi: Phi| FieldRow::truth(id as i64, position, phi);
-        f.push(FieldRow { return_status: 0.0, ..row(0, Vector3::zeros(), Phi::identity()) });
+        f.push(FieldRow { return_status: crate::field::Status::NotRun, ..row(0, Vector3::zeros(), Phi::identity()) });
         for (i, g) in self.grains.iter().enumerate() {
             f.push(row(i + 1, g.centre, g.phi()));
         }

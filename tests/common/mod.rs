@@ -44,9 +44,12 @@ pub fn vtk_layout_but_origin(text: &str) -> Vec<String> {
 /// written X Y Z).
 #[allow(dead_code)]
 pub fn assert_origin_at_first_node(vtk: &Path, table: &Path) {
-    let text = std::fs::read_to_string(vtk).unwrap();
-    let line = text.lines().find(|l| l.starts_with("ORIGIN ")).unwrap_or_else(|| panic!("{}: no ORIGIN", vtk.display()));
-    let origin: Vec<f64> = line.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
-    let first = dvc_stream::field::PhiField::read(table).unwrap().positions[0];
-    assert_eq!(origin, [first[2], first[1], first[0]], "{}: {line} is not the first node of {}", vtk.display(), table.display());
+    // A grid VTK holds one cell per node: read back, each cell's centre must be the node's
+    // position in the table (Zpos, Ypos, Xpos).
+    let from_vtk = dvc_stream::field::vtk::read_field(vtk).unwrap_or_else(|e| panic!("{}: {e:#}", vtk.display()));
+    let from_table = dvc_stream::field::PhiField::read(table).unwrap();
+    assert_eq!(from_vtk.positions.len(), from_table.positions.len(), "{}: node count", vtk.display());
+    for (i, (a, b)) in from_vtk.positions.iter().zip(&from_table.positions).enumerate() {
+        assert!((a - b).norm() < 1e-9, "{}: cell {i} is centred at {a:?}, the table's node {i} is at {b:?} ({})", vtk.display(), table.display());
+    }
 }
