@@ -288,8 +288,9 @@ fn per_axis_options_and_apply_f() {
 
 /// A grid given by `-ns` writes its VTK header as spam-ldic does (spam 0.9.1, `spam-ldic im1.tif
 /// im2.tif -np 2 -hws 5 -ns 15 -vtk` writes `ASPECT_RATIO 15 15 15`; its node positions are
-/// floats, so is the origin), but for the origin: the first node, where the TSV puts it
-/// (spam's is first − hws, `10.0 10.0 10.0`; docs/spam-differences.md row 48).
+/// floats, so is the origin), but for the origin: each cell centred on its node, where the TSV
+/// puts it, so the first cell's corner is the first node less half a spacing, 7.5 (spam's is
+/// first − hws, `10.0 10.0 10.0`; docs/spam-differences.md row 48).
 #[test]
 fn vtk_header_of_a_node_spacing_grid_is_spams() {
     let ex = examples();
@@ -298,6 +299,6 @@ fn vtk_header_of_a_node_spacing_grid_is_spams() {
     dvc(&["ldic", &im1, &im2, "-o", "1", "-np", "2", "-hws", "5", "-ns", "15", "-od", &s(d.path()), "-vtk", "-q"]);
     let vtk = std::fs::read_to_string(d.path().join("im1-im2-ldic.vtk")).unwrap();
     let header: Vec<&str> = vtk.lines().skip(2).take(6).collect();
-    assert_eq!(header, ["ASCII", "", "DATASET STRUCTURED_POINTS", "DIMENSIONS 4 4 4", "ASPECT_RATIO 15 15 15", "ORIGIN 15.0 15.0 15.0"]);
+    assert_eq!(header, ["ASCII", "", "DATASET STRUCTURED_POINTS", "DIMENSIONS 4 4 4", "ASPECT_RATIO 15 15 15", "ORIGIN 7.5 7.5 7.5"]);
     common::assert_origin_at_first_node(&d.path().join("im1-im2-ldic.vtk"), &d.path().join("im1-im2-ldic.tsv"));
 }

@@ -137,7 +137,7 @@ fn pixel_search_as_a_library_call_finds_the_nearest_integer_translation() {
         run: run_options(),
     };
     let done = dvc_stream::run::pixel_search::run(&job, &context()).unwrap();
-    assert_eq!(done.counts.get(&1), Some(&nodes.len()), "{:?}", done.counts);
+    assert_eq!(done.counts.get(&dvc_stream::field::Status::FOUND), Some(&nodes.len()), "{:?}", done.counts);
     let table = PhiField::read(&d.path().join("lib-pixelSearch.tsv")).unwrap();
     assert_eq!(table.positions, nodes);
     for i in 0..table.len() {

@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
+use crate::distribute::RunOptions;
+use crate::kernels::local::LocalOptions;
+use crate::kernels::register::RegisterOptions;
+use crate::phi::ApplyF;
+use crate::run::ldic::{GuessSource, LdicFiles, LdicJob, LdicPair};
 use crate::run::reg::RegJob;
 use crate::store::cache::{default_cache_bytes, ChunkCache};
 use crate::store::convert::{tiff_to_zarr, ConvertOptions};
@@ -28,14 +33,6 @@ macro_rules! step {
             println!($($arg)*);
         }
     };
-}
-
-/// Runs a command line as a user types it (spam's spellings and the defaults apply) and
-/// returns its summary, which the demo's own step lines replace.
-fn command(args: &[&str]) -> Result<super::Summary> {
-    let argv = std::iter::once("dvc-stream").chain(args.iter().copied()).map(std::ffi::OsString::from).collect();
-    let cli = <super::Cli as clap::Parser>::try_parse_from(super::spam_flags::translate(argv)).map_err(|e| anyhow::anyhow!("{}", e.render().to_string().lines().next().unwrap_or_default()))?;
-    super::execute(cli.command)
 }
 
 pub fn run(a: DemoArgs) -> Result<super::Summary> {
@@ -124,15 +121,19 @@ fn register(stores: &[PathBuf], dir: &Path, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// Step 4: local DVC guided by the registration, as a user runs it; returns the points
-/// converged, the points, and the median error against the truth.
+/// Step 4: local DVC guided by the registration (hws 8, ns 16, cubic), run as a resolved job
+/// through the library; returns the points converged, the points, and the median error
+/// against the truth.
 fn local_dvc(stores: &[PathBuf], dir: &Path, quiet: bool) -> Result<(usize, usize, f64)> {
     let t0 = std::time::Instant::now();
-    let sh = |p: &Path| p.to_string_lossy().to_string();
-    let (s1, s2, d, guess) = (sh(&stores[0]), sh(&stores[1]), sh(dir), sh(&dir.join("demo-registration.tsv")));
-    let stats: &[&str] = if quiet { &[] } else { &["--stats"] };
-    let ldic = ["ldic", &s1, &s2, "-hws", "8", "-ns", "16", "-pf", &guess, "-od", &d, "-pre", "demo", "-o", "3"];
-    command(&[&ldic[..], stats].concat()).map_err(|e| anyhow::anyhow!("ldic failed: {e:#}"))?;
+    let cache = ChunkCache::new(default_cache_bytes());
+    let shape = crate::store::Volume::open(&stores[0], cache.clone())?.shape();
+    let job = ldic_job(stores, dir, shape)?;
+    let ctx = crate::run::pipeline::Context { cache: cache.clone(), threads: rayon::current_num_threads(), progress: !quiet };
+    crate::run::ldic::run(&job, &ctx).map_err(|e| anyhow::anyhow!("ldic failed: {e:#}"))?;
+    if !quiet {
+        eprintln!("{}", cache.stats());
+    }
     let field = crate::field::PhiField::read(&dir.join("demo-ldic.parquet"))?;
     let truth = crate::field::PhiField::read(&dir.join("truth.parquet"))?;
     let mut errs: Vec<f64> = (0..field.len())
@@ -150,4 +151,28 @@ fn local_dvc(stores: &[PathBuf], dir: &Path, quiet: bool) -> Result<(usize, usiz
         errs.last().copied().unwrap_or(f64::NAN)
     );
     Ok((errs.len(), field.len(), median))
+}
+
+/// The demo's ldic job: a 16-voxel grid of 8-voxel half windows, each node's guess the
+/// registration's Φ at the node, spam's solver with the cubic interpolation.
+fn ldic_job(stores: &[PathBuf], dir: &Path, shape: [usize; 3]) -> Result<LdicJob> {
+    let guess = dir.join("demo-registration.tsv");
+    let plan = super::grid_plan::plan(&Some(guess.clone()), 1.0, ApplyF::All, Some([16; 3]), shape, false)?;
+    let register = RegisterOptions { margin: Some([1; 3]), max_iterations: 50, delta_phi_min: 0.001, order: 3, ..RegisterOptions::default() };
+    let options = LocalOptions { hws: [8; 3], margin: [3; 3], mask_coverage: 0.5, grey_low: f64::NEG_INFINITY, grey_high: f64::INFINITY, register };
+    super::grid_plan::check_windows(options.hws, options.margin, shape)?;
+    Ok(LdicJob {
+        pairs: vec![LdicPair { im1: stores[0].clone(), im2: stores[1].clone(), dir: dir.to_path_buf(), prefix: "demo".into() }],
+        mask1: None,
+        guess: GuessSource { phi_file: Some(guess), bin_ratio: 1.0, apply_f: ApplyF::All },
+        nodes: plan.nodes,
+        guesses: plan.guesses,
+        dims: plan.dims,
+        spacing: plan.spacing,
+        skip: false,
+        kept: None,
+        options,
+        files: LdicFiles { tsv: true, vtk: false, tiff: false, png: false },
+        run: RunOptions { shard: None, resume: false, checkpoint_every: std::time::Duration::from_secs(30) },
+    })
 }
