@@ -173,6 +173,8 @@ struct State {
     tick: u64,
     touched: HashSet<Key>,
     pool: BufferPool,
+    /// The largest chunk held so far, in bytes: the pool's slack holds two of them.
+    largest: u64,
 }
 
 impl State {
@@ -205,7 +207,7 @@ impl State {
                 .and_then(|r| r.ok())
                 .and_then(|c| Arc::try_unwrap(c).ok());
             if let Some(b) = buf {
-                let room = pool_room(capacity, self.resident);
+                let room = pool_room(capacity, self.resident, self.largest);
                 self.pool.give(b, room);
             }
         }
@@ -219,10 +221,11 @@ impl State {
 }
 
 /// Bytes the pool may hold when `resident` bytes of chunks are held: what the budget leaves,
-/// plus a slack (a sixteenth of the budget, at most [`MAX_SLACK_BYTES`]) for the buffers
-/// between an eviction and the next decode.
-fn pool_room(capacity: u64, resident: u64) -> u64 {
-    (capacity + (capacity / 16).min(MAX_SLACK_BYTES)).saturating_sub(resident)
+/// plus a slack for the buffers between an eviction and the next decode (two of the largest
+/// chunks, or a sixteenth of the budget up to [`MAX_SLACK_BYTES`] when that is more).
+fn pool_room(capacity: u64, resident: u64, largest: u64) -> u64 {
+    let slack = (capacity / 16).min(MAX_SLACK_BYTES).max(2 * largest);
+    (capacity + slack).saturating_sub(resident)
 }
 
 /// The shared chunk cache.
@@ -253,6 +256,7 @@ impl ChunkCache {
                 tick: 0,
                 touched: HashSet::new(),
                 pool: BufferPool::default(),
+                largest: 0,
             }),
             capacity: capacity_bytes,
             hits: AtomicU64::new(0),
@@ -346,6 +350,7 @@ impl ChunkCache {
                         e.bytes = w;
                     }
                     st.resident += w;
+                    st.largest = st.largest.max(w);
                     st.touch(key);
                     // Evict least recently used chunks until the budget holds, at every moment.
                     while st.resident > self.capacity {
@@ -353,7 +358,7 @@ impl ChunkCache {
                         st.remove(&old, self.capacity);
                     }
                     // A decode that allocated may leave more pooled than the budget allows.
-                    let room = pool_room(self.capacity, st.resident);
+                    let room = pool_room(self.capacity, st.resident, st.largest);
                     st.pool.shrink_to(room);
                     self.peak_resident.fetch_max(st.resident, Ordering::Relaxed);
                 }

@@ -8,14 +8,14 @@
 //! pool.
 //!
 //! The pool counts against the budget: it keeps a buffer only while the chunks held and the
-//! buffers pooled fit `--cache-bytes` plus a small slack (one chunk per worker, at most
-//! [`MAX_SLACK_BYTES`]), so memory stays the budget, and released chunks (which leave the
-//! budget free) give their buffers to the decodes that fill it again.
+//! buffers pooled fit `--cache-bytes` plus a small slack (two chunks, or a sixteenth of the
+//! budget up to [`MAX_SLACK_BYTES`]), so memory stays the budget, and released chunks (which
+//! leave the budget free) give their buffers to the decodes that fill it again.
 
 use super::dtype::{DType, TypedBuf};
 
-/// The most bytes the pool may hold beyond the budget: the buffers in transit between an
-/// eviction and the next decode.
+/// The most bytes the pool may hold beyond the budget (unless two chunks are more): the
+/// buffers in transit between an eviction and the next decode.
 pub const MAX_SLACK_BYTES: u64 = 16 << 20;
 
 /// Free chunk buffers, most recently freed last.
