@@ -130,16 +130,22 @@ impl LabelTable {
             bar.inc(1);
             Ok(accs.into_iter().collect::<HashMap<u32, Acc>>())
         };
-        let merged = idx
-            .par_iter()
-            .map(|&c| partial(c))
-            .try_reduce(HashMap::new, |mut a, b| {
-                let (mut big, small) = if a.len() >= b.len() { (std::mem::take(&mut a), b) } else { (b, a) };
-                for (l, acc) in small {
-                    big.entry(l).and_modify(|e| e.merge(&acc)).or_insert(acc);
-                }
-                Ok(big)
-            })?;
+        let merge = |mut a: HashMap<u32, Acc>, b: HashMap<u32, Acc>| {
+            let (mut big, small) = if a.len() >= b.len() { (std::mem::take(&mut a), b) } else { (b, a) };
+            for (l, acc) in small {
+                big.entry(l).and_modify(|e| e.merge(&acc)).or_insert(acc);
+            }
+            big
+        };
+        // A few chunks per thread at a time, in order: rayon would otherwise split the list and
+        // read its two halves at once, and the cache would end up holding chunks of the middle
+        // slabs rather than of the first ones.
+        let batch = 4 * rayon::current_num_threads().max(1);
+        let mut merged = HashMap::new();
+        for part in idx.chunks(batch) {
+            let got = part.par_iter().map(|&c| partial(c)).try_reduce(HashMap::new, |a, b| Ok(merge(a, b)))?;
+            merged = merge(merged, got);
+        }
         bar.finish_and_clear();
         let max = merged.keys().copied().max().unwrap_or(0) as usize;
         let mut labels = vec![None; max + 1];
