@@ -430,8 +430,9 @@ mod tests {
     }
 
     /// A grid of windows over two volumes in chunks of 4³ through a cache of `budget` bytes
-    /// (0: the run's budget for once): (chunks decoded, distinct chunks, budget for once).
-    fn windows_through(budget: u64) -> (u64, u64, u64) {
+    /// (0: the run's budget for once): (chunks decoded, distinct chunks, budget for once,
+    /// chunk buffers allocated).
+    fn windows_through(budget: u64) -> (u64, u64, u64, u64) {
         use crate::store::memory::MemorySource;
         use crate::store::Volume;
         let n = 40;
@@ -481,19 +482,27 @@ mod tests {
         .unwrap();
         let s = cache.stats();
         assert!(s.peak_resident_bytes <= cache.capacity());
-        (s.misses, s.distinct_chunks, once)
+        assert_eq!(s.buffers_allocated + s.buffers_reused, s.misses);
+        (s.misses, s.distinct_chunks, once, s.buffers_allocated)
     }
 
     #[test]
     fn each_chunk_is_decoded_once_when_the_budget_holds_a_layer() {
-        let (decoded, distinct, once) = windows_through(0);
+        let (decoded, distinct, once, allocated) = windows_through(0);
         // Both volumes are 2 × 1000 chunks of 256 bytes; a layer of tiles is far less.
         assert_eq!(distinct, 2000);
         assert!(once < 2000 * 256 / 3, "{once}");
         assert_eq!(decoded, distinct);
-        // A quarter of that budget decodes chunks again.
-        let (decoded, distinct, _) = windows_through(once / 4);
+        // Chunks released after their last tile give their buffers to the next decodes: the
+        // run allocates about what the budget holds (plus the pool's slack and the chunks in
+        // transit), not a buffer per chunk.
+        let held = (once + once / 16) / 256;
+        assert!(allocated <= held + 16, "{allocated} buffers allocated for {decoded} decodes, the budget holds {held}");
+        // A quarter of that budget decodes chunks again, and still allocates no more.
+        let (decoded, distinct, _, allocated) = windows_through(once / 4);
         assert!(decoded > distinct + distinct / 5, "{decoded} of {distinct}");
+        let held = (once / 4 + once / 64) / 256;
+        assert!(allocated <= held + 16, "{allocated} buffers allocated for {decoded} decodes, the budget holds {held}");
     }
 
     #[test]

@@ -27,6 +27,13 @@ fn counts(stderr: &str) -> (u64, u64, f64) {
     (decoded, distinct, v * unit)
 }
 
+/// Chunk buffers allocated, from a `--stats` line.
+fn buffers_allocated(stderr: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.starts_with("chunk cache:")).unwrap();
+    let i = line.find(" chunk buffers allocated").unwrap_or_else(|| panic!("no buffer counts in {line}"));
+    line[..i].split_whitespace().last().unwrap().parse().unwrap()
+}
+
 #[test]
 fn ldic_decodes_each_chunk_once_when_a_layer_fits_the_budget() {
     let d = tempfile::tempdir().unwrap();
@@ -60,5 +67,11 @@ fn ldic_decodes_each_chunk_once_when_a_layer_fits_the_budget() {
     let (decoded, distinct, _) = counts(&low);
     assert!(decoded as f64 > 1.2 * distinct as f64, "budget {starved}: {decoded} decodes of {distinct} chunks: {low}");
     assert_eq!(low.lines().filter(|l| l.starts_with("warning: --cache-bytes")).count(), 1, "{low}");
+    // Chunk buffers are recycled (the pool): the starved run, decoding chunks again and again,
+    // allocates about what its budget holds (chunks of 8 KiB, plus the pool's sixteenth of
+    // slack and the chunks in transit between threads), not a buffer per decode.
+    let allocated = buffers_allocated(&low);
+    let held = (once / 4.0 * (1.0 + 1.0 / 16.0) / 8192.0) as u64;
+    assert!(allocated <= held + 16 && allocated * 2 < decoded, "{allocated} buffers allocated for {decoded} decodes, the budget holds {held}: {low}");
     assert_eq!(std::fs::read(dir.join("big-ldic.tsv")).unwrap(), std::fs::read(dir.join("low-ldic.tsv")).unwrap());
 }

@@ -81,11 +81,15 @@ impl LabelTable {
         let shape = lab.shape();
         let cs = lab.chunk_shape();
         let g = chunk_grid(shape, cs);
-        let idx: Vec<[usize; 3]> = (0..g[0]).flat_map(|z| (0..g[1]).flat_map(move |y| (0..g[2]).map(move |x| [z, y, x]))).collect();
+        // Last slab first: the chunks the pass leaves in the cache are then those of the first
+        // slabs, which the run that follows (tiles in Z order) reads first.
+        let idx: Vec<[usize; 3]> = (0..g[0]).rev().flat_map(|z| (0..g[1]).flat_map(move |y| (0..g[2]).map(move |x| [z, y, x]))).collect();
         let bar = crate::progress::bar(idx.len() as u64, "labels", progress);
         let partial = |c: [usize; 3]| -> Result<HashMap<u32, Acc>> {
             let ext = chunk_extent(shape, cs, c);
-            let data = lab.chunk(c)?;
+            // Read in its stored type, a row at a time as f32: no f32 copy of the whole chunk.
+            let data = lab.stored_chunk(c)?;
+            let mut row = vec![0f32; ext[2].len()];
             // Neighbouring voxels nearly always carry the same label: the map is only asked
             // when the label changes.
             let mut index: HashMap<u32, usize> = HashMap::new();
@@ -94,9 +98,10 @@ impl LabelTable {
             let mut i = 0;
             for z in ext[0].clone() {
                 for y in ext[1].clone() {
-                    for x in ext[2].clone() {
-                        let l = label_of(data[i], lab)?;
-                        i += 1;
+                    data.copy_f32(i, &mut row);
+                    i += row.len();
+                    for (x, &v) in ext[2].clone().zip(&row) {
+                        let l = label_of(v, lab)?;
                         if l == 0 {
                             continue;
                         }
@@ -125,16 +130,22 @@ impl LabelTable {
             bar.inc(1);
             Ok(accs.into_iter().collect::<HashMap<u32, Acc>>())
         };
-        let merged = idx
-            .par_iter()
-            .map(|&c| partial(c))
-            .try_reduce(HashMap::new, |mut a, b| {
-                let (mut big, small) = if a.len() >= b.len() { (std::mem::take(&mut a), b) } else { (b, a) };
-                for (l, acc) in small {
-                    big.entry(l).and_modify(|e| e.merge(&acc)).or_insert(acc);
-                }
-                Ok(big)
-            })?;
+        let merge = |mut a: HashMap<u32, Acc>, b: HashMap<u32, Acc>| {
+            let (mut big, small) = if a.len() >= b.len() { (std::mem::take(&mut a), b) } else { (b, a) };
+            for (l, acc) in small {
+                big.entry(l).and_modify(|e| e.merge(&acc)).or_insert(acc);
+            }
+            big
+        };
+        // A few chunks per thread at a time, in order: rayon would otherwise split the list and
+        // read its two halves at once, and the cache would end up holding chunks of the middle
+        // slabs rather than of the first ones.
+        let batch = 4 * rayon::current_num_threads().max(1);
+        let mut merged = HashMap::new();
+        for part in idx.chunks(batch) {
+            let got = part.par_iter().map(|&c| partial(c)).try_reduce(HashMap::new, |a, b| Ok(merge(a, b)))?;
+            merged = merge(merged, got);
+        }
         bar.finish_and_clear();
         let max = merged.keys().copied().max().unwrap_or(0) as usize;
         let mut labels = vec![None; max + 1];

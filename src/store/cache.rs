@@ -16,6 +16,11 @@
 //! Chunks are handed out as `Arc`s: a chunk evicted while a worker still uses it stays alive
 //! until that worker drops it, so eviction never pulls data from under a worker. Concurrent
 //! requests for the same missing chunk decode it once.
+//!
+//! The buffer of a chunk dropped from the cache (evicted or released) goes to a
+//! [`BufferPool`] and is decoded into again ([`ChunkCache::get_or_load_into`]), so a run
+//! allocates about as many chunk buffers as the budget holds, however many chunks it decodes;
+//! the pool counts against the budget (see [`super::pool`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +28,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Result;
 
-use super::dtype::TypedBuf;
+use super::dtype::{DType, TypedBuf};
+use super::pool::{BufferPool, MAX_SLACK_BYTES};
 
 /// A decoded chunk in its stored type, Z-major, shape as given by its source (edge chunks
 /// clipped to the volume).
@@ -53,6 +59,10 @@ pub struct CacheStats {
     /// Bytes the whole process got from read calls so far (`rchar` of /proc/self/io; 0 where
     /// there is none): what was read from the stores (compressed), next to what it decoded to.
     pub process_read_bytes: u64,
+    /// Decodes that allocated a chunk buffer (no free one in the pool).
+    pub buffers_allocated: u64,
+    /// Decodes that reused the buffer of a chunk the cache had dropped.
+    pub buffers_reused: u64,
 }
 
 /// `rchar` of /proc/self/io.
@@ -83,6 +93,9 @@ impl std::fmt::Display for CacheStats {
         )?;
         if self.once_budget_bytes > 0 {
             write!(f, ", budget to decode each chunk once {}", human_bytes(self.once_budget_bytes))?;
+        }
+        if self.buffers_allocated + self.buffers_reused > 0 {
+            write!(f, ", {} chunk buffers allocated and {} reused", self.buffers_allocated, self.buffers_reused)?;
         }
         if self.process_read_bytes > 0 {
             write!(f, ", {} read from files by the process", human_bytes(self.process_read_bytes))?;
@@ -159,6 +172,9 @@ struct State {
     resident: u64,
     tick: u64,
     touched: HashSet<Key>,
+    pool: BufferPool,
+    /// The largest chunk held so far, in bytes: the pool's slack holds two of them.
+    largest: u64,
 }
 
 impl State {
@@ -175,12 +191,25 @@ impl State {
         }
     }
 
-    fn remove(&mut self, key: &Key) {
+    /// Drops a chunk; its buffer goes to the pool when nothing else holds it and `room`
+    /// (bytes the budget leaves for pooled buffers, counted after this chunk is gone) holds it.
+    fn remove(&mut self, key: &Key, capacity: u64) {
         if let Some(e) = self.map.remove(key) {
             if let Some(t) = e.tick {
                 if e.pinned { self.pinned_order.remove(&t) } else { self.order.remove(&t) };
             }
             self.resident -= e.bytes;
+            // A worker still copying from the chunk, or a thread that waited for its decode,
+            // keeps it alive: its buffer is then freed when the last of them drops it.
+            let buf = Arc::try_unwrap(e.slot)
+                .ok()
+                .and_then(|slot| slot.into_inner())
+                .and_then(|r| r.ok())
+                .and_then(|c| Arc::try_unwrap(c).ok());
+            if let Some(b) = buf {
+                let room = pool_room(capacity, self.resident, self.largest);
+                self.pool.give(b, room);
+            }
         }
     }
 
@@ -189,6 +218,14 @@ impl State {
     fn victim(&self) -> Option<Key> {
         self.order.first_key_value().or_else(|| self.pinned_order.first_key_value()).map(|(_, k)| *k)
     }
+}
+
+/// Bytes the pool may hold when `resident` bytes of chunks are held: what the budget leaves,
+/// plus a slack for the buffers between an eviction and the next decode (two of the largest
+/// chunks, or a sixteenth of the budget up to [`MAX_SLACK_BYTES`] when that is more).
+fn pool_room(capacity: u64, resident: u64, largest: u64) -> u64 {
+    let slack = (capacity / 16).min(MAX_SLACK_BYTES).max(2 * largest);
+    (capacity + slack).saturating_sub(resident)
 }
 
 /// The shared chunk cache.
@@ -218,6 +255,8 @@ impl ChunkCache {
                 resident: 0,
                 tick: 0,
                 touched: HashSet::new(),
+                pool: BufferPool::default(),
+                largest: 0,
             }),
             capacity: capacity_bytes,
             hits: AtomicU64::new(0),
@@ -250,6 +289,16 @@ impl ChunkCache {
     where
         F: FnOnce() -> Result<(TypedBuf, u64)>,
     {
+        self.get_or_load_into(volume, idx, None, |_| load())
+    }
+
+    /// [`get_or_load`](Self::get_or_load) for a source that can decode into a recycled
+    /// buffer: on a miss, `load` gets a free buffer of `dtype` from the pool (None when there
+    /// is none, or `dtype` is None), of any length, and returns it filled.
+    pub fn get_or_load_into<F>(&self, volume: u64, idx: [u32; 3], dtype: Option<DType>, load: F) -> Result<Chunk>
+    where
+        F: FnOnce(Option<TypedBuf>) -> Result<(TypedBuf, u64)>,
+    {
         let key = (volume, idx);
         let slot = {
             let mut st = self.lock();
@@ -275,7 +324,8 @@ impl ChunkCache {
         let mut decoded_here = false;
         let r = slot.get_or_init(|| {
             decoded_here = true;
-            match load() {
+            let buf = dtype.and_then(|d| self.lock().pool.take(d));
+            match load(buf) {
                 Ok((values, bytes)) => {
                     self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
                     Ok(Arc::new(values))
@@ -300,12 +350,16 @@ impl ChunkCache {
                         e.bytes = w;
                     }
                     st.resident += w;
+                    st.largest = st.largest.max(w);
                     st.touch(key);
                     // Evict least recently used chunks until the budget holds, at every moment.
                     while st.resident > self.capacity {
                         let Some(old) = st.victim() else { break };
-                        st.remove(&old);
+                        st.remove(&old, self.capacity);
                     }
+                    // A decode that allocated may leave more pooled than the budget allows.
+                    let room = pool_room(self.capacity, st.resident, st.largest);
+                    st.pool.shrink_to(room);
                     self.peak_resident.fetch_max(st.resident, Ordering::Relaxed);
                 }
                 Ok(c.clone())
@@ -313,7 +367,7 @@ impl ChunkCache {
             Err(e) => {
                 // Not cached: the next request tries again.
                 if same_slot {
-                    st.remove(&key);
+                    st.remove(&key, self.capacity);
                 }
                 Err(anyhow::anyhow!(e.clone()))
             }
@@ -338,7 +392,7 @@ impl ChunkCache {
         let key = (volume, idx);
         st.planned.remove(&key);
         if st.map.get(&key).is_some_and(|e| e.tick.is_some()) {
-            st.remove(&key);
+            st.remove(&key, self.capacity);
         }
     }
 
@@ -348,7 +402,10 @@ impl ChunkCache {
     }
 
     pub fn stats(&self) -> CacheStats {
-        let distinct = self.lock().touched.len() as u64;
+        let (distinct, allocated, reused) = {
+            let st = self.lock();
+            (st.touched.len() as u64, st.pool.allocated, st.pool.reused)
+        };
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -358,6 +415,8 @@ impl ChunkCache {
             peak_resident_bytes: self.peak_resident.load(Ordering::Relaxed),
             once_budget_bytes: self.once_budget.load(Ordering::Relaxed),
             process_read_bytes: process_read_bytes(),
+            buffers_allocated: allocated,
+            buffers_reused: reused,
         }
     }
 

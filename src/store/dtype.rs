@@ -128,6 +128,31 @@ impl TypedBuf {
         }
     }
 
+    /// Sets the length to `n`, zero-filling new values (a recycled buffer of the same length is
+    /// left as it is, its values to be overwritten).
+    pub fn resize(&mut self, n: usize) {
+        match self {
+            TypedBuf::U8(v) => v.resize(n, 0),
+            TypedBuf::U16(v) => v.resize(n, 0),
+            TypedBuf::I16(v) => v.resize(n, 0),
+            TypedBuf::U32(v) => v.resize(n, 0),
+            TypedBuf::F32(v) => v.resize(n, 0.0),
+            TypedBuf::F64(v) => v.resize(n, 0.0),
+        }
+    }
+
+    /// The values as native-endian bytes.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            TypedBuf::U8(v) => v,
+            TypedBuf::U16(v) => bytemuck::cast_slice_mut(v),
+            TypedBuf::I16(v) => bytemuck::cast_slice_mut(v),
+            TypedBuf::U32(v) => bytemuck::cast_slice_mut(v),
+            TypedBuf::F32(v) => bytemuck::cast_slice_mut(v),
+            TypedBuf::F64(v) => bytemuck::cast_slice_mut(v),
+        }
+    }
+
     /// Value at `i` widened to f64 (exact for every supported type but f64 itself).
     #[inline]
     pub fn get_f64(&self, i: usize) -> f64 {

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod dtype;
 pub mod memory;
 pub mod output;
+pub mod pool;
 pub mod remote;
 pub mod source;
 pub mod tiff;

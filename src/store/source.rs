@@ -31,6 +31,13 @@ pub trait VolumeSource: Send + Sync {
         let (values, bytes) = self.read_chunk(idx)?;
         Ok((TypedBuf::narrowed(self.dtype(), values), bytes))
     }
+    /// [`read_chunk_stored`](Self::read_chunk_stored) into `buf`, a free buffer of the held
+    /// type (of any length) when the cache's pool has one: back ends that can decode in place
+    /// override it so that decoding allocates nothing.
+    fn read_chunk_into(&self, idx: [usize; 3], buf: Option<TypedBuf>) -> Result<(TypedBuf, u64)> {
+        let _ = buf;
+        self.read_chunk_stored(idx)
+    }
     /// The file or store this reads, for messages.
     fn path(&self) -> &Path;
     /// The bin factor of this source relative to the full-resolution data (1 for level 0).

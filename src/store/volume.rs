@@ -106,7 +106,7 @@ impl Volume {
         let key = [idx[0] as u32, idx[1] as u32, idx[2] as u32];
         let src = &self.source;
         self.cache
-            .get_or_load(self.id, key, || src.read_chunk_stored(idx))
+            .get_or_load_into(self.id, key, Some(held_dtype(self.dtype())), |buf| src.read_chunk_into(idx, buf))
             .with_context(|| format!("{}: reading chunk {:?}", src.path().display(), idx))
     }
 
@@ -118,11 +118,7 @@ impl Volume {
     /// Bytes chunk `idx` costs the cache budget.
     pub fn chunk_bytes(&self, idx: [usize; 3]) -> u64 {
         let e = chunk_extent(self.shape(), self.chunk_shape(), idx);
-        let size = match self.dtype() {
-            DType::F64 => 4,
-            d => d.size(),
-        };
-        (e.iter().map(|r| r.len()).product::<usize>() * size) as u64
+        (e.iter().map(|r| r.len()).product::<usize>() * held_dtype(self.dtype()).size()) as u64
     }
 
     /// Reads the box `[z0,z1) × [y0,y1) × [x0,x1)` as f32; voxels outside the volume are NaN.
@@ -218,6 +214,14 @@ impl Volume {
     pub fn read_all(&self) -> Result<Array3<f32>> {
         let s = self.shape();
         self.read_box(0..s[0] as i64, 0..s[1] as i64, 0..s[2] as i64)
+    }
+}
+
+/// The type the cache holds chunks of a volume stored as `d` in: float64 as float32.
+fn held_dtype(d: DType) -> DType {
+    match d {
+        DType::F64 => DType::F32,
+        d => d,
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 use zarrs::array::codec::{BloscCodec, ZstdCodec};
-use zarrs::array::{data_type, Array, ArrayBuilder, ArrayShardedExt, ArrayShardedReadableExt, ArrayShardedReadableExtCache};
+use zarrs::array::{data_type, Array, ArrayBuilder, ArrayBytes, ArrayShardedExt, ArrayShardedReadableExt, ArrayShardedReadableExtCache};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::group::{Group, GroupBuilder};
 use zarrs::storage::ReadableListableStorageTraits;
@@ -277,7 +277,49 @@ impl VolumeSource for ZarrSource {
         let (values, bytes) = self.read_chunk_stored(idx)?;
         Ok((values.to_f32_vec(), bytes))
     }
+    fn read_chunk_into(&self, idx: [usize; 3], buf: Option<TypedBuf>) -> Result<(TypedBuf, u64)> {
+        if self.dtype == DType::F64 {
+            // Narrowed to f32 on the way: no buffer of the stored type to fill.
+            return self.read_chunk_stored(idx);
+        }
+        let ext = chunk_extent(self.shape, self.chunk, idx);
+        let i = [idx[0] as u64, idx[1] as u64, idx[2] as u64];
+        let opts = zarrs::array::CodecOptions::default();
+        // The decoded bytes (zarrs' own buffer, freed at once) are copied into the recycled
+        // buffer, cropped to the volume: the same one copy as converting them to a Vec.
+        let decoded = match &self.shard_cache {
+            Some(c) => self.array.retrieve_subchunk_opt::<ArrayBytes<'static>>(c, &i, &opts),
+            None => self.array.retrieve_chunk_opt::<ArrayBytes<'static>>(&i, &opts),
+        }
+        .map_err(|e| anyhow!("{}: chunk {:?}: {e}", self.path.display(), idx))?;
+        let raw = decoded.into_fixed().map_err(|e| anyhow!("{}: chunk {:?}: {e}", self.path.display(), idx))?;
+        let es = self.dtype.size();
+        let c = self.chunk;
+        if raw.len() != c[0] * c[1] * c[2] * es {
+            bail!("{}: chunk {:?} decoded to {} bytes, expected {}", self.path.display(), idx, raw.len(), c[0] * c[1] * c[2] * es);
+        }
+        let e = [ext[0].len(), ext[1].len(), ext[2].len()];
+        let mut out = match buf {
+            Some(b) if b.dtype() == self.dtype => b,
+            _ => TypedBuf::zeros(self.dtype, 0),
+        };
+        out.resize(e[0] * e[1] * e[2]);
+        let dst = out.as_bytes_mut();
+        let row = e[2] * es;
+        for z in 0..e[0] {
+            for y in 0..e[1] {
+                let s = ((z * c[1] + y) * c[2]) * es;
+                let d = (z * e[1] + y) * row;
+                dst[d..d + row].copy_from_slice(&raw[s..s + row]);
+            }
+        }
+        let bytes = (out.len() * es) as u64;
+        Ok((out, bytes))
+    }
     fn read_chunk_stored(&self, idx: [usize; 3]) -> Result<(TypedBuf, u64)> {
+        if self.dtype != DType::F64 {
+            return self.read_chunk_into(idx, None);
+        }
         let ext = chunk_extent(self.shape, self.chunk, idx);
         let i = [idx[0] as u64, idx[1] as u64, idx[2] as u64];
         let opts = zarrs::array::CodecOptions::default();
